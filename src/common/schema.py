@@ -1,0 +1,149 @@
+"""The one declaration of the data: raw tables, the flight request, features and target.
+
+Raw validation (src/preprocess.py), the API's pydantic models (app/schemas.py) and the
+drift column mapping (src/drift.py) are all derived from the declarations below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "int" | "float" | "str" | "datetime"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None  # regex for strings
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    file: str  # file name inside the raw snapshot
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()  # columns that must be unique together
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+CARRIER = Column("carrier", "str", pattern=r"^[A-Z0-9]{2}$", description="IATA airline code, e.g. UA")
+ORIGIN = Column("origin", "str", pattern=r"^[A-Z0-9]{3,4}$", description="Origin airport (FAA)")
+DEST = Column("dest", "str", pattern=r"^[A-Z0-9]{3,4}$", description="Destination airport (FAA)")
+TAILNUM = Column("tailnum", "str", nullable=True, pattern=r"^[A-Z0-9]{1,8}$", description="Plane tail")
+YEAR = Column("year", "int", min=2000, max=2100, description="Scheduled departure year (local)")
+MONTH = Column("month", "int", min=1, max=12, description="Scheduled departure month (local)")
+DAY = Column("day", "int", min=1, max=31, description="Scheduled departure day (local)")
+HOUR = Column("hour", "int", min=0, max=23, description="Scheduled departure hour (local)")
+MINUTE = Column("minute", "int", min=0, max=59, description="Scheduled departure minute")
+DISTANCE = Column("distance", "float", min=1, max=10000, description="Great-circle miles")
+TIME_HOUR = Column("time_hour", "datetime", description="Scheduled hour in UTC")
+
+# Observed weather at the origin airport at the scheduled hour. The upper bound on wind_speed
+# is loose on purpose: the raw file holds a 1,048 mph reading that the model cleans (EDA-03).
+WEATHER = (
+    Column("temp", "float", True, -80, 140, description="Temperature, F"),
+    Column("dewp", "float", True, -80, 140, description="Dew point, F"),
+    Column("humid", "float", True, 0, 100, description="Relative humidity, %"),
+    Column("wind_dir", "float", True, 0, 360, description="Wind direction, degrees"),
+    Column("wind_speed", "float", True, 0, 2000, description="Wind speed, mph"),
+    Column("wind_gust", "float", True, 0, 2000, description="Gust speed, mph"),
+    Column("precip", "float", True, 0, 20, description="Precipitation, inches"),
+    Column("pressure", "float", True, 850, 1100, description="Sea level pressure, mbar"),
+    Column("visib", "float", True, 0, 100, description="Visibility, miles"),
+)
+
+FLIGHTS = Table(
+    "flights",
+    "flights.csv.zip",
+    (
+        YEAR,
+        MONTH,
+        DAY,
+        Column("dep_time", "float", True, 1, 2400),
+        Column("sched_dep_time", "int", False, 0, 2359),
+        Column("dep_delay", "float", True, -1440, 1440),
+        Column("arr_time", "float", True, 1, 2400),
+        Column("sched_arr_time", "int", False, 0, 2359),
+        Column("arr_delay", "float", True, -1440, 1440),
+        CARRIER,
+        Column("flight", "int", False, 1, 9999),
+        TAILNUM,
+        ORIGIN,
+        DEST,
+        Column("air_time", "float", True, 1, 1440),
+        DISTANCE,
+        HOUR,
+        MINUTE,
+        TIME_HOUR,
+    ),
+    key=("year", "month", "day", "carrier", "flight", "origin", "sched_dep_time"),
+)
+WEATHER_TABLE = Table(
+    "weather",
+    "weather.csv",
+    (ORIGIN, YEAR, MONTH, DAY, HOUR, *WEATHER, TIME_HOUR),
+    key=("origin", "time_hour"),  # unique in UTC; the local keys repeat at DST fall-back (EDA-02)
+)
+PLANES = Table(
+    "planes",
+    "planes.csv",
+    (
+        Column("tailnum", "str", pattern=TAILNUM.pattern),
+        Column("year", "float", True, 1900, 2100),
+        Column("type", "str"),
+        Column("manufacturer", "str"),
+        Column("model", "str"),
+        Column("engines", "int", False, 0, 8),
+        Column("seats", "int", False, 1, 1000),
+        Column("speed", "float", True, 0, 1000),
+        Column("engine", "str"),
+    ),
+    key=("tailnum",),
+)
+AIRLINES = Table("airlines", "airlines.csv", (CARRIER, Column("name", "str")), key=("carrier",))
+AIRPORTS = Table(
+    "airports",
+    "airports.csv",
+    (
+        Column("faa", "str"),
+        Column("name", "str"),
+        Column("lat", "float", False, -90, 90),
+        Column("lon", "float", False, -180, 180),
+        Column("alt", "int"),
+        Column("tz", "int", False, -12, 14),
+        Column("dst", "str"),
+        Column("tzone", "str", nullable=True),
+    ),
+    key=("faa",),
+)
+RAW_TABLES = (FLIGHTS, WEATHER_TABLE, PLANES, AIRLINES, AIRPORTS)
+
+# What a caller sends to score one flight: the schedule plus the origin's weather at the
+# scheduled hour. The model derives every feature from these fields (src/features.py).
+REQUEST = (YEAR, MONTH, DAY, HOUR, MINUTE, CARRIER, ORIGIN, DEST, DISTANCE, TAILNUM, *WEATHER)
+REQUEST_FIELDS = tuple(c.name for c in REQUEST)
+
+TARGET = "delayed"  # dep_delay >= DELAY_MINUTES (the FAA's definition)
+DELAY_MINUTES = 15
+PREDICTION = "delay_probability"
+
+# Derived by the model from REQUEST (EDA-06). Order is the model's input order.
+CATEGORICAL_FEATURES = ("carrier", "origin", "dest", "manufacturer")
+NUMERIC_FEATURES = (
+    "distance",
+    "hour",
+    "minute",
+    "day_of_week",
+    "days_to_holiday",
+    "abs_days_to_holiday",
+    "plane_age",
+    "seats",
+    "engines",
+    *(c.name for c in WEATHER),
+)
+FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES

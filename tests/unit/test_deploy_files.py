@@ -1,0 +1,255 @@
+"""Static checks of the deployment files (no Docker engine needed).
+
+Covers Dockerfile, .dockerignore, docker-compose.yml, the CI workflow,
+.pre-commit-config.yaml and that every `make` target CI calls exists.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------- helpers
+def _read(name: str) -> str:
+    path = ROOT / name
+    assert path.is_file(), f"{name} is missing from the repo root"
+    return path.read_text(encoding="utf-8")
+
+
+def _load_yaml(name: str) -> dict:
+    data = yaml.safe_load(_read(name))
+    assert isinstance(data, dict), f"{name} must be a YAML mapping"
+    return data
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with `\\` continuations joined and
+    comment lines dropped (Docker drops them inside continuations too)."""
+    out: list[tuple[str, str]] = []
+    buf = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        logical = buf + line
+        buf = ""
+        keyword, _, args = logical.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+    assert not buf, "Dockerfile ends inside a line continuation"
+    return out
+
+
+def makefile_targets(text: str) -> set[str]:
+    """Explicit rule targets (`name:` / `a b:`), not variables (`X := y`)
+    nor special targets such as `.PHONY`."""
+    targets: set[str] = set()
+    for line in text.splitlines():
+        m = re.match(
+            r"^([A-Za-z0-9_][A-Za-z0-9_.%/-]*(?:[ \t]+[A-Za-z0-9_.%/-]+)*)"
+            r"[ \t]*::?(?!=)",
+            line,
+        )
+        if m:
+            targets.update(m.group(1).split())
+    return targets
+
+
+def make_invocations(commands: list[str]) -> set[str]:
+    """Targets named by `make ...` in shell snippets (options skipped)."""
+    targets: set[str] = set()
+    for cmd in commands:
+        for line in cmd.splitlines():
+            tokens = shlex.split(line, comments=True)
+            for i, tok in enumerate(tokens):
+                if tok != "make" or (i and tokens[i - 1] not in {"&&", "||", ";"}):
+                    continue
+                for arg in tokens[i + 1 :]:
+                    if arg in {"&&", "||", ";", "|"}:
+                        break
+                    if arg.startswith("-") or "=" in arg:
+                        continue
+                    targets.add(arg)
+    return targets
+
+
+def _ci() -> dict:
+    return _load_yaml(".github/workflows/ci.yml")
+
+
+def _run_steps(job: dict) -> list[str]:
+    return [step["run"] for step in job.get("steps", []) if "run" in step]
+
+
+# --------------------------------------------------------------------- compose file
+def test_compose_services_and_dependency():
+    compose = _load_yaml("docker-compose.yml")
+    assert "version" not in compose, "modern compose spec has no `version:` key"
+    assert "networks" not in compose, "use compose's default network"
+    services = compose.get("services") or {}
+    assert {"mlflow", "api"} <= set(services), sorted(services)
+
+    api, mlflow = services["api"], services["mlflow"]
+    assert api["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert "build" in api
+    assert any(str(p).split(":")[-1] == "8000" for p in api["ports"])
+    env = api["environment"]
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+    # mlflow runs the same image the api service builds
+    assert mlflow.get("image") == api.get("image") or "build" in mlflow
+    command = mlflow["command"]
+    command = command if isinstance(command, list) else shlex.split(command)
+    assert command[:2] == ["mlflow", "server"]
+    assert "sqlite:////mlflow/mlflow.db" in command
+    assert "/mlflow/artifacts" in command
+    assert any(v.split(":")[-1] == "/mlflow" for v in mlflow["volumes"])
+    assert any(
+        isinstance(v, str) and v.split(":")[0] in (compose.get("volumes") or {})
+        for v in mlflow["volumes"]
+    ), "mlflow state must live on a named volume"
+
+
+@pytest.mark.parametrize(
+    ("service", "path"), [("mlflow", ":5000/health"), ("api", ":8000/ready")]
+)
+def test_compose_healthchecks(service: str, path: str):
+    services = _load_yaml("docker-compose.yml")["services"]
+    test = services[service]["healthcheck"]["test"]
+    joined = " ".join(test) if isinstance(test, list) else test
+    assert path in joined
+    assert "urllib" in joined, "healthcheck must not need curl/wget in the image"
+
+
+# ----------------------------------------------------------------------- Dockerfile
+def test_dockerfile_multistage_base():
+    instr = dockerfile_instructions(_read("Dockerfile"))
+    froms = [args for kw, args in instr if kw == "FROM"]
+    assert len(froms) >= 2, "expected a builder and a runtime stage"
+    assert all(f.split()[0] == "python:3.11-slim" for f in froms), froms
+
+
+def test_dockerfile_runs_as_non_root():
+    instr = dockerfile_instructions(_read("Dockerfile"))
+    users = [args for kw, args in instr if kw == "USER"]
+    assert users, "no USER instruction: the container would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    assert user == "10001"
+
+
+def test_dockerfile_install_healthcheck_and_cmd():
+    instr = dockerfile_instructions(_read("Dockerfile"))
+    runs = [args for kw, args in instr if kw == "RUN"]
+    assert any(
+        "pip install" in r and "--require-hashes" in r and "requirements.txt" in r
+        for r in runs
+    ), "dependencies must be installed from the hash-pinned lock"
+
+    health = [args for kw, args in instr if kw == "HEALTHCHECK"]
+    assert health and "NONE" not in health[-1].split()
+    assert "127.0.0.1:8000/health" in health[-1]
+
+    env = " ".join(args for kw, args in instr if kw == "ENV")
+    for setting in ("OMP_NUM_THREADS=1", "PYTHONUNBUFFERED=1", "PATH=/opt/venv/bin:"):
+        assert setting in env, setting
+    assert ("EXPOSE", "8000") in instr
+    cmd = [args for kw, args in instr if kw == "CMD"][-1]
+    assert "uvicorn" in cmd and "app.main:app" in cmd and "0.0.0.0" in cmd
+    copies = " ".join(args for kw, args in instr if kw == "COPY")
+    for src in ("src/", "app/", "configs/", "/opt/venv"):
+        assert src in copies, src
+
+
+def test_dockerignore_excludes_state_but_not_models():
+    lines = {
+        line.strip().strip("/")
+        for line in _read(".dockerignore").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    for needed in (".venv", ".git", "data", "mlruns", "reports", ".pytest_cache"):
+        assert needed in lines, f".dockerignore should exclude {needed}"
+    assert any("__pycache__" in line for line in lines)
+    assert not any(
+        line == "models" or line.startswith("models/") for line in lines
+    ), "models/ is baked into the image and must stay in the build context"
+
+
+# ------------------------------------------------------------------------------- CI
+def test_ci_triggers_and_jobs():
+    ci = _ci()
+    triggers = ci.get("on", ci.get(True))  # PyYAML reads a bare `on` as True
+    assert isinstance(triggers, dict), "expected a mapping of triggers"
+    assert {"push", "pull_request", "schedule"} <= set(triggers)
+    assert triggers["schedule"] and all("cron" in s for s in triggers["schedule"])
+    assert {"test", "docker", "audit"} <= set(ci["jobs"])
+
+
+def test_ci_jobs_do_the_work():
+    jobs = _ci()["jobs"]
+    setup = [
+        s
+        for s in jobs["test"]["steps"]
+        if s.get("uses", "").startswith("actions/setup-python")
+    ]
+    assert setup and str(setup[0]["with"]["python-version"]) == "3.11"
+    assert {"setup", "lint", "test", "smoke"} <= make_invocations(
+        _run_steps(jobs["test"])
+    )
+
+    docker_cmds = " ".join(_run_steps(jobs["docker"]))
+    assert "docker build" in docker_cmds
+    assert "docker compose config -q" in docker_cmds
+    audit_cmds = " ".join(_run_steps(jobs["audit"]))
+    assert re.search(r"pip-audit\b.*-r requirements\.txt", audit_cmds)
+
+
+def test_ci_make_targets_exist_in_makefile():
+    called = set()
+    for job in _ci()["jobs"].values():
+        called |= make_invocations(_run_steps(job))
+    assert called, "ci.yml calls no make target"
+    makefile = ROOT / "Makefile"
+    assert makefile.is_file(), "Makefile missing: CI calls " + ", ".join(sorted(called))
+    missing = called - makefile_targets(makefile.read_text(encoding="utf-8"))
+    assert not missing, f"ci.yml calls make targets absent from the Makefile: {missing}"
+
+
+def test_helper_parsers():
+    text = (
+        ".PHONY: setup lint\nPY := python\nVENV ?= .venv\n"
+        "setup: requirements.txt\n\t$(PY) -m venv $(VENV)\n"
+        "lint format:\n\truff check .\nclean::\n\trm -rf x\n"
+    )
+    assert makefile_targets(text) == {"setup", "lint", "format", "clean"}
+    assert make_invocations(
+        ["make setup", "cd x && make -j2 V=1 lint", "echo make it"]
+    ) == {
+        "setup",
+        "lint",
+    }
+
+
+# ------------------------------------------------------------------------ pre-commit
+def test_pre_commit_hooks_pinned_to_dev_lock():
+    repos = {r["repo"]: r for r in _load_yaml(".pre-commit-config.yaml")["repos"]}
+    ruff = repos["https://github.com/astral-sh/ruff-pre-commit"]
+    black = repos["https://github.com/psf/black"]
+    assert {h["id"] for h in ruff["hooks"]} & {"ruff", "ruff-check"}
+    assert "black" in {h["id"] for h in black["hooks"]}
+
+    lock = _read("requirements-dev.txt")
+    pins = dict(re.findall(r"^(ruff|black)==(\S+)", lock, flags=re.MULTILINE))
+    assert str(ruff["rev"]) == f"v{pins['ruff']}", "keep ruff hook == dev lock"
+    assert str(black["rev"]) == pins["black"], "keep black hook == dev lock"
