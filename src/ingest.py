@@ -18,7 +18,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from src.common.config import load_config
@@ -136,7 +136,7 @@ def ingest(src: str, snapshot: str, raw_root: Path, contract_path: Path) -> tupl
         manifest = {
             "snapshot": snapshot,
             "source": src,
-            "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "snapshot_sha256": snapshot_hash(files),
             "files": files,
         }

@@ -12,7 +12,6 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from src.common.config import Config, Split, load_config
@@ -65,7 +64,7 @@ def check_dtype(df: pd.DataFrame, col: Column, where: str) -> pd.Series:
         bad = s.dropna().map(type).ne(str)
         if bad.any():
             raise SchemaError(f"{where}: column '{col.name}' should hold strings only")
-    return s
+    return s.astype("float64") if col.kind == "float" else s  # one dtype per declared kind
 
 
 def validate_table(df: pd.DataFrame, table: Table, where: str) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import argparse
 import logging
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -78,7 +78,7 @@ def metadata(version, run, cfg: Config) -> dict:
         "config_name": tags.get("config_name"),
         "config_hash": tags.get("config_hash"),
         "threshold": cfg.serve.threshold,
-        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -76,7 +76,11 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int
         **{k: v for k, v in p.items() if k != "n_estimators"},
     }
     data = lgb.Dataset(
-        X, y, feature_name=list(FEATURES), categorical_feature=list(range(N_CAT)), free_raw_data=True
+        X,
+        y,
+        feature_name=list(FEATURES),
+        categorical_feature=list(range(N_CAT)),
+        free_raw_data=True,
     )
     return lgb.train(lgb_params, data, num_boost_round=params.n_estimators)
 

@@ -79,8 +79,12 @@ class Drift(_Strict):
     """Evidently DataDriftPreset rule; tuned on this data, see EDA_DECISIONS.md (EDA-13)."""
 
     columns: list[str]
-    threshold: float = 0.03
-    drift_share: float = 0.5
+    threshold: float = 0.03  # per-column distance at or above which a column has drifted
+    drift_share: float = 0.5  # alert when at least this share of the columns drifted
+    # Fixed distance methods: Evidently's default switches to p-value tests under 1,000 rows,
+    # which would flip the meaning of `threshold` for small prediction logs.
+    num_method: str = "wasserstein"
+    cat_method: str = "jensenshannon"
     current_months: list[int] = [8]
 
 

@@ -31,10 +31,14 @@ class Table:
         return next(c for c in self.columns if c.name == name)
 
 
-CARRIER = Column("carrier", "str", pattern=r"^[A-Z0-9]{2}$", description="IATA airline code, e.g. UA")
+CARRIER = Column(
+    "carrier", "str", pattern=r"^[A-Z0-9]{2}$", description="IATA airline code, e.g. UA"
+)
 ORIGIN = Column("origin", "str", pattern=r"^[A-Z0-9]{3,4}$", description="Origin airport (FAA)")
 DEST = Column("dest", "str", pattern=r"^[A-Z0-9]{3,4}$", description="Destination airport (FAA)")
-TAILNUM = Column("tailnum", "str", nullable=True, pattern=r"^[A-Z0-9]{1,8}$", description="Plane tail")
+TAILNUM = Column(
+    "tailnum", "str", nullable=True, pattern=r"^[A-Z0-9]{1,8}$", description="Plane tail"
+)
 YEAR = Column("year", "int", min=2000, max=2100, description="Scheduled departure year (local)")
 MONTH = Column("month", "int", min=1, max=12, description="Scheduled departure month (local)")
 DAY = Column("day", "int", min=1, max=31, description="Scheduled departure day (local)")

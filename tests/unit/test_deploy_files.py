@@ -55,8 +55,7 @@ def makefile_targets(text: str) -> set[str]:
     targets: set[str] = set()
     for line in text.splitlines():
         m = re.match(
-            r"^([A-Za-z0-9_][A-Za-z0-9_.%/-]*(?:[ \t]+[A-Za-z0-9_.%/-]+)*)"
-            r"[ \t]*::?(?!=)",
+            r"^([A-Za-z0-9_][A-Za-z0-9_.%/-]*(?:[ \t]+[A-Za-z0-9_.%/-]+)*)" r"[ \t]*::?(?!=)",
             line,
         )
         if m:
@@ -121,9 +120,7 @@ def test_compose_services_and_dependency():
     ), "mlflow state must live on a named volume"
 
 
-@pytest.mark.parametrize(
-    ("service", "path"), [("mlflow", ":5000/health"), ("api", ":8000/ready")]
-)
+@pytest.mark.parametrize(("service", "path"), [("mlflow", ":5000/health"), ("api", ":8000/ready")])
 def test_compose_healthchecks(service: str, path: str):
     services = _load_yaml("docker-compose.yml")["services"]
     test = services[service]["healthcheck"]["test"]
@@ -153,8 +150,7 @@ def test_dockerfile_install_healthcheck_and_cmd():
     instr = dockerfile_instructions(_read("Dockerfile"))
     runs = [args for kw, args in instr if kw == "RUN"]
     assert any(
-        "pip install" in r and "--require-hashes" in r and "requirements.txt" in r
-        for r in runs
+        "pip install" in r and "--require-hashes" in r and "requirements.txt" in r for r in runs
     ), "dependencies must be installed from the hash-pinned lock"
 
     health = [args for kw, args in instr if kw == "HEALTHCHECK"]
@@ -199,14 +195,10 @@ def test_ci_triggers_and_jobs():
 def test_ci_jobs_do_the_work():
     jobs = _ci()["jobs"]
     setup = [
-        s
-        for s in jobs["test"]["steps"]
-        if s.get("uses", "").startswith("actions/setup-python")
+        s for s in jobs["test"]["steps"] if s.get("uses", "").startswith("actions/setup-python")
     ]
     assert setup and str(setup[0]["with"]["python-version"]) == "3.11"
-    assert {"setup", "lint", "test", "smoke"} <= make_invocations(
-        _run_steps(jobs["test"])
-    )
+    assert {"setup", "lint", "test", "smoke"} <= make_invocations(_run_steps(jobs["test"]))
 
     docker_cmds = " ".join(_run_steps(jobs["docker"]))
     assert "docker build" in docker_cmds
@@ -233,9 +225,7 @@ def test_helper_parsers():
         "lint format:\n\truff check .\nclean::\n\trm -rf x\n"
     )
     assert makefile_targets(text) == {"setup", "lint", "format", "clean"}
-    assert make_invocations(
-        ["make setup", "cd x && make -j2 V=1 lint", "echo make it"]
-    ) == {
+    assert make_invocations(["make setup", "cd x && make -j2 V=1 lint", "echo make it"]) == {
         "setup",
         "lint",
     }

