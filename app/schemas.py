@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from src.common.schema import REQUEST, Column
@@ -42,7 +40,7 @@ def _field(col: Column):
     if col.pattern:
         constraints["pattern"] = col.pattern
     if col.nullable:
-        return (Optional[kind], Field(None, **constraints))
+        return (kind | None, Field(None, **constraints))
     return (kind, Field(..., **constraints))
 
 

@@ -46,7 +46,9 @@ def check_dtype(df: pd.DataFrame, col: Column, where: str) -> pd.Series:
         try:
             return pd.to_datetime(s, utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
-            raise SchemaError(f"{where}: column '{col.name}' is not an ISO datetime ({exc})")
+            raise SchemaError(
+                f"{where}: column '{col.name}' is not an ISO datetime ({exc})"
+            ) from None
     ok = {
         "int": pd.api.types.is_integer_dtype(s),
         "float": pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s),
