@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from src.common.schema import REQUEST, Column
 
@@ -44,12 +46,23 @@ def _field(col: Column):
     return (kind, Field(..., **constraints))
 
 
-Flight = create_model(
-    "Flight",
-    __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_FLIGHT]}),
-    **{c.name: _field(c) for c in REQUEST},
-)
-Flight.__doc__ = "One scheduled departure and the origin's weather at the scheduled hour."
+class _FlightBase(BaseModel):
+    """One scheduled departure and the origin's weather at the scheduled hour."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_FLIGHT]})
+
+    @model_validator(mode="after")
+    def _date_exists(self):
+        try:
+            date(self.year, self.month, self.day)
+        except ValueError:
+            raise ValueError(
+                f"day: {self.year}-{self.month:02d}-{self.day:02d} is not a date"
+            ) from None
+        return self
+
+
+Flight = create_model("Flight", __base__=_FlightBase, **{c.name: _field(c) for c in REQUEST})
 
 
 class BatchRequest(BaseModel):

@@ -140,8 +140,9 @@ def read_prediction_log(folder: Path) -> pd.DataFrame:
 
 def append_history(path: Path, row: dict) -> None:
     """One row per drift run; rewritten atomically so a crash never truncates history."""
-    old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-    new = pd.concat([old, pd.DataFrame([row])], ignore_index=True)
+    new = pd.DataFrame([row])
+    if path.is_file():
+        new = pd.concat([pd.read_csv(path), new], ignore_index=True)
     write_atomic(path, lambda p: new.to_csv(p, index=False))
 
 

@@ -38,6 +38,23 @@ def columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: df[c].to_numpy() for c in REQUEST_FIELDS}
 
 
+def flip_byte(path: Path, after: bytes = b"\n") -> None:
+    """Change one digit just after the first `after` (past the header), keeping the size."""
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    i = data.index(after) + len(after)
+    while not chr(data[i]).isdigit():
+        i += 1
+    data[i] = ord("7") if data[i] != ord("7") else ord("8")
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def corrupt():
+    """Function that alters one byte of a file in place (same size, different sha256)."""
+    return flip_byte
+
+
 @pytest.fixture(scope="session")
 def package_dir() -> Path:
     return package_data_dir()

@@ -1,0 +1,141 @@
+"""Typed configs, the quality gate (EDA-12) and the two estimators on real January rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from src.common.config import LightGBMParams, LogisticParams, QualityGate, load_config
+from src.common.errors import PipelineError
+from src.common.paths import CONFIGS_DIR
+from src.common.schema import FEATURES, TARGET
+from src.features import build_features
+from src.train import columns, fit_lightgbm, fit_logistic, quality_failures
+
+CATEGORICAL = slice(0, 4)  # carrier, origin, dest, manufacturer come first in FEATURES
+
+
+def write_yaml(tmp_path, data: dict, name: str = "cfg.yml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def smoke_yaml() -> dict:
+    return yaml.safe_load((CONFIGS_DIR / "smoke.yml").read_text())
+
+
+# ---------------------------------------------------------------- config
+def test_both_configs_load(default_cfg, smoke_cfg):
+    assert (default_cfg.name, smoke_cfg.name) == ("default", "smoke")
+    assert default_cfg.train.quality_gate.enforce and not smoke_cfg.train.quality_gate.enforce
+    assert smoke_cfg.split.train_months == [1] and default_cfg.split.test_months == [
+        8,
+        9,
+        10,
+        11,
+        12,
+    ]
+    assert default_cfg.hash != smoke_cfg.hash
+
+
+def test_config_hash_is_stable_and_tracks_values(tmp_path, smoke_yaml, smoke_cfg):
+    same = load_config(write_yaml(tmp_path, smoke_yaml, "same.yml"))
+    assert same.hash == smoke_cfg.hash == load_config(CONFIGS_DIR / "smoke.yml").hash
+    assert len(smoke_cfg.hash) == 64
+
+    smoke_yaml["train"]["lightgbm"]["learning_rate"] = 0.2
+    assert load_config(write_yaml(tmp_path, smoke_yaml, "changed.yml")).hash != smoke_cfg.hash
+
+
+def test_unknown_field_names_the_field(tmp_path, smoke_yaml):
+    smoke_yaml["train"]["lightgbm"]["n_estimator"] = 50  # typo of n_estimators
+    path = write_yaml(tmp_path, smoke_yaml)
+    with pytest.raises(PipelineError, match="field 'train.lightgbm.n_estimator'") as err:
+        load_config(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_missing_config_file_names_the_path(tmp_path):
+    path = tmp_path / "nope.yml"
+    with pytest.raises(PipelineError, match="config file not found") as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+# ---------------------------------------------------------------- quality gate
+GOOD = {
+    "validation_roc_auc": 0.74,
+    "test_roc_auc": 0.73,
+    "test_pr_auc": 0.40,
+    "test_log_loss": 0.44,
+    "test_brier": 0.14,
+    "test_base_rate": 0.21,
+    "test_roc_auc_month_08": 0.72,
+    "test_roc_auc_month_12": 0.69,
+}
+
+
+def test_quality_gate_passes_good_metrics_and_its_bounds():
+    gate = QualityGate()
+    assert quality_failures(GOOD, gate) == []
+    at_bounds = GOOD | {"test_roc_auc": gate.max_test_roc_auc, "test_roc_auc_month_12": 0.68}
+    assert quality_failures(at_bounds, gate) == []
+
+
+def test_quality_gate_lists_every_failing_metric():
+    bad = GOOD | {
+        "test_roc_auc": 0.78,  # too good: suspect leakage
+        "test_pr_auc": 0.30,
+        "test_log_loss": 0.50,
+        "test_brier": 0.15,
+        "test_roc_auc_month_12": 0.67,
+    }
+    failures = quality_failures(bad, QualityGate())
+    assert failures == [
+        "test_roc_auc=0.7800 (needs <= 0.76)",
+        "test_pr_auc=0.3000 (needs >= 0.36)",
+        "test_log_loss=0.5000 (needs <= 0.46)",
+        "test_brier=0.1500 (needs <= 0.146)",
+        "test_roc_auc_month_12=0.6700 (needs >= 0.68)",
+    ]
+    low = quality_failures(GOOD | {"test_roc_auc": 0.69}, QualityGate())
+    assert low == ["test_roc_auc=0.6900 (needs >= 0.7)"]
+
+
+# ---------------------------------------------------------------- estimators
+@pytest.fixture(scope="module")
+def january(processed_slice, feature_state) -> tuple[np.ndarray, np.ndarray]:
+    """~2,000 real flights of early January 2013, featurized as fit_models does."""
+    train = processed_slice.head(2000)
+    return build_features(columns(train), feature_state), train[TARGET].to_numpy()
+
+
+def test_lightgbm_fit_is_deterministic(january):
+    X, y = january
+    params = LightGBMParams(n_estimators=20, num_leaves=15, min_child_samples=20)
+
+    first, second = fit_lightgbm(X, y, params, seed=42), fit_lightgbm(X, y, params, seed=42)
+
+    p1, p2 = first.predict(X, num_threads=1), second.predict(X, num_threads=1)
+    np.testing.assert_array_equal(p1, p2)
+    assert first.feature_name() == list(FEATURES)
+    assert roc_auc_score(y, p1) > 0.6  # it learned something from real rows
+    assert ((p1 > 0) & (p1 < 1)).all()
+
+
+def test_logistic_handles_missing_category_codes(january, processed_slice, feature_state):
+    X, y = january
+    assert np.isnan(X[:, CATEGORICAL]).any()  # planes unknown to planes.csv: NaN manufacturer
+
+    model = fit_logistic(X, y, LogisticParams(max_iter=500), seed=42)
+
+    unseen = processed_slice.head(20).assign(carrier="ZZ", origin="SWF", dest="XXX", tailnum=None)
+    X_unseen = build_features(columns(unseen), feature_state)
+    assert np.isnan(X_unseen[:, CATEGORICAL]).all()
+    p = model.predict_proba(X_unseen)[:, 1]
+    assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    assert roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.6
