@@ -43,7 +43,9 @@ def test_prediction_log_as_batch(smoke_pipeline, test_split, tmp_path):
     logged.to_json(tmp_path / "predictions-2013-03-01.jsonl", orient="records", lines=True)
     code = drift.main([*ARGS, "--predictions", str(tmp_path)])
     assert code in (drift.EXIT_OK, drift.EXIT_DRIFT)
-    summary = json.loads((smoke_pipeline.drift_reports / "predictions" / "summary.json").read_text())
+    summary = json.loads(
+        (smoke_pipeline.drift_reports / "predictions" / "summary.json").read_text()
+    )
     assert summary["rows"] == 3000 and summary["quality"] is None
 
 

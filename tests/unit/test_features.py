@@ -43,8 +43,9 @@ def holidays() -> np.ndarray:
 
 
 def test_days_since_epoch_and_day_of_week(processed_slice, feature_state):
-    years, months, days = [1970, 2013, 2013, 2013], [1, 1, 11, 12], [1, 1, 28, 31]
-    expected = [(date(y, m, d) - date(1970, 1, 1)).days for y, m, d in zip(years, months, days)]
+    dates = [date(1970, 1, 1), date(2013, 1, 1), date(2013, 11, 28), date(2013, 12, 31)]
+    years, months, days = ([getattr(d, a) for d in dates] for a in ("year", "month", "day"))
+    expected = [(d - date(1970, 1, 1)).days for d in dates]
     assert days_since_epoch(years, months, days).tolist() == expected
 
     tuesday = request(processed_slice, year=2013, month=1, day=1)

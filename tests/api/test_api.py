@@ -1,0 +1,114 @@
+"""The FastAPI app on the smoke champion: in-process TestClient and a real uvicorn."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app, default_service
+from app.schemas import EXAMPLE_FLIGHT
+from app.service import ModelService
+from src import serve
+from src.common.config import load_config
+from tests.conftest import SMOKE_CONFIG
+
+CFG = load_config(SMOKE_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def client(smoke_pipeline):
+    with TestClient(create_app()) as c:
+        yield c
+
+
+def test_health_ready_and_model(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["source"] == "registry"
+    info = client.get("/model").json()
+    assert info["name"] == CFG.registry.model_name and info["alias"] == "champion"
+    assert info["metadata"]["metrics"]["test_roc_auc"] > 0.6
+
+
+def test_predict_one_flight(client):
+    r = client.post("/predict", json=EXAMPLE_FLIGHT)
+    assert r.status_code == 200
+    body = r.json()
+    assert 0 < body["delay_probability"] < 1
+    assert body["delayed"] == (body["delay_probability"] >= CFG.serve.threshold)
+    assert body["model_name"] == CFG.registry.model_name and body["model_version"] == "1"
+
+
+def test_batch_matches_single_predictions(client):
+    other = {**EXAMPLE_FLIGHT, "hour": 7, "carrier": "DL", "tailnum": None, "temp": None}
+    batch = client.post("/predict/batch", json={"flights": [EXAMPLE_FLIGHT, other]}).json()
+    singles = [client.post("/predict", json=f).json() for f in (EXAMPLE_FLIGHT, other)]
+    assert [p["delay_probability"] for p in batch["predictions"]] == [
+        s["delay_probability"] for s in singles
+    ]
+
+
+def test_unknown_carrier_and_airports_are_scored_as_unseen(client):
+    unseen = {**EXAMPLE_FLIGHT, "carrier": "ZZ", "origin": "XYZ", "dest": "QQQ"}
+    r = client.post("/predict", json=unseen)
+    assert r.status_code == 200
+    assert (
+        r.json()["delay_probability"]
+        != client.post("/predict", json=EXAMPLE_FLIGHT).json()["delay_probability"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"month": 13}, "month"),
+        ({"carrier": "united airlines"}, "carrier"),
+        ({"distance": "far"}, "distance"),
+        ({"hour": None}, "hour"),
+        ({"wind_speed": -1}, "wind_speed"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_malformed_request_is_422_naming_the_field(client, change, field):
+    r = client.post("/predict", json={**EXAMPLE_FLIGHT, **change})
+    assert r.status_code == 422
+    assert [e["loc"][-1] for e in r.json()["detail"]] == [field]
+
+
+def test_missing_field_and_impossible_date_are_422(client):
+    flight = {k: v for k, v in EXAMPLE_FLIGHT.items() if k != "origin"}
+    r = client.post("/predict", json=flight)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "origin"]
+    r = client.post("/predict", json={**EXAMPLE_FLIGHT, "month": 2, "day": 30})
+    assert r.status_code == 422 and "2013-02-30 is not a date" in r.text
+    assert client.post("/predict/batch", json={"flights": []}).status_code == 422
+
+
+def test_no_model_gives_503_not_500(smoke_pipeline):
+    with TestClient(create_app(lambda: ModelService(None, 0.3))) as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/ready").status_code == 503
+        assert c.post("/predict", json=EXAMPLE_FLIGHT).status_code == 503
+
+
+def test_every_prediction_is_logged_by_shutdown(smoke_pipeline, tmp_path, monkeypatch):
+    monkeypatch.setenv("FD_DATA_DIR", str(tmp_path))  # the log lands in tmp_path/predictions
+    with TestClient(create_app(default_service)) as c:
+        ids = [c.post("/predict", json=EXAMPLE_FLIGHT).json()["request_id"] for _ in range(25)]
+        c.post("/predict/batch", json={"flights": [EXAMPLE_FLIGHT] * 10})
+    rows = [
+        json.loads(line)
+        for f in (tmp_path / "predictions").glob("predictions-*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
+    assert len(rows) == 35
+    assert set(ids) <= {r["request_id"] for r in rows}
+    assert all(r["carrier"] == "UA" and 0 < r["delay_probability"] < 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_real_uvicorn_on_loopback(smoke_pipeline):
+    """`python -m src.serve --check`: a real server process answers /ready and /predict."""
+    serve.check(str(SMOKE_CONFIG))
