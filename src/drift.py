@@ -140,10 +140,9 @@ def read_prediction_log(folder: Path) -> pd.DataFrame:
 
 def append_history(path: Path, row: dict) -> None:
     """One row per drift run; rewritten atomically so a crash never truncates history."""
-    new = pd.DataFrame([row])
-    if path.is_file():
-        new = pd.concat([pd.read_csv(path), new], ignore_index=True)
-    write_atomic(path, lambda p: new.to_csv(p, index=False))
+    old = path.read_text() if path.is_file() else ""
+    line = pd.DataFrame([row]).to_csv(index=False, header=not old)
+    write_atomic(path, lambda p: p.write_text(old + line))
 
 
 def run(cfg: Config, paths: Paths, months: list[int] | None, predictions: Path | None) -> dict:
