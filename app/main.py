@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one OpenMP thread per worker on small hosts
 
 from fastapi import FastAPI, HTTPException  # noqa: E402
+from fastapi_offline import FastAPIOffline  # noqa: E402
 from fastapi.concurrency import run_in_threadpool  # noqa: E402
 
 from app.prediction_log import PredictionLogger  # noqa: E402
@@ -48,7 +49,8 @@ def create_app(service_factory: Callable[[], ModelService] = default_service) ->
         yield
         app.state.service.close()  # flushes the prediction log
 
-    app = FastAPI(
+    # FastAPI's default /docs loads Swagger UI from a CDN; these assets ship with the package.
+    app = FastAPIOffline(
         title="Flight delay API",
         description="Probability that a flight from NYC departs 15+ minutes late.",
         version="1.0",

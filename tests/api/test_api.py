@@ -32,6 +32,15 @@ def test_health_ready_and_model(client):
     assert info["metadata"]["metrics"]["test_roc_auc"] > 0.6
 
 
+def test_docs_render_offline(client):
+    html = client.get("/docs").text
+    assert "cdn" not in html.lower()
+    bundle = html.split('src="')[1].split('"')[0]
+    assert bundle.endswith("swagger-ui-bundle.js")
+    assert client.get(bundle).status_code == 200
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
 def test_predict_one_flight(client):
     r = client.post("/predict", json=EXAMPLE_FLIGHT)
     assert r.status_code == 200
