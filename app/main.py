@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one OpenMP thread per worker on small hosts
 
 from fastapi import FastAPI, HTTPException  # noqa: E402
-from fastapi_offline import FastAPIOffline  # noqa: E402
 from fastapi.concurrency import run_in_threadpool  # noqa: E402
+from fastapi_offline import FastAPIOffline  # noqa: E402
 
 from app.prediction_log import PredictionLogger  # noqa: E402
 from app.schemas import (  # noqa: E402
