@@ -7,7 +7,7 @@ SMOKE := configs/smoke.yml
 CONFIG ?= configs/default.yml
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-check drift clean
+.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve drift loop rollback reproduce clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,16 @@ serve: ## Serve the champion on http://127.0.0.1:8000 (docs at /docs)
 
 drift: ## Drift check of a month (MONTH=9) or the prediction log (MONTH=log)
 	$(PY) -m src.drift --config $(CONFIG) $(if $(filter log,$(MONTH)),--predictions,$(if $(MONTH),--month $(MONTH)))
+
+loop: ## Replay Aug-Dec: serve, drift, retrain, gate, promote (report in reports/loop/)
+	$(PY) -m src.simulate --config $(CONFIG)
+
+rollback: ## Move @champion back to the previous champion (alias history)
+	$(PY) -m src.register --config $(CONFIG) --rollback
+
+reproduce: ## Rebuild a logged model from its lineage and compare metrics: RUN_ID=...
+	@test -n "$(RUN_ID)" || { echo "usage: make reproduce RUN_ID=<mlflow run id>"; exit 2; }
+	$(PY) -m src.reproduce --run-id $(RUN_ID)
 
 clean: ## Remove generated data, models, reports and the local MLflow store (keeps data/raw)
 	rm -rf data/processed data/predictions models/champion reports mlruns

@@ -5,7 +5,8 @@
 The batch is a month of processed data (labels too, so quality is reported) or the API's
 prediction log. Writes reports/drift/<batch>/{report.html,summary.json}, appends a row to
 reports/drift/history.csv and prints a one-line summary.
-Exit codes (for cron): 0 no drift, 1 drift, 2 error.
+With labels it also checks quality against the champion's validation figures (configs:
+`monitor:`). Exit codes (for cron): 0 healthy, 1 alert (drift or performance), 2 error.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from src.champion import load_champion
-from src.common.config import Config, Drift, load_config
+from src.common.config import Config, Drift, Monitor, load_config
 from src.common.errors import PipelineError
 from src.common.io import read_json, write_atomic, write_json
 from src.common.logs import setup_logging
@@ -37,7 +38,7 @@ from src.evaluate import binary_metrics
 from src.features import build_features, decode_categories
 
 log = logging.getLogger("drift")
-EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_ALERT, EXIT_ERROR = 0, 1, 2
 SPLIT_FILES = ("train", "validation", "test")
 
 
@@ -110,6 +111,58 @@ def quality(current: pd.DataFrame, scores: pd.Series) -> dict | None:
     if TARGET not in current or current[TARGET].nunique() < 2:
         return None
     return binary_metrics(current[TARGET].to_numpy(), scores.to_numpy())
+
+
+def baseline_figures(metrics: dict) -> dict:
+    """The champion's out-of-sample figures: its validation metrics, or for a promoted
+    challenger (trained through the latest labels) its metrics on the gate window."""
+    return {
+        key: metrics.get(f"validation_{key}", metrics.get(f"gate_window_{key}"))
+        for key in ("roc_auc", "log_loss")
+    }
+
+
+def performance_alerts(q: dict | None, baseline: dict, rule: Monitor) -> list[str]:
+    """Alarms on a labelled batch against the champion's baseline figures."""
+    if q is None:
+        return []
+    alerts = []
+    floor = (baseline.get("roc_auc") or 0) - rule.max_auc_drop
+    if q["roc_auc"] < floor:
+        alerts.append(f"ROC AUC {q['roc_auc']:.4f} < {floor:.4f} (baseline - {rule.max_auc_drop})")
+    ceiling = (baseline.get("log_loss") or float("inf")) + rule.max_log_loss_rise
+    if q["log_loss"] > ceiling:
+        alerts.append(f"log loss {q['log_loss']:.4f} > {ceiling:.4f}")
+    gap = q["mean_prediction"] - q["base_rate"]
+    if abs(gap) > rule.max_calibration_gap:
+        alerts.append(
+            f"calibration: mean prediction {q['mean_prediction']:.3f} vs delay rate "
+            f"{q['base_rate']:.3f} (gap {gap:+.3f}, limit {rule.max_calibration_gap})"
+        )
+    return alerts
+
+
+def check_batch(model, reference: pd.DataFrame, batch: pd.DataFrame, cfg: Config, metrics: dict):
+    """Data drift, prediction drift and (with labels) performance for one batch, in memory.
+    `reference` is a feature_frame, `metrics` the champion run's metrics; returns
+    (Evidently snapshot, summary)."""
+    current = feature_frame(batch, model)
+    log.info(
+        "running Evidently on %d columns, %d current rows", len(cfg.drift.columns), len(current)
+    )
+    snapshot, summary = drift_report(reference, current, cfg.drift)
+    q = quality(batch, current[PREDICTION])
+    perf = performance_alerts(q, baseline_figures(metrics), cfg.monitor)
+    triggers = (["drift"] if summary["drift_detected"] else []) + (["performance"] if perf else [])
+    summary |= {
+        "rows": len(current),
+        "reference_rows": len(reference),
+        "quality": q,
+        "performance_alerts": perf,
+        "alert": bool(triggers),
+        "retrain": any(t in cfg.monitor.retrain_on for t in triggers),
+    }
+    return snapshot, summary
 
 
 # ---------------------------------------------------------------- I/O
@@ -190,6 +243,8 @@ def history_row(summary: dict) -> dict:
         "drift_share": summary["drift_share"],
         "drift_detected": summary["drift_detected"],
         "prediction_drift": summary["prediction_drift"],
+        "performance_alert": bool(summary["performance_alerts"]),
+        "alert": summary["alert"],
         "roc_auc": q.get("roc_auc"),
         "log_loss": q.get("log_loss"),
         "base_rate": q.get("base_rate"),
@@ -198,6 +253,8 @@ def history_row(summary: dict) -> dict:
 
 def one_line(summary: dict) -> str:
     verdict = "DRIFT" if summary["drift_detected"] else "no drift"
+    if summary["performance_alerts"]:
+        verdict += " + PERFORMANCE: " + "; ".join(summary["performance_alerts"])
     text = (
         f"{summary['batch']}: {verdict}: {len(summary['drifted_columns'])}/"
         f"{len(summary['column_scores'])} columns drifted (share {summary['drift_share']:.2f}, "
@@ -238,7 +295,7 @@ def main(argv=None) -> int:
         log.exception("drift check failed")
         return EXIT_ERROR
     print(one_line(summary), file=sys.stdout)
-    return EXIT_DRIFT if summary["drift_detected"] else EXIT_OK
+    return EXIT_ALERT if summary["alert"] else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -160,28 +160,33 @@ def lineage_tags(paths: Paths, cfg: Config) -> dict[str, str]:
     }
 
 
-def log_run(model, metrics, test_scores, splits, tags, cfg: Config) -> str:
-    role = "candidate" if model.kind == "lightgbm" else "baseline"
+def log_run(model, metrics, test_scores, splits, tags, cfg: Config, role: str | None = None) -> str:
+    """One MLflow run for one model; plots only when test scores are given."""
+    role = role or ("candidate" if model.kind == "lightgbm" else "baseline")
     params = getattr(cfg.train, model.kind).model_dump()
     with mlflow.start_run(run_name=f"{role}-{model.kind}", tags={**tags, "role": role}) as run:
         mlflow.log_params({"model": model.kind, "seed": cfg.seed, **params})
         mlflow.log_params({f"split_{k}": v for k, v in cfg.split.model_dump().items()})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(cfg.model_dump(), "config.json")
-        y = splits["test"][TARGET].to_numpy()
-        figures = {
-            "roc.png": roc_figure(y, {model.kind: test_scores}),
-            "calibration.png": calibration_figure(y, {model.kind: test_scores}),
-        }
-        if model.kind == "lightgbm":
-            gains = model.estimator.feature_importance(importance_type="gain")
-            figures["feature_importance.png"] = importance_figure(FEATURES, gains)
-        for name, fig in figures.items():
-            mlflow.log_figure(fig, f"plots/{name}")
-            plt.close(fig)
-        info = log_model(model, splits["validation"].head(5))
+        if test_scores is not None:
+            log_figures(model, splits["test"][TARGET].to_numpy(), test_scores)
+        info = log_model(model, splits["train"].head(5))
         mlflow.set_tag("model_uri", info.model_uri)
         return run.info.run_id
+
+
+def log_figures(model: FlightDelayModel, y: np.ndarray, test_scores: np.ndarray) -> None:
+    figures = {
+        "roc.png": roc_figure(y, {model.kind: test_scores}),
+        "calibration.png": calibration_figure(y, {model.kind: test_scores}),
+    }
+    if model.kind == "lightgbm":
+        gains = model.estimator.feature_importance(importance_type="gain")
+        figures["feature_importance.png"] = importance_figure(FEATURES, gains)
+    for name, fig in figures.items():
+        mlflow.log_figure(fig, f"plots/{name}")
+        plt.close(fig)
 
 
 def load_splits(paths: Paths) -> dict[str, pd.DataFrame]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -88,6 +89,33 @@ class Drift(_Strict):
     current_months: list[int] = [8]
 
 
+class Monitor(_Strict):
+    """Performance alarms on a labelled batch, relative to the champion's validation figures."""
+
+    max_auc_drop: float = 0.03  # alert when batch ROC AUC < validation AUC - this
+    max_log_loss_rise: float = 0.05  # alert when batch log loss > validation log loss + this
+    max_calibration_gap: float = 0.05  # alert when |mean prediction - delay rate| > this
+    retrain_on: list[Literal["drift", "performance"]] = ["drift", "performance"]
+
+
+class Gate(_Strict):
+    """Champion/challenger gate: promote only on a significant AUC gain (paired bootstrap)."""
+
+    bootstrap: int = Field(1000, ge=100)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    max_log_loss_increase: float = 0.0
+
+
+class Loop(_Strict):
+    """`make loop`: months replayed after the initial champion's training."""
+
+    months: list[int] = [8, 9, 10, 11, 12]
+    model_name: str = (
+        "flight-delay-loop"  # its own registered model: the real champion is untouched
+    )
+    batch_size: int = Field(1000, gt=0)
+
+
 class Config(_Strict):
     name: str
     seed: int = 42
@@ -97,6 +125,9 @@ class Config(_Strict):
     registry: Registry = Registry()
     serve: Serve = Serve()
     drift: Drift
+    monitor: Monitor = Monitor()
+    gate: Gate = Gate()
+    loop: Loop = Loop()
 
     @property
     def hash(self) -> str:

@@ -13,7 +13,7 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=FORMAT, datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("alembic", "urllib3", "git", "matplotlib", "numba"):
+    for noisy in ("alembic", "urllib3", "git", "matplotlib", "numba", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,0 +1,230 @@
+"""Rebuild a logged model from its lineage and check that it scores the same metrics.
+
+    python -m src.reproduce --run-id RUN_ID [--tolerance 1e-9]
+
+Reads the run's logged config (`config.json`) and checks it against the run's `config_hash`
+tag, checks that the processed data is the run's (`data_manifest_sha256`), warns when the code
+differs from the run's `git_commit`, then refits the model on the run's training months and
+compares every metric the run logged with the rebuilt model's. Exit 0 when every difference is
+within the tolerance, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/LightGBM load their thread pools
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+from src.common.config import Config  # noqa: E402
+from src.common.errors import DataContractError, ModelNotFoundError, PipelineError  # noqa: E402
+from src.common.io import read_json, sha256_file, sha256_json  # noqa: E402
+from src.common.logs import run_stage  # noqa: E402
+from src.common.paths import Paths, get_paths  # noqa: E402
+from src.common.schema import FLIGHTS, TARGET  # noqa: E402
+from src.common.tracking import connect, git_commit  # noqa: E402
+from src.features import build_features, fit_state  # noqa: E402
+from src.model import FlightDelayModel  # noqa: E402
+from src.train import columns, fit_lightgbm, fit_logistic, load_splits, score  # noqa: E402
+
+log = logging.getLogger("reproduce")
+FITTERS = {"lightgbm": fit_lightgbm, "logistic": fit_logistic}
+# Each processed split is sorted by FLIGHTS.key and holds whole months, so a stable sort on the
+# key's leading columns (year, month) restores preprocess's row order for any month split.
+MONTH_ORDER = list(FLIGHTS.key[:2])
+
+
+# ---------------------------------------------------------------- lineage checks (pure)
+def check_config(logged: dict, tags: dict, run_id: str) -> Config:
+    """The logged config must hash to the run's `config_hash` tag (it is the run's config)."""
+    expected, actual = tags.get("config_hash"), sha256_json(logged)
+    if actual != expected:
+        raise PipelineError(
+            f"run {run_id}: config.json hashes to {actual}, but the run's config_hash tag is "
+            f"{expected}; the logged config is not the one the run was trained with"
+        )
+    try:
+        return Config.model_validate(logged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise PipelineError(
+            f"run {run_id}: config.json field '{field}': {first['msg']} (the config schema "
+            "changed since the run)"
+        ) from None
+
+
+def check_data(manifest_path, current: str, current_raw: str | None, tags: dict, run_id: str):
+    """The processed manifest must be byte-identical to the one the run was trained on."""
+    expected, raw = tags.get("data_manifest_sha256"), tags.get("raw_snapshot_sha256")
+    if current == expected:
+        return
+    cause = (
+        "same raw snapshot, so the preprocessing config or code differs"
+        if current_raw == raw
+        else f"another raw snapshot, sha256 {current_raw}"
+    )
+    raise DataContractError(
+        f"{manifest_path}: sha256 {current} differs from run {run_id}'s data_manifest_sha256 "
+        f"{expected} ({cause}); re-run `python -m src.preprocess` on the run's raw snapshot "
+        f"(raw_snapshot_sha256 {raw}) to reproduce this run"
+    )
+
+
+def check_code(tags: dict, current: str) -> None:
+    logged = tags.get("git_commit")
+    if logged != current:
+        log.warning(
+            "code differs from the run's: run git_commit %s, working tree %s; metrics may differ",
+            logged,
+            current,
+        )
+
+
+# ---------------------------------------------------------------- rebuild (pure)
+def month_rows(frames: list[pd.DataFrame], months: list[int]) -> pd.DataFrame:
+    """The rows of `months` from the processed splits, in the order preprocess writes them."""
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[rows["month"].isin(months)]
+    return rows.sort_values(MONTH_ORDER, kind="stable").reset_index(drop=True)
+
+
+def run_splits(splits: dict[str, pd.DataFrame], cfg: Config) -> dict[str, pd.DataFrame]:
+    """Train, validation and test rows of the run's config, from whichever files hold them."""
+    frames = [splits[name] for name in ("train", "validation", "test")]
+    out = {}
+    for name in ("train", "validation", "test"):
+        months = getattr(cfg.split, f"{name}_months")
+        out[name] = month_rows(frames, months)
+        if out[name].empty:
+            raise PipelineError(
+                f"split '{name}': no processed rows for months {months} of the run's config"
+            )
+    out["planes"] = splits["planes"]
+    return out
+
+
+def rebuild(kind: str, splits: dict[str, pd.DataFrame], cfg: Config) -> FlightDelayModel:
+    """The same steps as src.train.fit_models, for one model kind."""
+    if kind not in FITTERS:
+        raise PipelineError(f"param 'model' is '{kind}'; expected one of {sorted(FITTERS)}")
+    train = splits["train"]
+    state = fit_state(columns(train), splits["planes"])
+    X, y = build_features(columns(train), state), train[TARGET].to_numpy()
+    estimator = FITTERS[kind](X, y, getattr(cfg.train, kind), cfg.seed)
+    return FlightDelayModel(state, estimator, kind)
+
+
+def metric_differences(logged: dict, reproduced: dict) -> dict[str, float]:
+    """|logged - reproduced| for every metric in both (NaN in both counts as equal)."""
+    diffs = {}
+    for key in sorted(logged.keys() & reproduced.keys()):
+        a, b = float(logged[key]), float(reproduced[key])
+        diffs[key] = 0.0 if math.isnan(a) and math.isnan(b) else abs(a - b)
+    return diffs
+
+
+def check_metrics(logged: dict, reproduced: dict, tolerance: float, run_id: str) -> float:
+    """The largest difference; PipelineError listing every metric beyond the tolerance."""
+    diffs = metric_differences(logged, reproduced)
+    if not diffs:
+        raise PipelineError(f"run {run_id}: logged none of the metrics src.train.score produces")
+    failed = [
+        f"{k}: logged {logged[k]!r}, reproduced {reproduced[k]!r}"
+        for k, d in diffs.items()
+        if not d <= tolerance
+    ]
+    if failed:
+        raise PipelineError(
+            f"run {run_id}: {len(failed)} of {len(diffs)} metrics differ by more than "
+            f"{tolerance:g}: " + "; ".join(failed)
+        )
+    return max(diffs.values())
+
+
+# ---------------------------------------------------------------- MLflow and files (I/O)
+def fetch_run(client: MlflowClient, run_id: str, uri: str):
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise ModelNotFoundError(f"run '{run_id}': not found in the tracking store {uri}") from None
+
+
+def load_logged_config(run_id: str) -> dict:
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
+    except (MlflowException, OSError) as exc:
+        raise PipelineError(f"run {run_id}: cannot read artifact config.json ({exc})") from None
+
+
+def current_manifest(paths: Paths) -> tuple:
+    path = paths.processed / "manifest.json"
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run `python -m src.preprocess` first")
+    return path, sha256_file(path), read_json(path).get("raw_snapshot_sha256")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m src.reproduce", description=__doc__.split("\n")[0])
+    p.add_argument("--run-id", required=True, help="MLflow run to rebuild")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-9, help="largest allowed |metric difference|"
+    )
+    return p.parse_args(argv)
+
+
+def _main(argv=None) -> int:
+    args = parse_args(argv)
+    paths = get_paths()
+    uri = connect(paths)
+    run = fetch_run(MlflowClient(), args.run_id, uri)
+    tags, kind = run.data.tags, run.data.params.get("model", "")
+    log.info("run %s (%s, %s) from %s", args.run_id, kind, run.info.run_name, uri)
+
+    cfg = check_config(load_logged_config(args.run_id), tags, args.run_id)
+    manifest_path, data_hash, raw_hash = current_manifest(paths)
+    check_data(manifest_path, data_hash, raw_hash, tags, args.run_id)
+    check_code(tags, git_commit())
+    log.info("lineage checked: config '%s', data manifest %s", cfg.name, data_hash[:12])
+
+    splits = run_splits(load_splits(paths), cfg)
+    log.info(
+        "refitting %s on %d rows of months %s (config '%s')",
+        kind,
+        len(splits["train"]),
+        cfg.split.train_months,
+        cfg.name,
+    )
+    start = time.perf_counter()
+    model = rebuild(kind, splits, cfg)
+    log.info(
+        "refitted in %.1fs; scoring months %s", time.perf_counter() - start, cfg.split.test_months
+    )
+    reproduced, _ = score(model, splits)
+
+    worst = check_metrics(run.data.metrics, reproduced, args.tolerance, args.run_id)
+    log.info(
+        "reproduced %d metrics of run %s: max |difference| %.3g <= tolerance %g",
+        len(metric_differences(run.data.metrics, reproduced)),
+        args.run_id,
+        worst,
+        args.tolerance,
+    )
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_stage("reproduce", _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
