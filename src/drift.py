@@ -212,15 +212,11 @@ def run(cfg: Config, paths: Paths, months: list[int] | None, predictions: Path |
         )
     reference = feature_frame(pd.read_parquet(ref_path), model.model)
     log.info("features for %d reference and %d %s rows", len(reference), len(batch), label)
-    current = feature_frame(batch, model.model)
-    log.info("running Evidently on %d columns", len(cfg.drift.columns))
-    snapshot, summary = drift_report(reference, current, cfg.drift)
+    metrics = model.metadata.get("metrics", {})
+    snapshot, summary = check_batch(model.model, reference, batch, cfg, metrics)
     summary |= {
         "batch": label,
-        "rows": len(current),
-        "reference_rows": len(reference),
         "model": f"{model.name} v{model.version}",
-        "quality": quality(batch, current[PREDICTION]),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if predictions is None:

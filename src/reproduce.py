@@ -30,14 +30,12 @@ from src.common.errors import DataContractError, ModelNotFoundError, PipelineErr
 from src.common.io import read_json, sha256_file, sha256_json  # noqa: E402
 from src.common.logs import run_stage  # noqa: E402
 from src.common.paths import Paths, get_paths  # noqa: E402
-from src.common.schema import FLIGHTS, TARGET  # noqa: E402
+from src.common.schema import FLIGHTS  # noqa: E402
 from src.common.tracking import connect, git_commit  # noqa: E402
-from src.features import build_features, fit_state  # noqa: E402
 from src.model import FlightDelayModel  # noqa: E402
-from src.train import columns, fit_lightgbm, fit_logistic, load_splits, score  # noqa: E402
+from src.train import fit_model, load_splits, score  # noqa: E402
 
 log = logging.getLogger("reproduce")
-FITTERS = {"lightgbm": fit_lightgbm, "logistic": fit_logistic}
 # Each processed split is sorted by FLIGHTS.key and holds whole months, so a stable sort on the
 # key's leading columns (year, month) restores preprocess's row order for any month split.
 MONTH_ORDER = list(FLIGHTS.key[:2])
@@ -114,14 +112,8 @@ def run_splits(splits: dict[str, pd.DataFrame], cfg: Config) -> dict[str, pd.Dat
 
 
 def rebuild(kind: str, splits: dict[str, pd.DataFrame], cfg: Config) -> FlightDelayModel:
-    """The same steps as src.train.fit_models, for one model kind."""
-    if kind not in FITTERS:
-        raise PipelineError(f"param 'model' is '{kind}'; expected one of {sorted(FITTERS)}")
-    train = splits["train"]
-    state = fit_state(columns(train), splits["planes"])
-    X, y = build_features(columns(train), state), train[TARGET].to_numpy()
-    estimator = FITTERS[kind](X, y, getattr(cfg.train, kind), cfg.seed)
-    return FlightDelayModel(state, estimator, kind)
+    """The same fit as src.train, for one model kind."""
+    return fit_model(kind, splits["train"], splits["planes"], cfg)
 
 
 def metric_differences(logged: dict, reproduced: dict) -> dict[str, float]:

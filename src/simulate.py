@@ -41,9 +41,8 @@ from src.common.schema import REQUEST_FIELDS, TARGET  # noqa: E402
 from src.common.tracking import connect, experiment_id  # noqa: E402
 from src.drift import check_batch, feature_frame  # noqa: E402
 from src.evaluate import binary_metrics  # noqa: E402
-from src.features import build_features, fit_state  # noqa: E402
 from src.model import FlightDelayModel  # noqa: E402
-from src.train import columns, fit_lightgbm, lineage_tags, log_run, score  # noqa: E402
+from src.train import columns, fit_model, lineage_tags, log_run, score  # noqa: E402
 
 log = logging.getLogger("simulate")
 
@@ -56,7 +55,9 @@ def loop_settings(cfg: Config, paths: Paths) -> tuple[Config, Paths]:
     )
     train = cfg.train.model_copy(update={"experiment": cfg.loop.model_name})
     root = paths.reports / "loop"
-    loop_paths = dataclasses.replace(paths, models=root / "models", mlflow=root / "mlruns")
+    loop_paths = dataclasses.replace(
+        paths, models=root / "models", mlflow=root / "mlruns", tracking=None
+    )
     return cfg.model_copy(update={"registry": registry, "train": train}), loop_paths
 
 
@@ -68,11 +69,7 @@ def with_months(cfg: Config, train: list[int], validation: list[int], test: list
 
 
 def fit_candidate(data: pd.DataFrame, planes: pd.DataFrame, cfg: Config) -> FlightDelayModel:
-    train = data[data["month"].isin(cfg.split.train_months)]
-    state = fit_state(columns(train), planes)
-    X = build_features(columns(train), state)
-    booster = fit_lightgbm(X, train[TARGET].to_numpy(), cfg.train.lightgbm, cfg.seed)
-    return FlightDelayModel(state, booster, "lightgbm")
+    return fit_model("lightgbm", data[data["month"].isin(cfg.split.train_months)], planes, cfg)
 
 
 def month_rows(data: pd.DataFrame, months: list[int]) -> pd.DataFrame:

@@ -99,19 +99,22 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, params: LogisticParams, seed: int
     return make_pipeline(pre, clf).fit(X, y)
 
 
-def fit_models(train: pd.DataFrame, planes: pd.DataFrame, cfg: Config) -> dict:
+def fit_model(kind: str, train: pd.DataFrame, planes: pd.DataFrame, cfg: Config):
+    """Fit the feature state and one estimator ("logistic" | "lightgbm") on `train`."""
+    fitters = {"logistic": fit_logistic, "lightgbm": fit_lightgbm}
+    if kind not in fitters:
+        raise PipelineError(f"model kind '{kind}': expected one of {sorted(fitters)}")
     state: FeatureState = fit_state(columns(train), planes)
     X, y = build_features(columns(train), state), train[TARGET].to_numpy()
-    models = {}
-    for kind, fit, params in (
-        ("logistic", fit_logistic, cfg.train.logistic),
-        ("lightgbm", fit_lightgbm, cfg.train.lightgbm),
-    ):
-        start = time.perf_counter()
-        log.info("fitting %s on %d rows x %d features", kind, *X.shape)
-        models[kind] = FlightDelayModel(state, fit(X, y, params, cfg.seed), kind)
-        log.info("fitted %s in %.1fs", kind, time.perf_counter() - start)
-    return models
+    start = time.perf_counter()
+    log.info("fitting %s on %d rows x %d features", kind, *X.shape)
+    model = FlightDelayModel(state, fitters[kind](X, y, getattr(cfg.train, kind), cfg.seed), kind)
+    log.info("fitted %s in %.1fs", kind, time.perf_counter() - start)
+    return model
+
+
+def fit_models(train: pd.DataFrame, planes: pd.DataFrame, cfg: Config) -> dict:
+    return {kind: fit_model(kind, train, planes, cfg) for kind in ("logistic", "lightgbm")}
 
 
 def score(model: FlightDelayModel, splits: dict[str, pd.DataFrame]) -> tuple[dict, dict]:

@@ -50,6 +50,17 @@ def smoke_pipeline(isolated_paths) -> Paths:
     return get_paths()
 
 
+@pytest.fixture(scope="module")
+def mlflow_client(smoke_pipeline):
+    """A client on the smoke pipeline's tracking store."""
+    from mlflow import MlflowClient
+
+    from src.common.tracking import connect
+
+    connect(smoke_pipeline)
+    return MlflowClient()
+
+
 @pytest.fixture(scope="session")
 def test_split(smoke_pipeline) -> pd.DataFrame:
     return pd.read_parquet(smoke_pipeline.processed / "test.parquet")

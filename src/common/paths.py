@@ -22,6 +22,7 @@ class Paths:
     models: Path
     reports: Path
     mlflow: Path
+    tracking: str | None = None  # MLFLOW_TRACKING_URI as set by the user
 
     @property
     def raw(self) -> Path:
@@ -45,8 +46,8 @@ class Paths:
 
     @property
     def tracking_uri(self) -> str:
-        """MLFLOW_TRACKING_URI if set, else the embedded SQLite store (nothing to start)."""
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow / 'mlflow.db'}"
+        """The user's MLFLOW_TRACKING_URI if set, else the embedded SQLite store."""
+        return self.tracking or f"sqlite:///{self.mlflow / 'mlflow.db'}"
 
     @property
     def artifacts(self) -> Path:
@@ -61,4 +62,5 @@ def get_paths() -> Paths:
         models=Path(env.get("FD_MODELS_DIR", ROOT / "models")),
         reports=Path(env.get("FD_REPORTS_DIR", ROOT / "reports")),
         mlflow=Path(env.get("FD_MLFLOW_DIR", ROOT / "mlruns")),
+        tracking=env.get("MLFLOW_TRACKING_URI") or None,
     )

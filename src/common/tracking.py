@@ -18,7 +18,14 @@ def connect(paths: Paths) -> str:
     uri = paths.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    user_setting = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # mlflow also writes the URI into os.environ; undo that, so a later get_paths() in this
+    # process still sees only what the user set (the loop's sandbox store must not leak).
+    if user_setting is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_setting
     return uri
 
 

@@ -12,28 +12,21 @@ from src import preprocess, train
 from src.common.config import load_config
 from src.common.io import read_json, sha256_file
 from src.common.schema import PREDICTION, REQUEST_FIELDS
-from src.common.tracking import connect
 from tests.conftest import SMOKE_CONFIG
 
 pytestmark = pytest.mark.slow
 CFG = load_config(SMOKE_CONFIG)
 
 
-@pytest.fixture(scope="module")
-def client(smoke_pipeline) -> MlflowClient:
-    connect(smoke_pipeline)
-    return MlflowClient()
-
-
-def candidate_runs(client: MlflowClient):
-    exp = client.get_experiment_by_name(CFG.train.experiment)
-    return client.search_runs(
+def candidate_runs(mlflow_client: MlflowClient):
+    exp = mlflow_client.get_experiment_by_name(CFG.train.experiment)
+    return mlflow_client.search_runs(
         [exp.experiment_id], "tags.role = 'candidate'", order_by=["attributes.start_time DESC"]
     )
 
 
-def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, client):
-    run = candidate_runs(client)[0]
+def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, mlflow_client):
+    run = candidate_runs(mlflow_client)[0]
     assert run.data.params["model"] == "lightgbm"
     assert run.data.params["n_estimators"] == str(CFG.train.lightgbm.n_estimators)
     for split in ("validation", "test"):
@@ -46,16 +39,16 @@ def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, client)
     assert tags["raw_snapshot_sha256"] == read_json(manifest)["raw_snapshot_sha256"]
     assert tags["config_hash"] == CFG.hash
     assert len(tags["git_commit"]) >= 7
-    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    plots = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/roc.png", "plots/calibration.png", "plots/feature_importance.png"}
     info = mlflow.models.get_model_info(tags["model_uri"])
     assert [c.name for c in info.signature.inputs.inputs] == list(REQUEST_FIELDS)
     assert info.saved_input_example_info is not None
 
 
-def test_register_sets_alias_and_exports_champion(smoke_pipeline, client):
-    version = client.get_model_version_by_alias(CFG.registry.model_name, "champion")
-    run = candidate_runs(client)[0]
+def test_register_sets_alias_and_exports_champion(smoke_pipeline, mlflow_client):
+    version = mlflow_client.get_model_version_by_alias(CFG.registry.model_name, "champion")
+    run = candidate_runs(mlflow_client)[0]
     assert version.run_id == run.info.run_id
     meta = read_json(smoke_pipeline.champion / "metadata.json")
     assert meta["name"] == CFG.registry.model_name
@@ -80,14 +73,14 @@ def test_fast_path_equals_pyfunc_on_every_test_row(smoke_pipeline, test_split):
     assert np.max(np.abs(fast - logged)) <= 1e-9
 
 
-def test_rerun_gives_identical_outputs_and_metrics(smoke_pipeline, client):
+def test_rerun_gives_identical_outputs_and_metrics(smoke_pipeline, mlflow_client):
     before = {p.name: sha256_file(p) for p in smoke_pipeline.processed.glob("*.parquet")}
     assert preprocess.main(["--config", str(SMOKE_CONFIG)]) == 0
     after = {p.name: sha256_file(p) for p in smoke_pipeline.processed.glob("*.parquet")}
     assert before == after and len(before) == 5
 
     assert train.main(["--config", str(SMOKE_CONFIG)]) == 0
-    first, second = candidate_runs(client)[1], candidate_runs(client)[0]
+    first, second = candidate_runs(mlflow_client)[1], candidate_runs(mlflow_client)[0]
     assert first.data.metrics == second.data.metrics
 
 

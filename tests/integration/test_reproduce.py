@@ -14,22 +14,15 @@ from src import reproduce
 from src.common.config import load_config
 from src.common.errors import PipelineError
 from src.common.io import read_json, sha256_file, write_json
-from src.common.tracking import connect
 from tests.conftest import SMOKE_CONFIG
 
 pytestmark = pytest.mark.slow
 CFG = load_config(SMOKE_CONFIG)
 
 
-@pytest.fixture(scope="module")
-def client(smoke_pipeline) -> MlflowClient:
-    connect(smoke_pipeline)
-    return MlflowClient()
-
-
-def latest_run(client: MlflowClient, role: str):
-    exp = client.get_experiment_by_name(CFG.train.experiment)
-    runs = client.search_runs(
+def latest_run(mlflow_client: MlflowClient, role: str):
+    exp = mlflow_client.get_experiment_by_name(CFG.train.experiment)
+    runs = mlflow_client.search_runs(
         [exp.experiment_id],
         f"tags.role = '{role}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
@@ -40,9 +33,9 @@ def latest_run(client: MlflowClient, role: str):
 
 
 @pytest.mark.parametrize(("role", "kind"), [("candidate", "lightgbm"), ("baseline", "logistic")])
-def test_logged_run_is_reproduced_exactly(smoke_pipeline, client, caplog, role, kind):
+def test_logged_run_is_reproduced_exactly(smoke_pipeline, mlflow_client, caplog, role, kind):
     caplog.set_level(logging.INFO)
-    run = latest_run(client, role)
+    run = latest_run(mlflow_client, role)
     assert run.data.params["model"] == kind
     assert reproduce.main(["--run-id", run.info.run_id]) == 0
     assert f"refitting {kind} on " in caplog.text
@@ -50,9 +43,9 @@ def test_logged_run_is_reproduced_exactly(smoke_pipeline, client, caplog, role, 
     assert worst and float(worst.group(1)) <= 1e-9
 
 
-def test_changed_processed_data_fails_loudly(smoke_pipeline, client, caplog):
+def test_changed_processed_data_fails_loudly(smoke_pipeline, mlflow_client, caplog):
     caplog.set_level(logging.INFO)
-    run = latest_run(client, "candidate")
+    run = latest_run(mlflow_client, "candidate")
     manifest = smoke_pipeline.processed / "manifest.json"
     original = manifest.read_bytes()
     try:
@@ -99,8 +92,8 @@ def test_month_rows_restores_preprocess_order_byte_for_byte(smoke_pipeline):
     assert both["month"].is_monotonic_increasing
 
 
-def test_edited_logged_config_is_refused(smoke_pipeline, client):
-    run = latest_run(client, "candidate")
+def test_edited_logged_config_is_refused(smoke_pipeline, mlflow_client):
+    run = latest_run(mlflow_client, "candidate")
     logged = reproduce.load_logged_config(run.info.run_id)
     assert reproduce.check_config(logged, run.data.tags, run.info.run_id) == CFG
     edited = {**logged, "seed": logged["seed"] + 1}
@@ -108,8 +101,8 @@ def test_edited_logged_config_is_refused(smoke_pipeline, client):
         reproduce.check_config(edited, run.data.tags, run.info.run_id)
 
 
-def test_metric_beyond_tolerance_is_named(smoke_pipeline, client):
-    logged = latest_run(client, "candidate").data.metrics
+def test_metric_beyond_tolerance_is_named(smoke_pipeline, mlflow_client):
+    logged = latest_run(mlflow_client, "candidate").data.metrics
     nudged = {**logged, "test_brier": logged["test_brier"] + 1e-6}
     assert reproduce.check_metrics(logged, dict(logged), 1e-9, "r1") == 0.0
     assert reproduce.check_metrics(logged, nudged, 1e-5, "r1") == pytest.approx(1e-6)
