@@ -181,7 +181,13 @@ def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, 
         alpha=g.alpha,
         max_log_loss_increase=g.max_log_loss_increase,
     )
-    evidence = {"window": label, "champion_version": champ, **result.as_dict()}
+    trained_months = client.get_run(trained_on.run_id).data.params.get("split_train_months")
+    evidence = {
+        "window": label,
+        "challenger_train_months": trained_months,
+        "champion_version": champ,
+        **result.as_dict(),
+    }
     for key, value in evidence.items():
         client.set_model_version_tag(name, chall, f"gate.{key}", str(value))
     # Out-of-sample figures of the challenger: the monitor's baseline if it becomes champion.

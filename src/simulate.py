@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import time
+from datetime import UTC, datetime
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -49,15 +50,16 @@ log = logging.getLogger("simulate")
 
 # ---------------------------------------------------------------- setup
 def loop_settings(cfg: Config, paths: Paths) -> tuple[Config, Paths]:
-    """The loop's own registered model, experiment and folders (a sandbox beside the real ones)."""
+    """The loop's own registered model, experiment and folders (a sandbox beside the real ones).
+    Each replay gets a new store folder: MLflow caches its database engine per URI, so a store
+    deleted and recreated at the same path in one process would be written through a stale one."""
     registry = cfg.registry.model_copy(
         update={"model_name": cfg.loop.model_name, "model_card": None}
     )
     train = cfg.train.model_copy(update={"experiment": cfg.loop.model_name})
     root = paths.reports / "loop"
-    loop_paths = dataclasses.replace(
-        paths, models=root / "models", mlflow=root / "mlruns", tracking=None
-    )
+    store = root / "mlruns" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    loop_paths = dataclasses.replace(paths, models=root / "models", mlflow=store, tracking=None)
     return cfg.model_copy(update={"registry": registry, "train": train}), loop_paths
 
 
@@ -113,8 +115,8 @@ def train_challenger(data, planes, cfg: Config, paths: Paths, month: int, client
 
 
 def run_loop(cfg: Config, paths: Paths, months: list[int]) -> dict:
+    shutil.rmtree(paths.reports / "loop", ignore_errors=True)  # a fresh sandbox: repeatable runs
     lcfg, lpaths = loop_settings(cfg, paths)
-    shutil.rmtree(lpaths.reports / "loop", ignore_errors=True)  # a fresh store: repeatable runs
     connect(lpaths)
     mlflow.set_experiment(experiment_id(lcfg.train.experiment, lpaths))
     client = MlflowClient()
@@ -159,9 +161,11 @@ def run_loop(cfg: Config, paths: Paths, months: list[int]) -> dict:
             "frozen_auc": binary_metrics(y, frozen_scores)["roc_auc"],
         }
         champion = load_champion(lcfg, lpaths)
-        _, summary = check_batch(
+        snapshot, summary = check_batch(
             champion.model, reference, flights, lcfg, champion.metadata["metrics"]
         )
+        html = lpaths.reports / "loop" / "drift" / f"2013-{month:02d}.html"
+        write_atomic(html, lambda p, s=snapshot: s.save_html(str(p)))  # write_atomic makes the dir
         row |= {
             "drift_share": summary["drift_share"],
             "drifted_columns": summary["drifted_columns"],
