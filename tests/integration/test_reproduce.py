@@ -95,7 +95,7 @@ def test_month_rows_restores_preprocess_order_byte_for_byte(smoke_pipeline):
 def test_edited_logged_config_is_refused(smoke_pipeline, mlflow_client):
     run = latest_run(mlflow_client, "candidate")
     logged = reproduce.load_logged_config(run.info.run_id)
-    assert reproduce.check_config(logged, run.data.tags, run.info.run_id) == CFG
+    assert reproduce.check_config(logged, run.data.tags, run.info.run_id).model_dump() == logged
     edited = {**logged, "seed": logged["seed"] + 1}
     with pytest.raises(PipelineError, match="not the one the run was trained with"):
         reproduce.check_config(edited, run.data.tags, run.info.run_id)
