@@ -10,6 +10,9 @@ FD_TIMEOUT, FD_GRACEFUL_TIMEOUT, FD_KEEPALIVE.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by every worker
 
@@ -28,3 +31,26 @@ preload_app = False
 accesslog = None  # request metrics go to /metrics; per-request log lines cost throughput
 errorlog = "-"
 loglevel = os.environ.get("FD_LOG_LEVEL", "info")
+
+
+# prometheus-client multiprocess mode: each worker writes its counters to files in this
+# folder and /metrics (in whichever worker answers) sums them over all workers.
+def on_starting(server):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:  # given by the deployment: start from empty counters
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fd-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # drops its live gauges
+
+
+def on_exit(server):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if Path(folder).name.startswith("fd-metrics-"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from src.common.schema import REQUEST, Column
+from src.common.schema import REQUEST, REQUEST_FIELDS, Column
 
 _TYPES = {"int": int, "float": float, "str": str}
 EXAMPLE_FLIGHT = {
@@ -32,18 +33,32 @@ EXAMPLE_FLIGHT = {
 }
 
 
+def _constraints(col: Column) -> dict:
+    bounds = {"ge": col.min, "le": col.max, "pattern": col.pattern}
+    return {k: v for k, v in bounds.items() if v is not None}
+
+
 def _field(col: Column):
     kind = _TYPES[col.kind]
-    constraints = {"description": col.description}
-    if col.min is not None:
-        constraints["ge"] = col.min
-    if col.max is not None:
-        constraints["le"] = col.max
-    if col.pattern:
-        constraints["pattern"] = col.pattern
     if col.nullable:
-        return (kind | None, Field(None, **constraints))
-    return (kind, Field(..., **constraints))
+        return (kind | None, Field(None, description=col.description, **_constraints(col)))
+    return (kind, Field(..., description=col.description, **_constraints(col)))
+
+
+def _column(col: Column):
+    """The same field as a list of values (columnar batch body)."""
+    kind = _TYPES[col.kind]
+    item = Annotated[kind | None if col.nullable else kind, Field(**_constraints(col))]
+    if col.nullable:
+        return (list[item] | None, Field(None, description=f"{col.description} (may be omitted)"))
+    return (list[item], Field(..., min_length=1, description=col.description))
+
+
+def _check_date(year: int, month: int, day: int, where: str) -> None:
+    try:
+        date(year, month, day)
+    except ValueError:
+        raise ValueError(f"{where}: {year}-{month:02d}-{day:02d} is not a date") from None
 
 
 class _FlightBase(BaseModel):
@@ -53,21 +68,60 @@ class _FlightBase(BaseModel):
 
     @model_validator(mode="after")
     def _date_exists(self):
-        try:
-            date(self.year, self.month, self.day)
-        except ValueError:
-            raise ValueError(
-                f"day: {self.year}-{self.month:02d}-{self.day:02d} is not a date"
-            ) from None
+        _check_date(self.year, self.month, self.day, "day")
+        return self
+
+
+class _ColumnsBase(BaseModel):
+    """Flights as columns: each field a list, all of one length; nullable ones may be omitted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _aligned_dates(self):
+        n = len(self.year)
+        for name in REQUEST_FIELDS:
+            values = getattr(self, name)
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name}: {len(values)} values, expected {n} (as many as year)")
+        for i, ymd in enumerate(zip(self.year, self.month, self.day, strict=True)):
+            _check_date(*ymd, f"day[{i}]")
         return self
 
 
 Flight = create_model("Flight", __base__=_FlightBase, **{c.name: _field(c) for c in REQUEST})
+FlightColumns = create_model(
+    "FlightColumns", __base__=_ColumnsBase, **{c.name: _column(c) for c in REQUEST}
+)
 
 
 class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    flights: list[Flight] = Field(..., min_length=1)  # type: ignore[valid-type]
+    """Either `flights` (a list of flight records) or `columns` (one list per field)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"flights": [EXAMPLE_FLIGHT]},
+                {"columns": {k: [v] for k, v in EXAMPLE_FLIGHT.items() if v is not None}},
+            ]
+        },
+    )
+    flights: list[Flight] | None = Field(None, min_length=1)  # type: ignore[valid-type]
+    columns: FlightColumns | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _one_shape(self):
+        if (self.flights is None) == (self.columns is None):
+            raise ValueError("give exactly one of `flights` (records) or `columns`")
+        return self
+
+    def as_columns(self) -> dict[str, list]:
+        if self.flights is not None:
+            return {f: [getattr(fl, f) for fl in self.flights] for f in REQUEST_FIELDS}
+        n = len(self.columns.year)
+        cols = {f: getattr(self.columns, f) for f in REQUEST_FIELDS}
+        return {f: [None] * n if v is None else v for f, v in cols.items()}
 
 
 class Prediction(BaseModel):
@@ -90,11 +144,29 @@ class BatchResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class RegistryInfo(BaseModel):
+    reachable: bool | None = Field(..., description="null until the first poll")
+    checked_at: str | None
+    error: str | None
+    reloads: list[dict] = Field(..., description="recent model swaps: from, to, at")
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    model_version: str
+    source: str = Field(..., description='"registry", or "export" (models/champion/)')
+    registry: RegistryInfo
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
     alias: str
-    source: str  # "registry" or "export"
+    source: str = Field(..., description='"registry", or "export" (models/champion/)')
     run_id: str | None
+    data_manifest_sha256: str | None
+    git_commit: str | None
+    metrics: dict[str, float]
     loaded_at: str
+    registry: RegistryInfo
     metadata: dict

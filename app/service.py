@@ -1,51 +1,110 @@
-"""ModelService: the loaded champion plus the prediction logger, built by app.main."""
+"""ModelService: the serving champion, its registry status and the prediction logger.
+
+The champion is one immutable `Champion` (loaded model + scorer) behind one attribute.
+`swap()` replaces it in a single assignment: a request reads `service.champion` once and
+finishes on that model even if a reload lands meanwhile.
+"""
 
 from __future__ import annotations
 
+import gc
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 
+from app import metrics
+from app.scoring import Scorer
 from src.champion import LoadedModel
-from src.common.schema import PREDICTION, REQUEST_FIELDS
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Champion:
+    loaded: LoadedModel
+    scorer: Scorer
+
+    @classmethod
+    def of(cls, loaded: LoadedModel) -> Champion:
+        return cls(loaded, Scorer(loaded.model))
+
+
+@dataclass
+class RegistryStatus:
+    reachable: bool | None = None  # None: not asked yet
+    checked_at: str | None = None
+    error: str | None = None
+    history: list[dict] = field(default_factory=list)  # reloads: from/to version, when
+
+    def as_dict(self) -> dict:
+        return {
+            "reachable": self.reachable,
+            "checked_at": self.checked_at,
+            "error": self.error,
+            "reloads": self.history[-10:],
+        }
 
 
 class ModelService:
     """Scores flights with the champion and logs every prediction."""
 
     def __init__(self, loaded: LoadedModel | None, threshold: float, logger=None):
-        self.loaded = loaded
+        self.champion: Champion | None = None
         self.threshold = threshold
         self.logger = logger
+        self.registry = RegistryStatus()
+        self.watcher = None  # app.reload.AliasWatcher, stopped by close()
+        if loaded is not None:
+            self.swap(loaded)
 
     @property
     def ready(self) -> bool:
-        return self.loaded is not None
+        return self.champion is not None
 
-    def predict(self, records: list[dict]) -> tuple[str, np.ndarray]:
-        """Probabilities for raw flight records (dicts with REQUEST_FIELDS)."""
-        cols = {f: [r[f] for r in records] for f in REQUEST_FIELDS}
-        proba = self.loaded.model.predict_proba(cols)
+    def swap(self, loaded: LoadedModel) -> None:
+        old = self.champion
+        self.champion = Champion.of(loaded)
+        metrics.show_model(old and old.loaded, loaded)
+        self.registry.history.append(
+            {"from": old and old.loaded.version, "to": loaded.version, "at": _now()}
+        )
+        self._freeze()
+
+    @staticmethod
+    def _freeze() -> None:
+        # Loaded model objects live as long as the worker: keep the cyclic GC from
+        # re-scanning them on every collection (and from touching shared pages).
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+    def mark_registry(self, reachable: bool, error: str | None = None) -> None:
+        self.registry.reachable, self.registry.error = reachable, error
+        self.registry.checked_at = _now()
+
+    def predict_one(self, record: dict) -> tuple[str, float, Champion]:
+        champ = self.champion
+        proba = champ.scorer.one(record)
         request_id = uuid.uuid4().hex
         if self.logger is not None:
-            self.logger.log(self._log_rows(request_id, records, proba))
-        return request_id, proba
+            self.logger.log(request_id, champ.loaded, {k: [v] for k, v in record.items()}, [proba])
+        return request_id, proba, champ
 
-    def _log_rows(self, request_id: str, records: list[dict], proba: np.ndarray) -> list[dict]:
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        return [
-            {
-                "request_id": request_id,
-                "logged_at": now,
-                "model_name": self.loaded.name,
-                "model_version": self.loaded.version,
-                **record,
-                PREDICTION: float(p),
-            }
-            for record, p in zip(records, proba, strict=True)
-        ]
+    def predict_many(self, cols: dict) -> tuple[str, np.ndarray, Champion]:
+        """Probabilities for flights given as columns (each REQUEST field -> list of values)."""
+        champ = self.champion
+        proba = champ.scorer.many(cols)
+        request_id = uuid.uuid4().hex
+        if self.logger is not None:
+            self.logger.log(request_id, champ.loaded, cols, proba)
+        return request_id, proba, champ
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.logger is not None:
             self.logger.close()

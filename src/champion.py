@@ -4,7 +4,6 @@ in models/champion/ (written by `python -m src.register`), so serving needs no s
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +14,14 @@ from src.common.io import read_json
 from src.common.paths import Paths
 
 log = logging.getLogger("champion")
+# Run tags written by src.train.lineage_tags, shown by the API's /model.
+LINEAGE_TAGS = (
+    "git_commit",
+    "data_manifest_sha256",
+    "raw_snapshot_sha256",
+    "config_name",
+    "config_hash",
+)
 
 
 @dataclass
@@ -29,13 +36,8 @@ class LoadedModel:
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def _unwrap(pyfunc_model):
-    return pyfunc_model.unwrap_python_model()
-
-
-def load_from_registry(cfg: Config, paths: Paths) -> LoadedModel:
-    """Champion via the registry alias; raises if the store or the alias is unavailable."""
-    import mlflow
+def registry_version(cfg: Config, paths: Paths):
+    """The ModelVersion the alias points at; raises if the store or the alias is unavailable."""
     from mlflow import MlflowClient
 
     from src.common.tracking import connect
@@ -43,17 +45,33 @@ def load_from_registry(cfg: Config, paths: Paths) -> LoadedModel:
     uri = paths.tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise ModelNotFoundError(f"{uri}: no local tracking store")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast, fall back
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     connect(paths)
-    name, alias = cfg.registry.model_name, cfg.registry.alias
-    version = MlflowClient().get_model_version_by_alias(name, alias)
-    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    return MlflowClient().get_model_version_by_alias(cfg.registry.model_name, cfg.registry.alias)
+
+
+def load_version(cfg: Config, version) -> LoadedModel:
+    """Load one registered version (by number, so a moving alias cannot race the load)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    name = cfg.registry.model_name
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
     run = MlflowClient().get_run(version.run_id) if version.run_id else None
-    meta = {"metrics": run.data.metrics if run else {}, **(version.tags or {})}
+    lineage = {k: v for k, v in (run.data.tags if run else {}).items() if k in LINEAGE_TAGS}
+    meta = {"metrics": run.data.metrics if run else {}, **lineage, **(version.tags or {})}
     return LoadedModel(
-        _unwrap(model), name, str(version.version), alias, "registry", version.run_id, meta
+        model.unwrap_python_model(),
+        name,
+        str(version.version),
+        cfg.registry.alias,
+        "registry",
+        version.run_id,
+        meta,
     )
+
+
+def load_from_registry(cfg: Config, paths: Paths) -> LoadedModel:
+    return load_version(cfg, registry_version(cfg, paths))
 
 
 def load_from_export(folder: Path) -> LoadedModel:
@@ -65,7 +83,7 @@ def load_from_export(folder: Path) -> LoadedModel:
     meta = read_json(meta_path)
     model = mlflow.pyfunc.load_model(str(folder))
     return LoadedModel(
-        _unwrap(model),
+        model.unwrap_python_model(),
         meta["name"],
         str(meta["version"]),
         meta.get("alias", "champion"),

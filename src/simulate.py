@@ -88,7 +88,7 @@ def serve_month(cfg: Config, paths: Paths, flights: pd.DataFrame, month: int) ->
     records = flights[list(REQUEST_FIELDS)].astype(object).where(flights.notna(), None)
     records = records.to_dict("records")
     probs, versions = [], set()
-    with TestClient(create_app(factory)) as client:
+    with TestClient(create_app(factory, cfg)) as client:
         for start in range(0, len(records), cfg.loop.batch_size):
             body = {"flights": records[start : start + cfg.loop.batch_size]}
             r = client.post("/predict/batch", json=body)

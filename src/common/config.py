@@ -73,7 +73,10 @@ class Registry(_Strict):
 
 class Serve(_Strict):
     threshold: float = Field(0.3, gt=0, lt=1)  # decision: delayed if probability >= threshold
-    max_batch: int = Field(10000, gt=0)
+    max_batch: int = Field(10000, gt=0)  # flights per /predict/batch request, else 413
+    max_body_bytes: int = Field(8 * 2**20, gt=0)  # larger request bodies get 413
+    reload_seconds: float = Field(10.0, ge=0)  # registry alias poll interval; 0 = never
+    cors_origins: list[str] = []  # browser origins allowed to call the API; none by default
 
 
 class Drift(_Strict):

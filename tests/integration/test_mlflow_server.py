@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from mlflow import MlflowClient
@@ -16,8 +15,8 @@ from src.champion import load_champion
 from src.common.config import load_config
 from src.common.io import read_json
 from src.common.paths import ROOT, get_paths
-from src.serve import free_port
 from tests.conftest import SMOKE_CONFIG
+from tests.conftest import mlflow_server as conftest_server
 
 pytestmark = pytest.mark.slow
 CFG = load_config(SMOKE_CONFIG)
@@ -25,27 +24,8 @@ CFG = load_config(SMOKE_CONFIG)
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
-    cmd += ["--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not become healthy in 90 s")
-    yield url, proc
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with conftest_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as server:
+        yield server
 
 
 def run_stage(module: str, env: dict) -> None:

@@ -1,0 +1,396 @@
+"""Serving benchmark: this API under gunicorn vs `mlflow models serve`, same champion.
+
+    python -m src.bench [--config configs/default.yml] [--rounds 2] [--duration 10]
+
+Both servers run on 127.0.0.1 with 2 workers and OMP_NUM_THREADS=1. wrk (closed loop,
+16 connections) drives them interleaved, alternating which goes first each round, with
+distinct real flights from the test split. Each run records the CPU that other processes
+used meanwhile (these machines are shared). Writes reports/bench/serving.json, prints the
+ratios and exits 1 if a goal from the README is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from src.common.config import Config, load_config
+from src.common.errors import PipelineError
+from src.common.io import write_json
+from src.common.logs import run_stage
+from src.common.paths import DEFAULT_CONFIG, ROOT, Paths, get_paths
+from src.common.schema import REQUEST_FIELDS
+from src.serve import free_port
+
+log = logging.getLogger("bench")
+WORKERS = 2
+WRK_SCRIPT = """
+local bodies, i = {}, 0
+function init(args) for line in io.lines(args[1]) do bodies[#bodies + 1] = line end end
+function request()
+  i = i % #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
+end
+function done(s, lat, req)
+  local e = s.errors
+  io.write(string.format('BENCH {"requests": %d, "seconds": %.3f, "errors": %d, "timeouts": %d,'
+    .. ' "p50_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f}\\n', s.requests, s.duration / 1e6,
+    e.connect + e.read + e.write + e.status, e.timeout, lat:percentile(50) / 1e3,
+    lat:percentile(99) / 1e3, lat.max / 1e3))
+end
+"""
+# (scenario, server, path, rows per request); single flights also hit the echo ceiling.
+SCENARIOS = {
+    "single": [("mlflow", "/invocations"), ("app", "/predict"), ("echo", "/bench/echo")],
+    "batch": [("mlflow", "/invocations"), ("app", "/predict/batch")],
+}
+
+
+# ------------------------------------------------------------------ request bodies
+def flight_records(paths: Paths, n: int) -> list[dict]:
+    test = pd.read_parquet(paths.processed / "test.parquet", columns=list(REQUEST_FIELDS))
+    rows = test.sample(n=min(n, len(test)), random_state=0)
+    return rows.astype(object).where(rows.notna(), None).to_dict("records")
+
+
+def write_bodies(folder: Path, records: list[dict], batch_rows: int) -> dict[str, Path]:
+    """One JSON body per line, per (scenario, server format)."""
+    batches = [records[i : i + batch_rows] for i in range(0, len(records), batch_rows)]
+    bodies = {
+        ("single", "app"): [r for r in records],
+        ("single", "mlflow"): [{"dataframe_records": [r]} for r in records],
+        ("batch", "app"): [{"flights": b} for b in batches],
+        ("batch", "mlflow"): [{"dataframe_records": b} for b in batches],
+    }
+    files = {}
+    for (scenario, fmt), items in bodies.items():
+        files[scenario, fmt] = folder / f"{scenario}-{fmt}.jsonl"
+        files[scenario, fmt].write_text("".join(json.dumps(b) + "\n" for b in items))
+    return files
+
+
+# ------------------------------------------------------------------ servers
+def server_commands(cfg: Config, port: int) -> dict[str, list[str]]:
+    bindir = Path(sys.executable).parent
+    model = f"models:/{cfg.registry.model_name}@{cfg.registry.alias}"
+    return {
+        "mlflow": [
+            str(bindir / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
+            "-w", str(WORKERS), "-h", "127.0.0.1", "-p", str(port),
+        ],  # fmt: skip
+        "app": [str(bindir / "gunicorn"), "-c", "app/gunicorn_conf.py", "app.main:app"],
+    }
+
+
+def start_server(name: str, cfg: Config, config_path: str, paths: Paths, scratch: Path):
+    """Start one server; returns (process, base URL, seconds until its first 200)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # mlflow runs `uvicorn`
+        "MLFLOW_TRACKING_URI": paths.tracking_uri,
+        "FD_CONFIG": config_path,
+        "FD_BIND": f"127.0.0.1:{port}",
+        "FD_WORKERS": str(WORKERS),
+        "FD_BENCH_ECHO": "1",
+        "FD_DATA_DIR": str(scratch / "data"),  # the prediction log stays out of data/
+        "FD_MODELS_DIR": str(paths.models),
+    }
+    base, probe = f"http://127.0.0.1:{port}", "/ping" if name == "mlflow" else "/ready"
+    start = time.perf_counter()
+    with open(scratch / f"{name}.log", "ab") as errors:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            server_commands(cfg, port)[name],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+    deadline = start + 180
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise PipelineError(f"{name} exited with {proc.returncode}; see {scratch / name}.log")
+        try:
+            with urllib.request.urlopen(base + probe, timeout=2) as r:
+                if r.status == 200:
+                    return proc, base, time.perf_counter() - start
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    stop_server(proc)
+    raise PipelineError(f"{name}: {base}{probe} not ready after 180 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def worker_rss_mib(pid: int) -> float:
+    """Mean RSS of the processes that serve requests (the leaves of the process tree)."""
+    leaves = [p for p in tree(pid) if not p.children()]
+    return statistics.mean(p.memory_info().rss for p in leaves) / 2**20
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+# ------------------------------------------------------------------ load
+def run_wrk(url: str, bodies: Path, script: Path, seconds: float, connections: int) -> dict:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s"]
+    out = subprocess.run(
+        [*cmd, str(script), url, "--", str(bodies)],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    match = re.search(r"^BENCH (.*)$", out, re.M)
+    if not match:
+        raise PipelineError(f"wrk printed no summary for {url}:\n{out}")
+    return json.loads(match.group(1))
+
+
+def measured_run(url, bodies, script, seconds, connections, server_pid, rows) -> dict:
+    """wrk against one server, with the CPU other processes used meanwhile."""
+    ours = tree(server_pid)
+    cpu0, ours0 = psutil.cpu_times(), cpu_seconds(ours)
+    result = run_wrk(url, bodies, script, seconds, connections)
+    cpu1, ours1 = psutil.cpu_times(), cpu_seconds(ours)
+    busy = sum(
+        getattr(cpu1, f) - getattr(cpu0, f) for f in ("user", "system", "nice", "irq", "softirq")
+    )
+    wall = result["seconds"] * psutil.cpu_count()
+    result["server_cpu_share"] = round((ours1 - ours0) / wall, 3)
+    # Everything else, wrk included: wrk's own share is the same for both servers.
+    result["other_cpu_share"] = round(max(0.0, busy - (ours1 - ours0)) / wall, 3)
+    result["rps"] = result["requests"] / result["seconds"]
+    result["rows_per_s"] = result["rps"] * rows
+    return result
+
+
+# ------------------------------------------------------------------ parity (goal 4)
+def parity(cfg: Config, paths: Paths) -> dict:
+    """The API's one-flight fast path vs the logged pyfunc, on every test row."""
+    import mlflow
+
+    from app.scoring import Scorer
+    from src.champion import load_champion
+
+    loaded = load_champion(cfg, paths)
+    test = pd.read_parquet(paths.processed / "test.parquet", columns=list(REQUEST_FIELDS))
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{loaded.name}/{loaded.version}")
+    logged = pyfunc.predict(test)["delay_probability"].to_numpy()
+    scorer = Scorer(loaded.model)
+    records = test.astype(object).where(test.notna(), None).to_dict("records")
+    start = time.perf_counter()
+    fast = np.array([scorer.one(r) for r in records])
+    per_row_us = (time.perf_counter() - start) / len(records) * 1e6
+    diff = float(np.abs(fast - logged).max())
+    log.info(
+        "parity: %d test rows, max |fast - pyfunc| = %.2e (%.0f us per flight)",
+        len(test),
+        diff,
+        per_row_us,
+    )
+    return {"rows": len(test), "max_abs_diff": diff, "fast_path_us_per_flight": per_row_us}
+
+
+# ------------------------------------------------------------------ the benchmark
+def run(cfg: Config, config_path: str, paths: Paths, args: argparse.Namespace) -> dict:
+    if shutil.which("wrk") is None:
+        raise PipelineError("wrk not found: install it (`make system-deps` or apt-get install wrk)")
+    scratch = Path(tempfile.mkdtemp(prefix="fd-bench-"))
+    script = scratch / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    files = write_bodies(scratch, flight_records(paths, args.flights), args.batch_rows)
+    runs: list[dict] = []
+    try:
+        for rnd in range(1, args.rounds + 1):
+            order = ["mlflow", "app"] if rnd % 2 else ["app", "mlflow"]
+            servers = {}
+            for name in order:
+                proc, base, startup = start_server(name, cfg, config_path, paths, scratch)
+                servers[name] = (proc, base)
+                runs.append(
+                    {"round": rnd, "server": name, "scenario": "startup", "seconds": startup}
+                )
+                log.info("round %d: %s ready in %.1f s", rnd, name, startup)
+            try:
+                for scenario, targets in SCENARIOS.items():
+                    rows = 1 if scenario == "single" else args.batch_rows
+                    targets = sorted(
+                        targets, key=lambda t: order.index(t[0]) if t[0] in order else 2
+                    )
+                    for name, path in targets:
+                        proc, base = servers["app" if name == "echo" else name]
+                        body = files[scenario, "mlflow" if name == "mlflow" else "app"]
+                        url = base + path
+                        run_wrk(url, body, script, 2, args.connections)  # warm-up, not recorded
+                        result = measured_run(
+                            url, body, script, args.duration, args.connections, proc.pid, rows
+                        )
+                        runs.append({"round": rnd, "server": name, "scenario": scenario, **result})
+                        log.info(
+                            "round %d %-6s %-6s %8.0f req/s %9.0f rows/s p99 %7.1f ms errors %d other CPU %.0f%%",
+                            rnd, scenario, name, result["rps"], result["rows_per_s"], result["p99_ms"],
+                            result["errors"] + result["timeouts"], 100 * result["other_cpu_share"],
+                        )  # fmt: skip
+                for name, (proc, _) in servers.items():
+                    runs.append(
+                        {
+                            "round": rnd,
+                            "server": name,
+                            "scenario": "rss",
+                            "mib": worker_rss_mib(proc.pid),
+                        }
+                    )
+            finally:
+                for proc, _ in servers.values():
+                    stop_server(proc)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return summarize(runs, args)
+
+
+def median_of(runs, server, scenario, key):
+    return statistics.median(
+        r[key] for r in runs if (r["server"], r["scenario"]) == (server, scenario)
+    )
+
+
+def summarize(runs: list[dict], args) -> dict:
+    m = lambda *a: median_of(runs, *a)  # noqa: E731
+    ratios = {
+        "single_rps_vs_mlflow": m("app", "single", "rps") / m("mlflow", "single", "rps"),
+        "single_rps_vs_echo": m("app", "single", "rps") / m("echo", "single", "rps"),
+        "single_p99_vs_mlflow": m("app", "single", "p99_ms") / m("mlflow", "single", "p99_ms"),
+        "batch_rows_vs_mlflow": m("app", "batch", "rows_per_s")
+        / m("mlflow", "batch", "rows_per_s"),
+        "batch_p99_vs_mlflow": m("app", "batch", "p99_ms") / m("mlflow", "batch", "p99_ms"),
+        "startup_vs_mlflow": m("app", "startup", "seconds") / m("mlflow", "startup", "seconds"),
+        "rss_vs_mlflow": m("app", "rss", "mib") / m("mlflow", "rss", "mib"),
+    }
+    failures = sum(r.get("errors", 0) + r.get("timeouts", 0) for r in runs)
+    goals = {
+        "1_single": ratios["single_rps_vs_mlflow"] >= 10
+        and ratios["single_rps_vs_echo"] >= 0.5
+        and ratios["single_p99_vs_mlflow"] <= 0.2,
+        "2_batch": ratios["batch_rows_vs_mlflow"] >= 3 and ratios["batch_p99_vs_mlflow"] <= 0.5,
+        "3_startup_memory": ratios["startup_vs_mlflow"] <= 0.4 and ratios["rss_vs_mlflow"] <= 0.5,
+        "5_no_errors": failures == 0,
+    }
+    medians = {
+        f"{server}_{scenario}": {
+            k: m(server, scenario, k)
+            for k in ("rps", "rows_per_s", "p50_ms", "p99_ms", "other_cpu_share")
+        }
+        for scenario, targets in SCENARIOS.items()
+        for server, _ in targets
+    }
+    medians |= {f"{s}_startup_s": m(s, "startup", "seconds") for s in ("mlflow", "app")}
+    medians |= {f"{s}_worker_rss_mib": m(s, "rss", "mib") for s in ("mlflow", "app")}
+    return {
+        "settings": {
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "batch_rows": args.batch_rows,
+            "workers": WORKERS,
+            "cpus": psutil.cpu_count(),
+        },
+        "medians": medians,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "goals": goals,
+        "errors": failures,
+        "runs": runs,
+    }
+
+
+def print_summary(result: dict) -> None:
+    r, md = result["ratios"], result["medians"]
+    print(f"\nmedians over {result['settings']['rounds']} interleaved rounds:")
+    for key, v in md.items():
+        print(
+            f"  {key:24s} {v if isinstance(v, float) else json.dumps({k: round(x, 3) for k, x in v.items()})}"
+        )
+    print("ratios (app / mlflow models serve):")
+    for key, v in r.items():
+        print(f"  {key:24s} {v:8.3f}")
+    for goal, ok in result["goals"].items():
+        print(f"  goal {goal:18s} {'PASS' if ok else 'FAIL'}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", default=str(DEFAULT_CONFIG))
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--batch-rows", type=int, default=1000)
+    p.add_argument("--flights", type=int, default=8000, help="distinct test flights sent")
+    p.add_argument("--skip-parity", action="store_true", help="skip goal 4 (quicker reruns)")
+    p.add_argument("--out", type=Path, default=None, help="default: reports/bench/serving.json")
+    return p.parse_args(argv)
+
+
+def _main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg, paths = load_config(args.config), get_paths()
+    check = parity(cfg, paths) if not args.skip_parity else {"max_abs_diff": float("nan")}
+    result = run(cfg, args.config, paths, args)
+    result["parity"] = check
+    result["goals"]["4_parity"] = check["max_abs_diff"] <= 1e-9
+    out = args.out or paths.reports / "bench" / "serving.json"
+    write_json(out, result)
+    print_summary(result)
+    print(f"\nwrote {out}")
+    return 0 if all(result["goals"].values()) else 1
+
+
+def main(argv=None) -> int:
+    return run_stage("bench", _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
