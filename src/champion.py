@@ -4,6 +4,7 @@ in models/champion/ (written by `python -m src.register`), so serving needs no s
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,10 @@ def registry_version(cfg: Config, paths: Paths):
     uri = paths.tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise ModelNotFoundError(f"{uri}: no local tracking store")
+    # Serving fails fast when a tracking server is down: it keeps its model and asks again
+    # on the next poll, rather than waiting through minutes of HTTP retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     connect(paths)
     return MlflowClient().get_model_version_by_alias(cfg.registry.model_name, cfg.registry.alias)
 

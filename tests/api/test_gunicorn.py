@@ -1,0 +1,192 @@
+"""The production server (gunicorn + uvicorn workers) on loopback: graceful shutdown keeps
+every logged prediction, 60 s of load at 32 connections, and faults under load: the
+champion alias moved, then the tracking server killed. Every loop is bounded in time."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import urllib.request
+
+import psutil
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from src.common.config import load_config
+from src.common.schema import REQUEST_FIELDS
+from tests.conftest import SMOKE_CONFIG, gunicorn, mlflow_server
+
+pytestmark = pytest.mark.slow
+CFG = load_config(SMOKE_CONFIG)
+LOAD_SECONDS = float(os.environ.get("FD_LOAD_SECONDS", "60"))
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def flights(test_split, n: int = 500) -> list[bytes]:
+    rows = test_split[list(REQUEST_FIELDS)].head(n)
+    rows = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    return [json.dumps(r).encode() for r in rows]
+
+
+class Load:
+    """`connections` keep-alive clients POSTing flights until stopped or `seconds` pass.
+    Records (time, status, model version) for every request; any exception is an error."""
+
+    def __init__(self, base: str, bodies: list[bytes], connections: int, seconds: float):
+        self.host, self.port = base.removeprefix("http://").split(":")
+        self.bodies, self.seconds = bodies, seconds
+        self.results: list[tuple[float, int, str | None]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._client, args=(i,)) for i in range(connections)
+        ]
+
+    def _client(self, offset: int) -> None:
+        conn = http.client.HTTPConnection(self.host, int(self.port), timeout=10)
+        deadline, i = time.monotonic() + self.seconds, offset
+        headers = {"Content-Type": "application/json"}
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            body = self.bodies[i % len(self.bodies)]
+            i += 1
+            try:
+                conn.request("POST", "/predict", body, headers)
+                response = conn.getresponse()
+                payload = response.read()
+                version = (
+                    json.loads(payload).get("model_version") if response.status == 200 else None
+                )
+                with self._lock:
+                    self.results.append((time.monotonic(), response.status, version))
+            except Exception as exc:  # noqa: BLE001 - every failure counts
+                with self._lock:
+                    self.errors.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection(self.host, int(self.port), timeout=10)
+        conn.close()
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+    def wait(self):
+        for t in self._threads:
+            t.join(timeout=self.seconds + 30)
+
+    def statuses(self) -> set[int]:
+        return {status for _, status, _ in self.results}
+
+
+def worker_rss(master_pid: int) -> int:
+    return sum(p.memory_info().rss for p in psutil.Process(master_pid).children())
+
+
+def test_graceful_shutdown_keeps_every_prediction(smoke_pipeline, tmp_path, test_split):
+    bodies = flights(test_split, 40)
+    with gunicorn({"FD_DATA_DIR": str(tmp_path)}) as (base, master):
+        ids = []
+        for body in bodies * 5:
+            req = urllib.request.Request(
+                f"{base}/predict", body, {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(req, timeout=10) as r:
+                ids.append(json.loads(r.read())["request_id"])
+        os.killpg(master.pid, signal.SIGTERM)  # what `docker stop` and systemd send
+        assert master.wait(timeout=60) == 0
+    rows = [
+        json.loads(line)
+        for f in (tmp_path / "predictions").glob("predictions-*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
+    assert len(rows) == len(ids) == 200
+    assert {r["request_id"] for r in rows} == set(ids)
+    assert all(set(REQUEST_FIELDS) <= r.keys() and 0 < r["delay_probability"] < 1 for r in rows)
+
+
+def test_sixty_seconds_at_32_connections(smoke_pipeline, tmp_path, test_split):
+    with gunicorn({"FD_DATA_DIR": str(tmp_path)}) as (base, master):
+        with Load(base, flights(test_split), 32, LOAD_SECONDS) as load:
+            time.sleep(min(10, LOAD_SECONDS / 4))  # warmed up: buffers and caches filled
+            rss_start = worker_rss(master.pid)
+            load.wait()
+            rss_end = worker_rss(master.pid)
+        metrics = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
+    assert load.errors == [] and load.statuses() == {200}
+    assert len(load.results) > 20 * LOAD_SECONDS  # it really was under load
+    assert rss_end <= 1.10 * rss_start, (rss_start, rss_end)
+    served = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('fd_http_requests_total{route="/predict",status="200"}')
+    )
+    assert served == len(load.results)  # both workers' counters, summed
+
+
+def test_alias_move_then_tracking_server_loss_under_load(
+    smoke_pipeline, tmp_path, test_split, monkeypatch
+):
+    """A copy of the smoke registry behind a real `mlflow server`: @champion moves to v2
+    while requests flow, then the server is killed; not one request fails."""
+    db = tmp_path / "registry.db"
+    shutil.copy(smoke_pipeline.mlflow / "mlflow.db", db)
+    config = tmp_path / "serve.yml"
+    settings = CFG.model_dump()
+    settings["serve"]["reload_seconds"] = 1
+    config.write_text(yaml.safe_dump(settings))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # this test's own client: patient
+
+    with mlflow_server(f"sqlite:///{db}", tmp_path / "artifacts") as (registry, server):
+        client = MlflowClient(registry)
+        name = CFG.registry.model_name
+        v1 = client.get_model_version_by_alias(name, "champion")
+        model_id = v1.source.removeprefix("models:/")  # MLflow 3 logged model behind v1
+        v2 = client.create_model_version(name, v1.source, v1.run_id, model_id=model_id)
+        env = {
+            "FD_DATA_DIR": str(tmp_path / "data"),
+            "FD_CONFIG": str(config),
+            "MLFLOW_TRACKING_URI": registry,
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",  # the server's own defaults (src/champion.py)
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        }
+        with gunicorn(env) as (base, _):
+            assert get_json(f"{base}/model")["version"] == v1.version
+            with Load(base, flights(test_split), 8, 40) as load:
+                time.sleep(3)
+                client.set_registered_model_alias(name, "champion", v2.version)
+                moved = time.monotonic()
+                deadline = moved + 20
+                while time.monotonic() < deadline and not any(
+                    v == v2.version for t, _, v in load.results if t > moved
+                ):
+                    time.sleep(0.2)
+                time.sleep(2)  # both workers have polled by now
+                os.killpg(server.pid, signal.SIGKILL)
+                killed = time.monotonic()
+                time.sleep(4)
+                ready = get_json(f"{base}/ready")
+            after_kill = [r for r in load.results if r[0] > killed]
+
+    assert load.errors == [] and load.statuses() == {200}
+    first_v2 = min(t for t, _, v in load.results if v == v2.version)
+    assert {v for t, _, v in load.results if t < first_v2} == {v1.version}
+    # Each worker polls on its own (1 s here); after that, never back to v1.
+    assert {v for t, _, v in load.results if t > first_v2 + 2.5} == {v2.version}
+    assert len(after_kill) > 100  # predictions kept flowing without the registry
+    assert ready["model_version"] == v2.version and ready["registry"]["reachable"] is False
