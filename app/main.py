@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one OpenMP thread per worker on small hosts
 
+import anyio.to_thread  # noqa: E402
 import orjson  # noqa: E402
 from fastapi import Depends, FastAPI, HTTPException, Request, Security  # noqa: E402
 from fastapi.concurrency import run_in_threadpool  # noqa: E402
@@ -44,6 +45,7 @@ from src.common.config import Config, load_config  # noqa: E402
 from src.common.paths import DEFAULT_CONFIG, get_paths  # noqa: E402
 
 log = logging.getLogger("app")
+BATCH_THREADS = 4
 
 
 def default_config() -> Config:
@@ -81,6 +83,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Batch requests run in the thread pool; on a GIL-bound worker more than a few at a
+        # time only multiply in-flight memory (anyio's default is 40 threads).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = BATCH_THREADS
         app.state.service = await run_in_threadpool(service_factory)
         yield
         app.state.service.close()  # stops the alias watcher, flushes the prediction log
@@ -121,14 +126,14 @@ def create_app(
     @app.get("/ready", response_model=ReadyResponse)
     def ready():
         svc = service()
-        m = svc.champion.loaded
+        m = svc.champion
         body = {"status": "ready", "model_version": m.version, "source": m.source}
         return json_response({**body, "registry": svc.registry.as_dict()})
 
     @app.get("/model", response_model=ModelInfo)
     def model_info():
         svc = service()
-        m = svc.champion.loaded
+        m = svc.champion
         return json_response(
             {
                 "name": m.name,
@@ -156,15 +161,15 @@ def create_app(
         svc = service()
         request_id, p, champ = svc.predict_one(flight.model_dump())
         delayed = p >= svc.threshold
-        metrics.count_predictions(champ.loaded.version, int(delayed), 1)
+        metrics.count_predictions(champ.version, int(delayed), 1)
         return json_response(
             {
                 "request_id": request_id,
                 "delay_probability": p,
                 "delayed": delayed,
                 "threshold": svc.threshold,
-                "model_name": champ.loaded.name,
-                "model_version": champ.loaded.version,
+                "model_name": champ.name,
+                "model_version": champ.version,
             }
         )
 
@@ -187,13 +192,13 @@ def create_app(
             raise HTTPException(413, f"{n} flights exceed the batch limit of {cfg.serve.max_batch}")
         request_id, proba, champ = svc.predict_many(cols)
         delayed = proba >= svc.threshold
-        metrics.count_predictions(champ.loaded.version, int(delayed.sum()), n)
+        metrics.count_predictions(champ.version, int(delayed.sum()), n)
         return json_response(
             {
                 "request_id": request_id,
                 "threshold": svc.threshold,
-                "model_name": champ.loaded.name,
-                "model_version": champ.loaded.version,
+                "model_name": champ.name,
+                "model_version": champ.version,
                 "predictions": [
                     {"delay_probability": p, "delayed": d}
                     for p, d in zip(proba.tolist(), delayed.tolist(), strict=True)

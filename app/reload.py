@@ -12,7 +12,7 @@ import threading
 from app.service import ModelService
 from src.champion import load_from_export, load_version, registry_version
 from src.common.config import Config
-from src.common.errors import PipelineError
+from src.common.errors import ModelNotFoundError, PipelineError
 from src.common.paths import Paths
 
 log = logging.getLogger("app.reload")
@@ -25,7 +25,7 @@ class AliasWatcher:
         self._thread: threading.Thread | None = None
 
     def check(self) -> None:
-        """One poll: load the alias's version if it differs from the one being served."""
+        """One poll: load the alias's version if it is not the one being served."""
         svc = self.service
         try:
             version = registry_version(self.cfg, self.paths)
@@ -35,14 +35,11 @@ class AliasWatcher:
             svc.mark_registry(False, str(exc)[:300])
             return
         current = svc.champion
-        if current and (current.loaded.source, current.loaded.version) == (
-            "registry",
-            str(version.version),
-        ):
-            svc.mark_registry(True)
+        if current is not None and current.version == version.version:
+            svc.mark_registry(True)  # the export is that version: nothing to load
             return
         try:
-            loaded = load_version(self.cfg, version)
+            loaded = load_version(self.cfg, self.paths, version)
         except Exception as exc:
             log.error(
                 "could not load %s v%s: %s", self.cfg.registry.model_name, version.version, exc
@@ -54,14 +51,22 @@ class AliasWatcher:
         log.info("serving %s v%s from the registry", loaded.name, loaded.version)
 
     def start_serving(self, interval: float) -> None:
-        """Initial load (registry, else export), then poll every `interval` s (0: never)."""
-        self.check()
-        if not self.service.ready:
-            try:
-                self.service.swap(load_from_export(self.paths.champion))
-                log.info("serving the export %s", self.paths.champion)
-            except PipelineError as exc:
-                log.error("no model loaded: %s", exc)
+        """Serve the export at once when there is one (no MLflow import: a worker is ready in
+        about a second), then reconcile with the registry alias in the background every
+        `interval` s. Without an export, wait for the registry. interval 0: never poll."""
+        try:
+            export = load_from_export(self.paths.champion)
+            if export.name != self.cfg.registry.model_name:
+                raise ModelNotFoundError(
+                    f"{self.paths.champion} holds {export.name}, not {self.cfg.registry.model_name}"
+                )
+            self.service.swap(export)
+            log.info("serving the export %s", self.paths.champion)
+        except PipelineError as exc:
+            log.info("%s; loading from the registry", exc)
+            self.check()
+            if not self.service.ready:
+                log.error("no model loaded: neither an export nor a reachable registry")
         if interval > 0:
             self._thread = threading.Thread(
                 target=self._run, args=(interval,), name="alias-watcher", daemon=True
@@ -69,6 +74,7 @@ class AliasWatcher:
             self._thread.start()
 
     def _run(self, interval: float) -> None:
+        self.check()
         while not self._stop.wait(interval):
             self.check()
 

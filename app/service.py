@@ -1,8 +1,8 @@
 """ModelService: the serving champion, its registry status and the prediction logger.
 
-The champion is one immutable `Champion` (loaded model + scorer) behind one attribute.
-`swap()` replaces it in a single assignment: a request reads `service.champion` once and
-finishes on that model even if a reload lands meanwhile.
+The champion is one immutable LoadedModel behind one attribute. `swap()` replaces it in a
+single assignment: a request reads `service.champion` once and finishes on that model even
+if a reload lands meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 import numpy as np
 
 from app import metrics
-from app.scoring import Scorer
 from src.champion import LoadedModel
 
 
@@ -23,22 +22,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
-class Champion:
-    loaded: LoadedModel
-    scorer: Scorer
-
-    @classmethod
-    def of(cls, loaded: LoadedModel) -> Champion:
-        return cls(loaded, Scorer(loaded.model))
-
-
 @dataclass
 class RegistryStatus:
     reachable: bool | None = None  # None: not asked yet
     checked_at: str | None = None
     error: str | None = None
-    history: list[dict] = field(default_factory=list)  # reloads: from/to version, when
+    history: list[dict] = field(default_factory=list)  # swaps: from/to version, when
 
     def as_dict(self) -> dict:
         return {
@@ -53,7 +42,7 @@ class ModelService:
     """Scores flights with the champion and logs every prediction."""
 
     def __init__(self, loaded: LoadedModel | None, threshold: float, logger=None):
-        self.champion: Champion | None = None
+        self.champion: LoadedModel | None = None
         self.threshold = threshold
         self.logger = logger
         self.registry = RegistryStatus()
@@ -66,19 +55,18 @@ class ModelService:
         return self.champion is not None
 
     def swap(self, loaded: LoadedModel) -> None:
-        old = self.champion
-        self.champion = Champion.of(loaded)
-        metrics.show_model(old and old.loaded, loaded)
+        old, self.champion = self.champion, loaded
+        metrics.show_model(old, loaded)
         self.registry.history.append(
-            {"from": old and old.loaded.version, "to": loaded.version, "at": _now()}
+            {
+                "from": old and old.version,
+                "to": loaded.version,
+                "source": loaded.source,
+                "at": _now(),
+            }
         )
-        self._freeze()
-
-    @staticmethod
-    def _freeze() -> None:
-        # Loaded model objects live as long as the worker: keep the cyclic GC from
-        # re-scanning them on every collection (and from touching shared pages).
-        gc.unfreeze()
+        # Loaded models live as long as the worker: keep the cyclic GC from re-scanning
+        # them on every collection.
         gc.collect()
         gc.freeze()
 
@@ -86,21 +74,21 @@ class ModelService:
         self.registry.reachable, self.registry.error = reachable, error
         self.registry.checked_at = _now()
 
-    def predict_one(self, record: dict) -> tuple[str, float, Champion]:
+    def predict_one(self, record: dict) -> tuple[str, float, LoadedModel]:
         champ = self.champion
-        proba = champ.scorer.one(record)
+        proba = champ.model.predict_one(record)
         request_id = uuid.uuid4().hex
         if self.logger is not None:
-            self.logger.log(request_id, champ.loaded, {k: [v] for k, v in record.items()}, [proba])
+            self.logger.log(request_id, champ, {k: [v] for k, v in record.items()}, [proba])
         return request_id, proba, champ
 
-    def predict_many(self, cols: dict) -> tuple[str, np.ndarray, Champion]:
+    def predict_many(self, cols: dict) -> tuple[str, np.ndarray, LoadedModel]:
         """Probabilities for flights given as columns (each REQUEST field -> list of values)."""
         champ = self.champion
-        proba = champ.scorer.many(cols)
+        proba = champ.model.predict_proba(cols)
         request_id = uuid.uuid4().hex
         if self.logger is not None:
-            self.logger.log(request_id, champ.loaded, cols, proba)
+            self.logger.log(request_id, champ, cols, proba)
         return request_id, proba, champ
 
     def close(self) -> None:

@@ -87,10 +87,14 @@ def write_bodies(folder: Path, records: list[dict], batch_rows: int) -> dict[str
 
 
 # ------------------------------------------------------------------ servers
-def server_commands(cfg: Config, port: int) -> dict[str, list[str]]:
+def server_commands(cfg: Config, paths: Paths, port: int) -> dict[str, list[str]]:
     bindir = Path(sys.executable).parent
     model = f"models:/{cfg.registry.model_name}@{cfg.registry.alias}"
     return {
+        "registry": [
+            str(bindir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--backend-store-uri", paths.tracking_uri,
+        ],  # fmt: skip
         "mlflow": [
             str(bindir / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
             "-w", str(WORKERS), "-h", "127.0.0.1", "-p", str(port),
@@ -99,14 +103,16 @@ def server_commands(cfg: Config, port: int) -> dict[str, list[str]]:
     }
 
 
-def start_server(name: str, cfg: Config, config_path: str, paths: Paths, scratch: Path):
+def start_server(
+    name: str, cfg: Config, config_path: str, paths: Paths, scratch: Path, registry: str = ""
+):
     """Start one server; returns (process, base URL, seconds until its first 200)."""
     port = free_port()
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # mlflow runs `uvicorn`
-        "MLFLOW_TRACKING_URI": paths.tracking_uri,
+        "MLFLOW_TRACKING_URI": registry or paths.tracking_uri,
         "FD_CONFIG": config_path,
         "FD_BIND": f"127.0.0.1:{port}",
         "FD_WORKERS": str(WORKERS),
@@ -114,11 +120,12 @@ def start_server(name: str, cfg: Config, config_path: str, paths: Paths, scratch
         "FD_DATA_DIR": str(scratch / "data"),  # the prediction log stays out of data/
         "FD_MODELS_DIR": str(paths.models),
     }
-    base, probe = f"http://127.0.0.1:{port}", "/ping" if name == "mlflow" else "/ready"
+    probe = {"mlflow": "/ping", "app": "/ready", "registry": "/health"}[name]
+    base = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     with open(scratch / f"{name}.log", "ab") as errors:  # the child keeps its own descriptor
         proc = subprocess.Popen(
-            server_commands(cfg, port)[name],
+            server_commands(cfg, paths, port)[name],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -212,17 +219,15 @@ def parity(cfg: Config, paths: Paths) -> dict:
     """The API's one-flight fast path vs the logged pyfunc, on every test row."""
     import mlflow
 
-    from app.scoring import Scorer
     from src.champion import load_champion
 
     loaded = load_champion(cfg, paths)
     test = pd.read_parquet(paths.processed / "test.parquet", columns=list(REQUEST_FIELDS))
     pyfunc = mlflow.pyfunc.load_model(f"models:/{loaded.name}/{loaded.version}")
     logged = pyfunc.predict(test)["delay_probability"].to_numpy()
-    scorer = Scorer(loaded.model)
     records = test.astype(object).where(test.notna(), None).to_dict("records")
     start = time.perf_counter()
-    fast = np.array([scorer.one(r) for r in records])
+    fast = np.array([loaded.model.predict_one(r) for r in records])
     per_row_us = (time.perf_counter() - start) / len(records) * 1e6
     diff = float(np.abs(fast - logged).max())
     log.info(
@@ -243,18 +248,22 @@ def run(cfg: Config, config_path: str, paths: Paths, args: argparse.Namespace) -
     script.write_text(WRK_SCRIPT)
     files = write_bodies(scratch, flight_records(paths, args.flights), args.batch_rows)
     runs: list[dict] = []
+    # Both servers get the champion from one tracking server, as in production.
+    registry_proc, registry, _ = start_server("registry", cfg, config_path, paths, scratch)
     try:
         for rnd in range(1, args.rounds + 1):
             order = ["mlflow", "app"] if rnd % 2 else ["app", "mlflow"]
             servers = {}
-            for name in order:
-                proc, base, startup = start_server(name, cfg, config_path, paths, scratch)
-                servers[name] = (proc, base)
-                runs.append(
-                    {"round": rnd, "server": name, "scenario": "startup", "seconds": startup}
-                )
-                log.info("round %d: %s ready in %.1f s", rnd, name, startup)
             try:
+                for name in order:
+                    proc, base, startup = start_server(
+                        name, cfg, config_path, paths, scratch, registry
+                    )
+                    servers[name] = (proc, base)
+                    runs.append(
+                        {"round": rnd, "server": name, "scenario": "startup", "seconds": startup}
+                    )
+                    log.info("round %d: %s ready in %.1f s", rnd, name, startup)
                 for scenario, targets in SCENARIOS.items():
                     rows = 1 if scenario == "single" else args.batch_rows
                     targets = sorted(
@@ -287,6 +296,7 @@ def run(cfg: Config, config_path: str, paths: Paths, args: argparse.Namespace) -
                 for proc, _ in servers.values():
                     stop_server(proc)
     finally:
+        stop_server(registry_proc)
         shutil.rmtree(scratch, ignore_errors=True)
     return summarize(runs, args)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from app.prediction_log import read_log
 from src.champion import load_champion
 from src.common.config import Config, Drift, Monitor, load_config
 from src.common.errors import PipelineError
@@ -180,17 +181,6 @@ def read_months(paths: Paths, months: list[int]) -> pd.DataFrame:
     return batch
 
 
-def read_prediction_log(folder: Path) -> pd.DataFrame:
-    files = sorted(folder.glob("predictions-*.jsonl"))
-    if not files:
-        raise PipelineError(f"{folder}: no prediction log files (predictions-*.jsonl)")
-    df = pd.concat([pd.read_json(f, lines=True, dtype=False) for f in files], ignore_index=True)
-    missing = [c for c in (*REQUEST_FIELDS, PREDICTION) if c not in df]
-    if missing:
-        raise PipelineError(f"{folder}: prediction log lacks column(s) {missing}")
-    return df
-
-
 def append_history(path: Path, row: dict) -> None:
     """One row per drift run; rewritten atomically so a crash never truncates history."""
     old = path.read_text() if path.is_file() else ""
@@ -201,7 +191,7 @@ def append_history(path: Path, row: dict) -> None:
 def run(cfg: Config, paths: Paths, months: list[int] | None, predictions: Path | None) -> dict:
     model = load_champion(cfg, paths)
     if predictions is not None:
-        batch, label = read_prediction_log(predictions), "predictions"
+        batch, label = read_log(predictions), "predictions"
     else:
         months = months or cfg.drift.current_months
         batch, label = read_months(paths, months), "2013-" + "-".join(f"{m:02d}" for m in months)

@@ -35,6 +35,7 @@ from src.common.tracking import connect, experiment_id
 from src.evaluate import binary_metrics
 from src.gate import GateResult, decide
 from src.model_card import render_model_card
+from src.servable import write_servable
 
 log = logging.getLogger("register")
 METADATA = "metadata.json"
@@ -118,6 +119,7 @@ def export(model_uri: str, meta: dict, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(staging))
+        write_servable(mlflow.pyfunc.load_model(str(staging)).unwrap_python_model(), staging)
         write_json(staging / METADATA, meta)
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)

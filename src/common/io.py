@@ -10,8 +10,6 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
-
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -48,7 +46,7 @@ def write_json(target: Path, obj) -> None:
     write_atomic(target, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
-def write_parquet(target: Path, df: pd.DataFrame) -> None:
+def write_parquet(target: Path, df) -> None:  # df: pandas.DataFrame
     # Fixed engine and no pandas index so the same frame always gives the same bytes.
     write_atomic(target, lambda p: df.to_parquet(p, engine="pyarrow", index=False))
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app, default_service
+from app.prediction_log import read_log
 from app.schemas import EXAMPLE_FLIGHT
 from app.service import ModelService
 from src import serve
@@ -26,7 +27,15 @@ def client(smoke_pipeline):
 def test_health_ready_and_model(client):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
-    assert ready.status_code == 200 and ready.json()["source"] == "registry"
+    assert ready.status_code == 200 and ready.json()["source"] == "export"  # served at once
+    deadline = time.monotonic() + 60  # then the background poll finds the registry in sync
+    while ready.json()["registry"]["reachable"] is not True and time.monotonic() < deadline:
+        time.sleep(0.2)
+        ready = client.get("/ready")
+    assert ready.json()["registry"]["reachable"] is True
+    assert ready.json()["source"] == "export" and ready.json()["registry"]["reloads"] == [
+        {**ready.json()["registry"]["reloads"][0], "from": None, "to": "1", "source": "export"}
+    ]
     info = client.get("/model").json()
     assert info["name"] == CFG.registry.model_name and info["alias"] == "champion"
     assert info["metadata"]["metrics"]["test_roc_auc"] > 0.6
@@ -107,14 +116,11 @@ def test_every_prediction_is_logged_by_shutdown(smoke_pipeline, tmp_path, monkey
     with TestClient(create_app(default_service)) as c:
         ids = [c.post("/predict", json=EXAMPLE_FLIGHT).json()["request_id"] for _ in range(25)]
         c.post("/predict/batch", json={"flights": [EXAMPLE_FLIGHT] * 10})
-    rows = [
-        json.loads(line)
-        for f in (tmp_path / "predictions").glob("predictions-*.jsonl")
-        for line in f.read_text().splitlines()
-    ]
+    rows = read_log(tmp_path / "predictions")
     assert len(rows) == 35
-    assert set(ids) <= {r["request_id"] for r in rows}
-    assert all(r["carrier"] == "UA" and 0 < r["delay_probability"] < 1 for r in rows)
+    assert set(ids) <= set(rows["request_id"])
+    assert (rows["carrier"] == "UA").all() and rows["delay_probability"].between(0, 1).all()
+    assert (rows["model_version"] == "1").all() and rows["wind_gust"].isna().all()
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from app.prediction_log import read_log
 from src.common.config import load_config
 from src.common.schema import REQUEST_FIELDS
 from tests.conftest import SMOKE_CONFIG, gunicorn, mlflow_server
@@ -110,14 +111,10 @@ def test_graceful_shutdown_keeps_every_prediction(smoke_pipeline, tmp_path, test
                 ids.append(json.loads(r.read())["request_id"])
         os.killpg(master.pid, signal.SIGTERM)  # what `docker stop` and systemd send
         assert master.wait(timeout=60) == 0
-    rows = [
-        json.loads(line)
-        for f in (tmp_path / "predictions").glob("predictions-*.jsonl")
-        for line in f.read_text().splitlines()
-    ]
+    rows = read_log(tmp_path / "predictions")
     assert len(rows) == len(ids) == 200
-    assert {r["request_id"] for r in rows} == set(ids)
-    assert all(set(REQUEST_FIELDS) <= r.keys() and 0 < r["delay_probability"] < 1 for r in rows)
+    assert set(rows["request_id"]) == set(ids)
+    assert rows["delay_probability"].between(0, 1).all() and rows["origin"].notna().all()
 
 
 def test_sixty_seconds_at_32_connections(smoke_pipeline, tmp_path, test_split):

@@ -11,7 +11,6 @@ from app.main import create_app, default_service
 from app.prediction_log import PredictionLogger
 from app.reload import AliasWatcher
 from app.schemas import EXAMPLE_FLIGHT
-from app.scoring import Scorer
 from app.service import ModelService
 from src.champion import load_from_export
 from src.common.config import load_config
@@ -43,11 +42,10 @@ def test_fast_path_equals_logged_pyfunc_on_every_test_row(smoke_pipeline, test_s
     loaded = load_from_export(smoke_pipeline.champion)
     pyfunc = mlflow.pyfunc.load_model(str(smoke_pipeline.champion))
     logged = pyfunc.predict(test_split[list(REQUEST_FIELDS)])["delay_probability"].to_numpy()
-    scorer = Scorer(loaded.model)
-    fast = np.array([scorer.one(r) for r in records(test_split, len(test_split))])
+    fast = np.array([loaded.model.predict_one(r) for r in records(test_split, len(test_split))])
     assert len(fast) == len(test_split) > 20000
     assert np.abs(fast - logged).max() <= 1e-9
-    batch = scorer.many({c: test_split[c].to_numpy() for c in REQUEST_FIELDS})
+    batch = loaded.model.predict_proba({c: test_split[c].to_numpy() for c in REQUEST_FIELDS})
     assert np.abs(batch - logged).max() <= 1e-9
 
 
@@ -59,7 +57,7 @@ def test_metrics_count_routes_statuses_decisions_and_model_version(client):
     assert 'fd_http_requests_total{route="/predict",status="200"}' in text
     assert 'fd_http_requests_total{route="/predict",status="422"}' in text
     assert 'fd_http_request_duration_seconds_bucket{le="0.005",route="/predict/batch"}' in text
-    assert 'fd_model_info{name="flight-delay-smoke",source="registry",version="1"} 1.0' in text
+    assert 'fd_model_info{name="flight-delay-smoke",source="export",version="1"} 1.0' in text
     scored = sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()

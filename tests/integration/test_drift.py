@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
+from app.prediction_log import PredictionLogger
 from src import drift
 from src.common.config import load_config
-from src.common.schema import PREDICTION, REQUEST_FIELDS
+from src.common.schema import REQUEST_FIELDS
 from tests.conftest import SMOKE_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -39,8 +41,14 @@ def test_fleet_shift_in_march_drifts(smoke_pipeline):
 
 
 def test_prediction_log_as_batch(smoke_pipeline, test_split, tmp_path):
-    logged = test_split[list(REQUEST_FIELDS)].head(3000).assign(**{PREDICTION: 0.2})
-    logged.to_json(tmp_path / "predictions-2013-03-01.jsonl", orient="records", lines=True)
+    flights = test_split[list(REQUEST_FIELDS)].head(3000)
+    flights = flights.astype(object).where(flights.notna(), None)
+    logger = PredictionLogger(tmp_path)
+    version = SimpleNamespace(name="flight-delay-smoke", version="1")
+    for start in range(0, 3000, 1000):  # three logged batch requests
+        cols = {c: flights[c].iloc[start : start + 1000].tolist() for c in REQUEST_FIELDS}
+        logger.log(f"request-{start}", version, cols, [0.2] * 1000)
+    logger.close()
     code = drift.main([*ARGS, "--predictions", str(tmp_path)])
     assert code in (drift.EXIT_OK, drift.EXIT_ALERT)
     summary = json.loads(
