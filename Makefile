@@ -7,7 +7,7 @@ SMOKE := configs/smoke.yml
 CONFIG ?= configs/default.yml
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve drift loop rollback reproduce clean
+.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-prod bench drift loop rollback reproduce clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,12 @@ mlflow: ## MLflow UI + registry on http://127.0.0.1:5000 against the local store
 
 serve: ## Serve the champion on http://127.0.0.1:8000 (docs at /docs)
 	$(PY) -m src.serve --config $(CONFIG)
+
+serve-prod: ## gunicorn + 2 uvicorn workers on 127.0.0.1:8000 (app/gunicorn_conf.py)
+	FD_CONFIG=$(CONFIG) $(VENV)/bin/gunicorn -c app/gunicorn_conf.py app.main:app
+
+bench: ## Benchmark the API vs `mlflow models serve` (needs wrk; reports/bench/serving.json)
+	$(PY) -m src.bench --config $(CONFIG)
 
 drift: ## Drift check of a month (MONTH=9) or the prediction log (MONTH=log)
 	$(PY) -m src.drift --config $(CONFIG) $(if $(filter log,$(MONTH)),--predictions,$(if $(MONTH),--month $(MONTH)))

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one OpenMP thread per worker on small hosts
 
+import anyio  # noqa: E402
 import anyio.to_thread  # noqa: E402
 import orjson  # noqa: E402
 from fastapi import Depends, FastAPI, HTTPException, Request, Security  # noqa: E402
@@ -45,7 +46,11 @@ from src.common.config import Config, load_config  # noqa: E402
 from src.common.paths import DEFAULT_CONFIG, get_paths  # noqa: E402
 
 log = logging.getLogger("app")
-BATCH_THREADS = 4
+# Batches are scored one at a time per worker, in a thread: the GIL lets no two run at once,
+# so more threads would only share the CPU (raising every batch's latency) and hold more
+# parsed batches in memory. Meanwhile the event loop keeps reading requests and answering
+# /health and single flights.
+BATCH_THREADS = 1
 
 
 def default_config() -> Config:
@@ -83,9 +88,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # Batch requests run in the thread pool; on a GIL-bound worker more than a few at a
-        # time only multiply in-flight memory (anyio's default is 40 threads).
-        anyio.to_thread.current_default_thread_limiter().total_tokens = BATCH_THREADS
+        app.state.batch_limiter = anyio.CapacityLimiter(BATCH_THREADS)  # needs a running loop
         app.state.service = await run_in_threadpool(service_factory)
         yield
         app.state.service.close()  # stops the alias watcher, flushes the prediction log
@@ -120,18 +123,18 @@ def create_app(
         return svc
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok"}
 
     @app.get("/ready", response_model=ReadyResponse)
-    def ready():
+    async def ready():
         svc = service()
         m = svc.champion
         body = {"status": "ready", "model_version": m.version, "source": m.source}
         return json_response({**body, "registry": svc.registry.as_dict()})
 
     @app.get("/model", response_model=ModelInfo)
-    def model_info():
+    async def model_info():
         svc = service()
         m = svc.champion
         return json_response(
@@ -151,7 +154,7 @@ def create_app(
         )
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    async def prometheus() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
@@ -182,7 +185,8 @@ def create_app(
         openapi_extra={"requestBody": json_body("BatchRequest")},
     )
     async def predict_batch(request: Request):
-        return await run_in_threadpool(score_batch, await request.body())
+        raw = await request.body()
+        return await anyio.to_thread.run_sync(score_batch, raw, limiter=app.state.batch_limiter)
 
     def score_batch(raw: bytes) -> Response:
         svc = service()

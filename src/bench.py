@@ -164,8 +164,11 @@ def tree(pid: int) -> list[psutil.Process]:
 
 
 def worker_rss_mib(pid: int) -> float:
-    """Mean RSS of the processes that serve requests (the leaves of the process tree)."""
-    leaves = [p for p in tree(pid) if not p.children()]
+    """Mean RSS of the processes that serve requests: the leaves of the process tree, less
+    multiprocessing's resource tracker (uvicorn --workers starts one)."""
+    leaves = [
+        p for p in tree(pid) if not p.children() and "resource_tracker" not in " ".join(p.cmdline())
+    ]
     return statistics.mean(p.memory_info().rss for p in leaves) / 2**20
 
 

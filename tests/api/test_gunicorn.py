@@ -119,6 +119,13 @@ def test_graceful_shutdown_keeps_every_prediction(smoke_pipeline, tmp_path, test
 
 def test_sixty_seconds_at_32_connections(smoke_pipeline, tmp_path, test_split):
     with gunicorn({"FD_DATA_DIR": str(tmp_path)}) as (base, master):
+        # Both workers have reached the registry once (its client is imported lazily, which
+        # would otherwise count as growth under load).
+        deadline, in_sync = time.monotonic() + 120, 0
+        while in_sync < 20 and time.monotonic() < deadline:
+            in_sync = in_sync + 1 if get_json(f"{base}/ready")["registry"]["reachable"] else 0
+            time.sleep(0.05)
+        assert in_sync == 20
         with Load(base, flights(test_split), 32, LOAD_SECONDS) as load:
             time.sleep(min(10, LOAD_SECONDS / 4))  # warmed up: buffers and caches filled
             rss_start = worker_rss(master.pid)
