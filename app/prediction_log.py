@@ -1,9 +1,8 @@
 """Append-only prediction log under data/predictions/, written off the request path.
 
-One JSON line per request: request id, time, model name and version, the flights' input
-fields as columns, and their probabilities. Columns keep a 1000-flight batch to one cheap
-orjson call (per-flight lines cost ~5 ms of a ~40 ms batch); `read_log` expands them back
-to one row per flight, which is what the drift stage reads.
+One JSON line per request (format: src/common/predictions.py): request id, time, model name
+and version, the flights' input fields as columns, and their probabilities. Columns keep a
+1000-flight batch to one cheap orjson call (per-flight lines cost ~5 ms of a ~40 ms batch).
 
 A request only appends a tuple to an in-memory queue; a background thread writes the
 queue every `flush_seconds`, and `close()` writes what is left, so a graceful shutdown
@@ -19,44 +18,9 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import orjson
-
-from src.common.errors import PipelineError
-from src.common.schema import PREDICTION, REQUEST_FIELDS
+from src.common.predictions import encode
 
 log = logging.getLogger("app.prediction_log")
-META = ("request_id", "logged_at", "model_name", "model_version")
-
-
-def encode(entry: tuple) -> bytes:
-    request_id, logged_at, model_name, model_version, cols, proba = entry
-    record = dict(zip(META, (request_id, logged_at, model_name, model_version), strict=True))
-    record |= {"flights": cols, PREDICTION: np.asarray(proba, dtype=float)}
-    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
-
-
-def read_log(folder: Path):
-    """Every logged flight as one row: META, the REQUEST fields and the probability."""
-    import pandas as pd
-
-    files = sorted(folder.glob("predictions-*.jsonl"))
-    if not files:
-        raise PipelineError(f"{folder}: no prediction log files (predictions-*.jsonl)")
-    columns: dict[str, list] = {c: [] for c in (*META, *REQUEST_FIELDS, PREDICTION)}
-    for path in files:
-        for number, line in enumerate(path.read_bytes().splitlines(), 1):
-            try:
-                record = orjson.loads(line)
-                n = len(record[PREDICTION])
-                for field in REQUEST_FIELDS:
-                    columns[field] += record["flights"][field]
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                raise PipelineError(f"{path}:{number}: not a prediction log line ({exc})") from None
-            columns[PREDICTION] += record[PREDICTION]
-            for key in META:
-                columns[key] += [record[key]] * n
-    return pd.DataFrame(columns)
 
 
 class PredictionLogger:

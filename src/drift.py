@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from app.prediction_log import read_log
 from src.champion import load_champion
 from src.common.config import Config, Drift, Monitor, load_config
 from src.common.errors import PipelineError
 from src.common.io import read_json, write_atomic, write_json
 from src.common.logs import setup_logging
 from src.common.paths import DEFAULT_CONFIG, Paths, get_paths
+from src.common.predictions import read_log
 from src.common.schema import (
     CATEGORICAL_FEATURES,
     FEATURES,

@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app, default_service
-from app.prediction_log import read_log
 from app.schemas import EXAMPLE_FLIGHT
 from app.service import ModelService
 from src import serve
 from src.common.config import load_config
+from src.common.predictions import read_log
 from tests.conftest import SMOKE_CONFIG
 
 CFG = load_config(SMOKE_CONFIG)

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from app.prediction_log import read_log
 from src.common.config import load_config
+from src.common.predictions import read_log
 from src.common.schema import REQUEST_FIELDS
 from tests.conftest import SMOKE_CONFIG, gunicorn, mlflow_server
 

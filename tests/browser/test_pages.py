@@ -4,6 +4,7 @@ the MLflow UI's registry and an Evidently drift report. Every page must load fro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -57,10 +58,8 @@ def test_mlflow_ui_lists_the_model_with_its_champion_alias(page, mlflow_url, req
     page.goto(f"{mlflow_url}/#/models")
     page.get_by_role("link", name=name, exact=True).wait_for()
     # On a first visit MLflow may announce its alias-based registry UI in a modal: take it.
-    try:
+    with contextlib.suppress(PlaywrightTimeout):
         page.get_by_role("button", name="Try it now").click(timeout=5_000)
-    except PlaywrightTimeout:
-        pass
     page.screenshot(path=screenshot_name(request.node.nodeid, "-models"), full_page=True)
 
     page.get_by_role("link", name=name, exact=True).click()
