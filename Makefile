@@ -7,7 +7,7 @@ SMOKE := configs/smoke.yml
 CONFIG ?= configs/default.yml
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-prod bench drift loop rollback reproduce clean
+.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-prod bench drift loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,9 +40,13 @@ pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, ser
 test: ## Run the whole test suite (unit, integration, api; slow tests included)
 	$(PY) -m pytest
 
-lint: ## ruff check + black --check
+lint: ## ruff check + black --check; hadolint; compose files validated
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/black --check .
+	$(VENV)/bin/hadolint Dockerfile docker/Dockerfile
+	$(VENV)/bin/docker-compose -f docker-compose.yml config -q
+	$(VENV)/bin/docker-compose -f docker-compose.yml -f docker-compose.ci.yml config -q
+	$(VENV)/bin/docker-compose -f docker-compose.yml --profile shared config -q
 
 format: ## ruff --fix + black
 	$(VENV)/bin/ruff check --fix .
@@ -77,6 +81,18 @@ rollback: ## Move @champion back to the previous champion (alias history)
 reproduce: ## Rebuild a logged model from its lineage and compare metrics: RUN_ID=...
 	@test -n "$(RUN_ID)" || { echo "usage: make reproduce RUN_ID=<mlflow run id>"; exit 2; }
 	$(PY) -m src.reproduce --run-id $(RUN_ID)
+
+system-deps: ## Debian packages for docker-verify, browser tests, bench (root; only what is missing)
+	scripts/system_deps.sh
+
+docker-verify: ## Build the image, run the compose stack (CI override), predict, tear down
+	scripts/docker_verify.sh
+
+browser-test: ## The browser tests alone (Debian's chromium via Playwright)
+	$(PY) -m pytest tests/browser
+
+lock-shared: ## Re-lock docker/mlflow-shared.txt (the `shared` profile's MLflow server)
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes docker/mlflow-shared.in -o docker/mlflow-shared.txt
 
 clean: ## Remove generated data, models, reports and the local MLflow store (keeps data/raw)
 	rm -rf data/processed data/predictions models/champion reports mlruns

@@ -31,6 +31,7 @@ def atomic_path(target: Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary readable files
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

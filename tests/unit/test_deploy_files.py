@@ -90,6 +90,11 @@ def _run_steps(job: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------- compose file
+def with_defaults(value: str) -> str:
+    """A compose value with every `${VAR:-default}` replaced by its default."""
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", r"\1", str(value))
+
+
 def test_compose_services_and_dependency():
     compose = _load_yaml("docker-compose.yml")
     assert "version" not in compose, "modern compose spec has no `version:` key"
@@ -104,7 +109,15 @@ def test_compose_services_and_dependency():
     env = api["environment"]
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # `${VAR:-default}`: overridable (FD_TRACKING_URI for the shared profile), default mlflow
+    assert with_defaults(env["MLFLOW_TRACKING_URI"]) == "http://mlflow:5000"
+    assert with_defaults(env["FD_CONFIG"]) == "configs/default.yml"
+
+    # the one-shot trainer fills the registry before the api starts
+    trainer = services["trainer"]
+    assert trainer["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert api["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    assert trainer.get("restart") == "no"
 
     # mlflow runs the same image the api service builds
     assert mlflow.get("image") == api.get("image") or "build" in mlflow
@@ -155,14 +168,20 @@ def test_dockerfile_install_healthcheck_and_cmd():
 
     health = [args for kw, args in instr if kw == "HEALTHCHECK"]
     assert health and "NONE" not in health[-1].split()
-    assert "127.0.0.1:8000/health" in health[-1]
+    assert "127.0.0.1:" in health[-1] and "/health" in health[-1] and "FD_BIND" in health[-1]
 
     env = " ".join(args for kw, args in instr if kw == "ENV")
-    for setting in ("OMP_NUM_THREADS=1", "PYTHONUNBUFFERED=1", "PATH=/opt/venv/bin:"):
+    for setting in (
+        "OMP_NUM_THREADS=1",
+        "PYTHONUNBUFFERED=1",
+        "PATH=/opt/venv/bin:",
+        "FD_BIND=0.0.0.0:8000",
+        "MLFLOW_DISABLE_TELEMETRY=true",
+    ):
         assert setting in env, setting
     assert ("EXPOSE", "8000") in instr
     cmd = [args for kw, args in instr if kw == "CMD"][-1]
-    assert "uvicorn" in cmd and "app.main:app" in cmd and "0.0.0.0" in cmd
+    assert cmd == '["gunicorn", "-c", "app/gunicorn_conf.py", "app.main:app"]'
     copies = " ".join(args for kw, args in instr if kw == "COPY")
     for src in ("src/", "app/", "configs/", "/opt/venv"):
         assert src in copies, src

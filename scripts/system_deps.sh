@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Debian packages the container and browser checks need (`make system-deps`); idempotent.
+#   docker.io    Docker engine (dockerd + containerd + runc) for `make docker-verify`
+#   debootstrap  builds the local python:3.11-slim stand-in when no registry is reachable
+#   chromium     the browser tests in tests/browser/ (driven by Playwright, never downloaded)
+#   wrk          HTTP load generator for the serving benchmark
+# Installs only what is missing, with --no-install-recommends; needs root (or sudo).
+# FD_SYSTEM_DEPS="chromium wrk" narrows the list (e.g. where Docker is already installed).
+set -euo pipefail
+
+read -r -a PACKAGES <<<"${FD_SYSTEM_DEPS:-docker.io debootstrap chromium wrk}"
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system-deps: all present (${PACKAGES[*]})"
+    exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "system-deps: need root to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=(sudo)
+fi
+echo "system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+install() { "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+# Stale package lists (a long-lived image) are the usual failure: refresh once and retry.
+if ! install; then
+    "${SUDO[@]}" apt-get update -q
+    install
+fi
