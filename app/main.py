@@ -58,7 +58,7 @@ def default_config() -> Config:
 
 
 def default_service() -> ModelService:
-    """The champion from the registry alias (else the export), watched for changes."""
+    """The export in models/champion/ at once (else the registry), then the alias watched."""
     cfg, paths = default_config(), get_paths()
     svc = ModelService(None, cfg.serve.threshold, PredictionLogger(paths.predictions))
     svc.watcher = AliasWatcher(svc, cfg, paths)

@@ -1,7 +1,7 @@
-"""Hot reload: poll the registry alias and swap to a new champion when it moves.
+"""Hot reload: serve the export at once, poll the registry alias, swap when it moves.
 
-Unreachable registry (at start or later): keep serving what is loaded, fall back to the
-export in models/champion/ if nothing is, and report it in /ready and /model.
+Unreachable registry (at start or later): keep serving what is loaded and report it in
+/ready and /model. A version that fails to load is logged and tried again next poll.
 """
 
 from __future__ import annotations
