@@ -57,7 +57,7 @@ eda: ## Execute notebooks/eda.ipynb (checks the facts in EDA_DECISIONS.md)
 
 mlflow: ## MLflow UI + registry on http://127.0.0.1:5000 against the local store
 	mkdir -p mlruns
-	$(VENV)/bin/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --default-artifact-root $(CURDIR)/mlruns/artifacts
 
 serve: ## Serve the champion on http://127.0.0.1:8000 (docs at /docs)

@@ -119,6 +119,9 @@ def start_server(
         "FD_BENCH_ECHO": "1",
         "FD_DATA_DIR": str(scratch / "data"),  # the prediction log stays out of data/
         "FD_MODELS_DIR": str(paths.models),
+        # MLflow 3's server otherwise starts 7 job-runner processes (GenAI jobs) that take
+        # a core for a minute after start: noise in the very runs being measured.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     probe = {"mlflow": "/ping", "app": "/ready", "registry": "/health"}[name]
     base = f"http://127.0.0.1:{port}"

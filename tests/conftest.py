@@ -106,7 +106,11 @@ def mlflow_server(backend_uri: str, artifacts: Path):
     cmd += ["--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts)]
     cmd += ["--workers", "1"]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no job runners
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
