@@ -74,7 +74,7 @@ def api_key_guard(expected: str | None):
     """Dependency for /predict*: no-op when FD_API_KEY is unset; constant-time compare."""
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
-    def check(key: str | None = Security(header)) -> None:
+    async def check(key: str | None = Security(header)) -> None:  # async: no thread hop
         if expected and not (key and hmac.compare_digest(key.encode(), expected.encode())):
             raise HTTPException(401, "missing or wrong X-API-Key", {"WWW-Authenticate": "ApiKey"})
 
