@@ -43,6 +43,7 @@ from app.schemas import (  # noqa: E402
 )
 from app.service import ModelService  # noqa: E402
 from src.common.config import Config, load_config  # noqa: E402
+from src.common.logs import setup_logging  # noqa: E402
 from src.common.paths import DEFAULT_CONFIG, get_paths  # noqa: E402
 
 log = logging.getLogger("app")
@@ -88,6 +89,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        setup_logging()  # the app's own INFO lines (reloads) under uvicorn and gunicorn
         app.state.batch_limiter = anyio.CapacityLimiter(BATCH_THREADS)  # needs a running loop
         app.state.service = await run_in_threadpool(service_factory)
         yield

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from app.service import ModelService
 from src.champion import load_from_export, load_version, registry_version
@@ -38,6 +39,7 @@ class AliasWatcher:
         if current is not None and current.version == version.version:
             svc.mark_registry(True)  # the export is that version: nothing to load
             return
+        started = time.monotonic()
         try:
             loaded = load_version(self.cfg, self.paths, version)
         except Exception as exc:
@@ -48,7 +50,12 @@ class AliasWatcher:
             return
         svc.mark_registry(True)
         svc.swap(loaded)
-        log.info("serving %s v%s from the registry", loaded.name, loaded.version)
+        log.info(
+            "serving %s v%s from the registry (loaded in %.1f s)",
+            loaded.name,
+            loaded.version,
+            time.monotonic() - started,
+        )
 
     def start_serving(self, interval: float) -> None:
         """Serve the export at once when there is one (no MLflow import: a worker is ready in

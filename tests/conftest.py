@@ -121,18 +121,19 @@ def mlflow_server(backend_uri: str, artifacts: Path):
 
 
 @contextmanager
-def gunicorn(env: dict, workers: int = 2):
+def gunicorn(env: dict, workers: int = 2, log: Path | None = None):
     """The production server (app/gunicorn_conf.py) on a free loopback port: yields
-    (base URL, master process)."""
+    (base URL, master process). Its output goes to `log` when given (for failure messages)."""
     port = free_port()
     full_env = {**os.environ, **env, "FD_BIND": f"127.0.0.1:{port}", "FD_WORKERS": str(workers)}
     cmd = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app.main:app"]
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
         env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -141,3 +142,5 @@ def gunicorn(env: dict, workers: int = 2):
         yield base, proc
     finally:
         stop(proc)
+        if log:
+            out.close()
