@@ -40,6 +40,7 @@ from app.schemas import (  # noqa: E402
     ModelInfo,
     PredictionResponse,
     ReadyResponse,
+    columns_if_valid,
 )
 from app.service import ModelService  # noqa: E402
 from src.common.config import Config, load_config  # noqa: E402
@@ -192,7 +193,7 @@ def create_app(
 
     def score_batch(raw: bytes) -> Response:
         svc = service()
-        cols = parse(BatchRequest, raw).as_columns()
+        cols = parse_batch(raw)
         n = len(cols["year"])
         if n > cfg.serve.max_batch:
             raise HTTPException(413, f"{n} flights exceed the batch limit of {cfg.serve.max_batch}")
@@ -225,6 +226,16 @@ def create_app(
 def json_body(model_name: str) -> dict:
     ref = {"$ref": f"#/components/schemas/{model_name}"}
     return {"required": True, "content": {"application/json": {"schema": ref}}}
+
+
+def parse_batch(raw: bytes) -> dict[str, list]:
+    """A valid body takes the column-wise fast path; anything else gets BatchRequest's
+    record-by-record validation and its 422 (or, equally, its acceptance)."""
+    try:
+        cols = columns_if_valid(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        cols = None
+    return cols if cols is not None else parse(BatchRequest, raw).as_columns()
 
 
 def parse(model, raw: bytes):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from src.common.schema import REQUEST, REQUEST_FIELDS, Column
 
@@ -119,9 +126,37 @@ class BatchRequest(BaseModel):
     def as_columns(self) -> dict[str, list]:
         if self.flights is not None:
             return {f: [getattr(fl, f) for fl in self.flights] for f in REQUEST_FIELDS}
-        n = len(self.columns.year)
-        cols = {f: getattr(self.columns, f) for f in REQUEST_FIELDS}
-        return {f: [None] * n if v is None else v for f, v in cols.items()}
+        return _filled(self.columns)
+
+
+def _filled(columns: BaseModel) -> dict[str, list]:
+    n = len(columns.year)
+    cols = {f: getattr(columns, f) for f in REQUEST_FIELDS}
+    return {f: [None] * n if v is None else v for f, v in cols.items()}
+
+
+_KNOWN = frozenset(REQUEST_FIELDS)
+
+
+def columns_if_valid(body) -> dict[str, list] | None:
+    """A decoded batch body as columns, validated column-wise: one FlightColumns model
+    instead of one Flight per record (about 2x faster for 1000 flights). None whenever
+    anything is off (unknown key, wrong type, bad date ...): the caller then runs
+    BatchRequest's own validation, whose 422 names the record and field."""
+    if not isinstance(body, dict) or len(body) != 1:
+        return None
+    if "columns" in body:
+        raw = body["columns"]
+    elif isinstance(flights := body.get("flights"), list) and flights:
+        if not all(isinstance(r, dict) and _KNOWN.issuperset(r) for r in flights):
+            return None
+        raw = {f: [r.get(f) for r in flights] for f in REQUEST_FIELDS}
+    else:
+        return None
+    try:
+        return _filled(FlightColumns.model_validate(raw))
+    except ValidationError:
+        return None
 
 
 class Prediction(BaseModel):

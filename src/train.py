@@ -59,10 +59,9 @@ def columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: df[c].to_numpy() for c in REQUEST_FIELDS}
 
 
-def fit_lightgbm(X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int) -> lgb.Booster:
-    """EDA-11: gradient-boosted trees; categorical features by code, NaN = missing/unseen."""
+def lightgbm_params(params: LightGBMParams, seed: int) -> dict:
     p = params.model_dump()
-    lgb_params = {
+    return {
         "objective": "binary",
         "learning_rate": p.pop("learning_rate"),
         "seed": seed,
@@ -75,14 +74,41 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int
         "feature_fraction": p.pop("colsample_bytree"),
         **{k: v for k, v in p.items() if k != "n_estimators"},
     }
-    data = lgb.Dataset(
+
+
+def lightgbm_data(X: np.ndarray, y: np.ndarray, reference=None) -> lgb.Dataset:
+    return lgb.Dataset(
         X,
         y,
         feature_name=list(FEATURES),
         categorical_feature=list(range(N_CAT)),
-        free_raw_data=True,
+        reference=reference,
     )
-    return lgb.train(lgb_params, data, num_boost_round=params.n_estimators)
+
+
+def fit_lightgbm(X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int) -> lgb.Booster:
+    """EDA-11: gradient-boosted trees; categorical features by code, NaN = missing/unseen."""
+    data = lightgbm_data(X, y)
+    return lgb.train(lightgbm_params(params, seed), data, num_boost_round=params.n_estimators)
+
+
+def early_stopping_trees(splits: dict, cfg: Config, patience: int = 30, cap: int = 1000) -> int:
+    """How `n_estimators` is chosen (EDA-11): the tree count after which validation log loss
+    stopped improving for `patience` rounds, with the config's other parameters."""
+    state = fit_state(columns(splits["train"]), splits["planes"])
+    X, y = (
+        {s: f(splits[s]) for s in ("train", "validation")}
+        for f in (lambda df: build_features(columns(df), state), lambda df: df[TARGET].to_numpy())
+    )
+    train = lightgbm_data(X["train"], y["train"])
+    booster = lgb.train(
+        lightgbm_params(cfg.train.lightgbm, cfg.seed),
+        train,
+        num_boost_round=cap,
+        valid_sets=[lightgbm_data(X["validation"], y["validation"], reference=train)],
+        callbacks=[lgb.early_stopping(patience, verbose=False)],
+    )
+    return booster.best_iteration
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, params: LogisticParams, seed: int):
@@ -205,6 +231,11 @@ def load_splits(paths: Paths) -> dict[str, pd.DataFrame]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.train", description=__doc__.split("\n")[0])
     p.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline config YAML")
+    p.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="only print the tree count early stopping on the validation split picks; log nothing",
+    )
     return p.parse_args(argv)
 
 
@@ -212,6 +243,13 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     cfg, paths = load_config(args.config), get_paths()
     splits = load_splits(paths)
+    if args.early_stopping:
+        best = early_stopping_trees(splits, cfg)
+        print(
+            f"early stopping on validation (patience 30): {best} trees; config: "
+            f"n_estimators {cfg.train.lightgbm.n_estimators}"
+        )
+        return 0
     tags = lineage_tags(paths, cfg)
     models = fit_models(splits["train"], splits["planes"], cfg)
     uri = connect(paths)

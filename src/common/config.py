@@ -27,7 +27,7 @@ class Split(_Strict):
 
 
 class LightGBMParams(_Strict):
-    n_estimators: int = 400
+    n_estimators: int = 110
     learning_rate: float = 0.05
     num_leaves: int = 63
     min_child_samples: int = 50
