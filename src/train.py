@@ -96,16 +96,18 @@ def early_stopping_trees(splits: dict, cfg: Config, patience: int = 30, cap: int
     """How `n_estimators` is chosen (EDA-11): the tree count after which validation log loss
     stopped improving for `patience` rounds, with the config's other parameters."""
     state = fit_state(columns(splits["train"]), splits["planes"])
-    X, y = (
-        {s: f(splits[s]) for s in ("train", "validation")}
-        for f in (lambda df: build_features(columns(df), state), lambda df: df[TARGET].to_numpy())
-    )
-    train = lightgbm_data(X["train"], y["train"])
+
+    def data(name: str, reference=None) -> lgb.Dataset:
+        df = splits[name]
+        X, y = build_features(columns(df), state), df[TARGET].to_numpy()
+        return lightgbm_data(X, y, reference)
+
+    train = data("train")
     booster = lgb.train(
         lightgbm_params(cfg.train.lightgbm, cfg.seed),
         train,
         num_boost_round=cap,
-        valid_sets=[lightgbm_data(X["validation"], y["validation"], reference=train)],
+        valid_sets=[data("validation", reference=train)],
         callbacks=[lgb.early_stopping(patience, verbose=False)],
     )
     return booster.best_iteration

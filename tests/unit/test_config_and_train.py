@@ -5,14 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
 from src.common.config import LightGBMParams, LogisticParams, QualityGate, load_config
 from src.common.errors import PipelineError
 from src.common.paths import CONFIGS_DIR
 from src.common.schema import FEATURES, TARGET
-from src.features import build_features
-from src.train import columns, fit_lightgbm, fit_logistic, quality_failures
+from src.features import build_features, fit_state
+from src.train import (
+    columns,
+    early_stopping_trees,
+    fit_lightgbm,
+    fit_logistic,
+    quality_failures,
+)
 
 CATEGORICAL = slice(0, 4)  # carrier, origin, dest, manufacturer come first in FEATURES
 
@@ -139,3 +145,30 @@ def test_logistic_handles_missing_category_codes(january, processed_slice, featu
     p = model.predict_proba(X_unseen)[:, 1]
     assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
     assert roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.6
+
+
+def test_early_stopping_picks_the_validation_minimum(processed_slice, raw_slice):
+    """`python -m src.train --early-stopping` (how configs/default.yml's n_estimators was
+    chosen): the returned count's validation log loss is no worse than 30 trees later, and
+    a fixed-count fit of that many trees is the early-stopped model itself."""
+    cut = len(processed_slice) * 2 // 3
+    splits = {
+        "train": processed_slice.iloc[:cut],
+        "validation": processed_slice.iloc[cut:],
+        "planes": raw_slice["planes"],
+    }
+    cfg = load_config(CONFIGS_DIR / "smoke.yml")
+    best = early_stopping_trees(splits, cfg, patience=30, cap=300)
+    assert 1 <= best < 300
+
+    state = fit_state(columns(splits["train"]), splits["planes"])
+    X_train, X_val = (build_features(columns(splits[s]), state) for s in ("train", "validation"))
+    y_train, y_val = splits["train"][TARGET].to_numpy(), splits["validation"][TARGET].to_numpy()
+    params = cfg.train.lightgbm
+    longer = fit_lightgbm(
+        X_train, y_train, params.model_copy(update={"n_estimators": best + 30}), 42
+    )
+    fixed = fit_lightgbm(X_train, y_train, params.model_copy(update={"n_estimators": best}), 42)
+    at_best = longer.predict(X_val, num_iteration=best, num_threads=1)
+    assert log_loss(y_val, at_best) <= log_loss(y_val, longer.predict(X_val, num_threads=1))
+    np.testing.assert_array_equal(fixed.predict(X_val, num_threads=1), at_best)
