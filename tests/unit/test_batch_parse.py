@@ -95,4 +95,6 @@ values = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(field=st.sampled_from(REQUEST_FIELDS), value=values)
 def test_any_single_field_value_agrees(field, value):
-    assert outcome(parse_batch, body(**{field: value})) == outcome(reference, body(**{field: value}))
+    assert outcome(parse_batch, body(**{field: value})) == outcome(
+        reference, body(**{field: value})
+    )
