@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from importlib.metadata import version
+from pathlib import Path
 
 import lightgbm as lgb
 import mlflow.pyfunc
@@ -14,6 +16,7 @@ from mlflow.types import ColSpec, Schema
 from src.common.paths import ROOT
 from src.common.schema import PREDICTION, REQUEST, REQUEST_FIELDS
 from src.features import FeatureState, build_features
+from src.servable import SERVABLE_FILE, write_servable
 
 RUNTIME_PACKAGES = ("mlflow", "lightgbm", "scikit-learn", "numpy", "pandas", "cloudpickle")
 
@@ -51,12 +54,17 @@ def signature() -> ModelSignature:
 
 
 def log_model(model: FlightDelayModel, example: pd.DataFrame):
-    """Log as an MLflow pyfunc with signature, input example and the feature code."""
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=model,
-        code_paths=[str(ROOT / "src")],
-        signature=signature(),
-        input_example=example[list(REQUEST_FIELDS)],
-        pip_requirements=pip_requirements(),
-    )
+    """Log as an MLflow pyfunc with signature, input example and the feature code, plus the
+    servable form (artifacts/servable.pkl): an API worker reloads a version from that one
+    file, without importing MLflow or unpickling the pyfunc (src/champion.py)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_servable(model, Path(tmp))
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=model,
+            artifacts={"servable": str(Path(tmp) / SERVABLE_FILE)},
+            code_paths=[str(ROOT / "src")],
+            signature=signature(),
+            input_example=example[list(REQUEST_FIELDS)],
+            pip_requirements=pip_requirements(),
+        )

@@ -21,6 +21,7 @@ from src.common.schema import REQUEST_FIELDS
 from src.features import Columns, FeatureState, build_features
 
 SERVABLE_FILE = "servable.pkl"
+SERVABLE_ARTIFACT = f"artifacts/{SERVABLE_FILE}"  # inside a logged model (src/model.py)
 
 
 @dataclass(frozen=True)
@@ -73,4 +74,8 @@ def read_servable(folder: Path) -> Servable:
         raise ModelNotFoundError(
             f"{path}: not found; export the champion with `python -m src.register`"
         )
-    return _from_payload(pickle.loads(path.read_bytes()))  # noqa: S301 - our own export
+    return servable_from_bytes(path.read_bytes())
+
+
+def servable_from_bytes(data: bytes) -> Servable:
+    return _from_payload(pickle.loads(data))  # noqa: S301 - our own export or registry

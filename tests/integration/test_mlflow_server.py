@@ -8,9 +8,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from app.schemas import EXAMPLE_FLIGHT
 from src.champion import load_champion
 from src.common.config import load_config
 from src.common.io import read_json
@@ -58,6 +60,40 @@ def test_train_register_against_server_then_survive_its_loss(
 
     served = load_champion(CFG, get_paths())
     assert (served.source, served.run_id) == ("registry", version.run_id)
+    assert served.metadata["metrics"]["test_roc_auc"] > 0.5
+    assert served.metadata["git_commit"] and served.metadata["data_manifest_sha256"]
+
+    # What an API worker does on a reload: the version's servable form over REST, from the
+    # server's proxied artifact store, with no MLflow import; same scores as the export.
+    check = (
+        "import sys, numpy as np\n"
+        "from src.champion import load_from_export, load_from_registry\n"
+        "from src.common.config import load_config\n"
+        "from src.common.paths import get_paths\n"
+        "from src.common.schema import REQUEST_FIELDS\n"
+        f"cfg = load_config({str(SMOKE_CONFIG)!r})\n"
+        "loaded = load_from_registry(cfg, get_paths())\n"
+        "assert 'mlflow' not in sys.modules, 'MLflow imported'\n"
+        "from app.schemas import EXAMPLE_FLIGHT\n"
+        "cols = {f: [EXAMPLE_FLIGHT[f]] * 3 for f in REQUEST_FIELDS}\n"
+        "export = load_from_export(get_paths().champion)\n"
+        "assert np.array_equal(loaded.model.predict_proba(cols), export.model.predict_proba(cols))\n"
+        "print(loaded.version, loaded.run_id)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [version.version, version.run_id]
+
+    # A version logged before servable.pkl existed: MLflow's pyfunc instead, same scores.
+    model_id = version.source.removeprefix("models:/")  # the MLflow 3 logged model
+    (servable,) = (tmp_path / "artifacts").rglob(f"{model_id}/**/servable.pkl")
+    servable.unlink()
+    older = load_champion(CFG, get_paths())
+    assert (older.source, older.version) == ("registry", version.version)
+    cols = {f: [v] for f, v in EXAMPLE_FLIGHT.items()}
+    assert np.array_equal(older.model.predict_proba(cols), served.model.predict_proba(cols))
 
     proc.terminate()
     proc.wait(timeout=30)
