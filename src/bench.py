@@ -68,8 +68,12 @@ SCENARIOS = {
 # ------------------------------------------------------------------ request bodies
 def flight_records(paths: Paths, n: int) -> list[dict]:
     test = pd.read_parquet(paths.processed / "test.parquet", columns=list(REQUEST_FIELDS))
-    rows = test.sample(n=min(n, len(test)), random_state=0)
-    return rows.astype(object).where(rows.notna(), None).to_dict("records")
+    return as_records(test.sample(n=min(n, len(test)), random_state=0))
+
+
+def as_records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready flight records: missing values as None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def write_bodies(folder: Path, records: list[dict], batch_rows: int) -> dict[str, Path]:
@@ -233,7 +237,7 @@ def parity(cfg: Config, paths: Paths, batch_rows: int) -> dict:
     test = pd.read_parquet(paths.processed / "test.parquet", columns=list(REQUEST_FIELDS))
     pyfunc = mlflow.pyfunc.load_model(f"models:/{loaded.name}/{loaded.version}")
     logged = pyfunc.predict(test)["delay_probability"].to_numpy()
-    records = test.astype(object).where(test.notna(), None).to_dict("records")
+    records = as_records(test)
     start = time.perf_counter()
     fast = np.array([loaded.model.predict_one(r) for r in records])
     per_row_us = (time.perf_counter() - start) / len(records) * 1e6
@@ -244,7 +248,7 @@ def parity(cfg: Config, paths: Paths, batch_rows: int) -> dict:
         diff,
         per_row_us,
     )
-    batch = batch_breakdown(loaded.model, pyfunc, test.head(batch_rows))
+    batch = batch_breakdown(loaded.model, pyfunc, test.head(batch_rows), records[:batch_rows])
     log.info("one %d-flight batch in-process, median ms: %s", batch_rows, batch)
     return {
         "rows": len(test),
@@ -254,20 +258,20 @@ def parity(cfg: Config, paths: Paths, batch_rows: int) -> dict:
     }
 
 
-def batch_breakdown(servable, pyfunc, frame: pd.DataFrame, repeat: int = 30) -> dict:
+def batch_breakdown(servable, pyfunc, frame: pd.DataFrame, records: list[dict]) -> dict:
     """Where one batch's time goes inside this API, next to the pyfunc's own predict call
-    (what `mlflow models serve` runs per request, without its HTTP and JSON parsing)."""
+    (what `mlflow models serve` runs per request, without its HTTP and JSON parsing);
+    `records` are `frame`'s rows."""
     from app.main import parse_batch
     from src.features import build_features
 
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     raw = orjson.dumps({"flights": records})
     cols = parse_batch(raw)
     X = build_features(cols, servable.state)
 
     def ms(step) -> float:
         times = []
-        for _ in range(repeat):
+        for _ in range(30):
             start = time.perf_counter()
             step()
             times.append(time.perf_counter() - start)

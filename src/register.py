@@ -35,7 +35,7 @@ from src.common.tracking import connect, experiment_id
 from src.evaluate import binary_metrics
 from src.gate import GateResult, decide
 from src.model_card import render_model_card
-from src.servable import write_servable
+from src.servable import SERVABLE_ARTIFACT, SERVABLE_FILE, write_servable
 
 log = logging.getLogger("register")
 METADATA = "metadata.json"
@@ -119,7 +119,10 @@ def export(model_uri: str, meta: dict, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(staging))
-        write_servable(mlflow.pyfunc.load_model(str(staging)).unwrap_python_model(), staging)
+        if (staging / SERVABLE_ARTIFACT).is_file():  # logged with the model (src/model.py)
+            shutil.copyfile(staging / SERVABLE_ARTIFACT, staging / SERVABLE_FILE)
+        else:  # a version logged before that: derive it from the pyfunc
+            write_servable(mlflow.pyfunc.load_model(str(staging)).unwrap_python_model(), staging)
         write_json(staging / METADATA, meta)
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
