@@ -221,6 +221,7 @@ def measured_run(url, bodies, script, seconds, connections, server_pid, rows) ->
     result["server_cpu_share"] = round((ours1 - ours0) / wall, 3)
     # Everything else, wrk included: wrk's own share is the same for both servers.
     result["other_cpu_share"] = round(max(0.0, busy - (ours1 - ours0)) / wall, 3)
+    result["server_cpu_ms_per_request"] = (ours1 - ours0) * 1000 / max(result["requests"], 1)
     result["rps"] = result["requests"] / result["seconds"]
     result["rows_per_s"] = result["rps"] * rows
     return result
@@ -382,7 +383,14 @@ def summarize(runs: list[dict], args) -> dict:
     medians = {
         f"{server}_{scenario}": {
             k: m(server, scenario, k)
-            for k in ("rps", "rows_per_s", "p50_ms", "p99_ms", "other_cpu_share")
+            for k in (
+                "rps",
+                "rows_per_s",
+                "p50_ms",
+                "p99_ms",
+                "server_cpu_ms_per_request",
+                "other_cpu_share",
+            )
         }
         for scenario, targets in SCENARIOS.items()
         for server, _ in targets

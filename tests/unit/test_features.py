@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import date
 
 import numpy as np
@@ -13,6 +14,7 @@ from src.features import (
     MANUFACTURERS,
     build_features,
     days_since_epoch,
+    days_to_holiday,
     group_manufacturer,
     nearest_holiday,
     us_federal_holidays,
@@ -64,6 +66,28 @@ def test_nearest_holiday_is_signed(holidays):
     days = days_since_epoch([2013, 2013, 2013], [12, 12, 12], [23, 25, 27])
     # Christmas (Wed 25 Dec) lies 2 days ahead, is today, then lies 2 days behind
     assert nearest_holiday(days, holidays).tolist() == [2.0, 0.0, -2.0]
+
+
+def test_holiday_table_equals_nearest_holiday_inside_and_outside_its_span(feature_state):
+    first, last = feature_state.holidays[0], feature_state.holidays[-1]
+    days = np.arange(first - 800, last + 800)  # years before the first holiday and after the last
+
+    np.testing.assert_array_equal(
+        days_to_holiday(days, feature_state), nearest_holiday(days, feature_state.holidays)
+    )
+
+
+def test_state_pickles_its_fields_only(processed_slice, feature_state):
+    lookups = {"codes", "plane_rows", "plane_table", "holiday_distance"}
+    build_features(request(processed_slice), feature_state)  # the lookups exist in the state
+    fresh = pickle.loads(pickle.dumps(feature_state))
+    assert not lookups & set(vars(fresh))  # models pickle as before the lookups existed
+
+    before = pickle.dumps(fresh)
+    built = build_features(request(processed_slice), fresh)
+
+    assert lookups <= set(vars(fresh)) and pickle.dumps(fresh) == before
+    np.testing.assert_array_equal(built, build_features(request(processed_slice), feature_state))
 
 
 def test_manufacturer_grouping_follows_eda_09(raw_slice, processed_slice, feature_state):
