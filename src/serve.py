@@ -43,18 +43,35 @@ def http_json(url: str, body: dict | None = None, timeout: float = 10) -> tuple[
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    """Poll `url` until it answers 200; fail fast if `proc` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise PipelineError(f"server exited with code {proc.returncode} before it was ready")
+            raise PipelineError(f"server exited with code {proc.returncode} before {url} answered")
         try:
-            if http_json(f"{base}/ready", timeout=2)[0] == 200:
-                return
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.5)
-    raise PipelineError(f"{base}/ready: not ready after {timeout:.0f}s")
+        time.sleep(0.1)
+    raise PipelineError(f"{url}: no 200 within {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    """Stop a server started with `start_new_session=True`, workers included: `sig` to its
+    process group, SIGKILL if it is still running after `timeout` seconds."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        except ProcessLookupError:  # it exited meanwhile
+            proc.wait(timeout=10)
+    return proc.returncode
 
 
 def check(config: str) -> None:
@@ -65,21 +82,16 @@ def check(config: str) -> None:
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "FD_CONFIG": str(config), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env
-    )
+    cmd += ["--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
-        wait_ready(base, proc)
+        wait_http(f"{base}/ready", proc)
         status, body = http_json(f"{base}/predict", EXAMPLE_FLIGHT)
         if status != 200 or not 0 <= body.get("delay_probability", -1) <= 1:
             raise PipelineError(f"{base}/predict: unexpected answer {status} {body}")
         log.info("served %s v%s: %s", body["model_name"], body["model_version"], body)
     finally:
-        proc.send_signal(signal.SIGINT)  # graceful: flushes the prediction log
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc, signal.SIGINT, timeout=20)  # graceful: flushes the prediction log
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from src.common.errors import PipelineError
 from src.common.paths import CONFIGS_DIR, ROOT, Paths, get_paths
-from src.serve import free_port
+from src.serve import free_port, stop_server, wait_http
 
 SMOKE_CONFIG = CONFIGS_DIR / "smoke.yml"
 PATH_VARS = ("FD_DATA_DIR", "FD_MODELS_DIR", "FD_REPORTS_DIR", "FD_MLFLOW_DIR")
@@ -73,51 +71,41 @@ def test_split(smoke_pipeline) -> pd.DataFrame:
     return pd.read_parquet(smoke_pipeline.processed / "test.parquet")
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Until `url` answers 200; fails fast if the process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode} before {url} answered")
-        try:
-            if urllib.request.urlopen(url, timeout=2).status == 200:
-                return
-        except OSError:
-            time.sleep(0.25)
-    pytest.fail(f"{url}: no 200 within {timeout:.0f} s")
+@contextmanager
+def _server(cmd: list[str], env: dict, log: Path | None):
+    """A server process in its own session; its output goes to `log` when given."""
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        stop_server(proc, timeout=60)
+        if log:
+            out.close()
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    return proc.returncode
+def wait_or_fail(url: str, proc: subprocess.Popen, log: Path | None, timeout: float = 120):
+    try:
+        wait_http(url, proc, timeout)
+    except PipelineError as exc:
+        pytest.fail(f"{exc}\n{log.read_text()[-3000:] if log else ''}")
 
 
 @contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path):
+def mlflow_server(backend_uri: str, artifacts: Path, log: Path | None = None):
     """A real `mlflow server` on a free loopback port: yields (url, process)."""
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts)]
     cmd += ["--workers", "1"]
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no job runners
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runners
+    env |= {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health", proc, timeout=90)
+    with _server(cmd, env, log) as proc:
+        wait_or_fail(f"{url}/health", proc, log)
         yield url, proc
-    finally:
-        stop(proc)
 
 
 @contextmanager
@@ -127,20 +115,7 @@ def gunicorn(env: dict, workers: int = 2, log: Path | None = None):
     port = free_port()
     full_env = {**os.environ, **env, "FD_BIND": f"127.0.0.1:{port}", "FD_WORKERS": str(workers)}
     cmd = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app.main:app"]
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=full_env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/ready", proc)
+    with _server(cmd, full_env, log) as proc:
+        wait_or_fail(f"{base}/ready", proc, log)
         yield base, proc
-    finally:
-        stop(proc)
-        if log:
-            out.close()

@@ -16,15 +16,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from src.common.paths import ROOT
-from src.serve import free_port, wait_ready
-from tests.conftest import SMOKE_CONFIG
+from src.serve import free_port, stop_server
+from tests.conftest import SMOKE_CONFIG, mlflow_server, wait_or_fail
 
 CHROMIUM = Path(os.environ.get("FD_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -39,7 +37,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(os.environ.get("FD_TEST_ARTIFACTS", ROOT / "reports" / "test-artifacts"))
 SCREENSHOTS = ARTIFACTS / "browser"
-SERVER_START_S = 120  # a cold MLflow server takes 10-40 s on 2 busy cores
+SERVER_START_S = 120  # generous: a cold start on 2 busy cores
 
 
 def server_env() -> dict[str, str]:
@@ -49,16 +47,6 @@ def server_env() -> dict[str, str]:
     for key in ("FD_API_KEY", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
     return env
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # graceful: the API flushes its prediction log
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def screenshot_name(nodeid: str, suffix: str = "") -> Path:
@@ -118,41 +106,21 @@ def api_url(smoke_pipeline):
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env())
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env(), start_new_session=True)
     try:
-        wait_ready(base, proc, timeout=SERVER_START_S)
+        wait_or_fail(f"{base}/ready", proc, None, timeout=SERVER_START_S)
         yield base
     finally:
-        stop(proc)
+        stop_server(proc, signal.SIGINT)  # graceful: the API flushes its prediction log
 
 
 @pytest.fixture(scope="module")
 def mlflow_url(smoke_pipeline, tmp_path_factory):
     """`mlflow server` on a free loopback port over the smoke pipeline's tracking store."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("mlflow-ui") / "server.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend-store-uri", f"sqlite:///{smoke_pipeline.mlflow / 'mlflow.db'}"]
-    cmd += ["--artifacts-destination", str(smoke_pipeline.artifacts), "--workers", "1"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=server_env())
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            try:
-                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {SERVER_START_S} s")
-            time.sleep(0.5)
+    backend = f"sqlite:///{smoke_pipeline.mlflow / 'mlflow.db'}"
+    with mlflow_server(backend, smoke_pipeline.artifacts, log) as (url, _):
         yield url
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="module")

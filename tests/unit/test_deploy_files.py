@@ -142,6 +142,15 @@ def test_compose_healthchecks(service: str, path: str):
     assert "urllib" in joined, "healthcheck must not need curl/wget in the image"
 
 
+def test_compose_tracking_servers_start_no_job_runners():
+    services = _load_yaml("docker-compose.yml")["services"]
+    servers = [n for n, s in services.items() if s.get("command", [])[:2] == ["mlflow", "server"]]
+    assert sorted(servers) == ["mlflow", "mlflow-shared"]
+    for name in servers:
+        env = services[name].get("environment") or {}
+        assert env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == "false", name
+
+
 # ----------------------------------------------------------------------- Dockerfile
 def test_dockerfile_multistage_base():
     instr = dockerfile_instructions(_read("Dockerfile"))
