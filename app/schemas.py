@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from operator import itemgetter
 from typing import Annotated
 
 from pydantic import (
@@ -136,6 +137,20 @@ def _filled(columns: BaseModel) -> dict[str, list]:
 
 
 _KNOWN = frozenset(REQUEST_FIELDS)
+_ROW = itemgetter(*REQUEST_FIELDS)
+
+
+def _records_as_columns(flights: list) -> dict[str, list] | None:
+    """Records as columns; None if a record is not an object or has an unknown key."""
+    try:
+        rows = list(map(_ROW, flights))  # every field given: the usual body, one C call each
+    except (KeyError, TypeError):  # a field left out, or a record that is not an object
+        if not all(isinstance(r, dict) and _KNOWN.issuperset(r) for r in flights):
+            return None
+        return {f: [r.get(f) for r in flights] for f in REQUEST_FIELDS}
+    if any(len(r) != len(REQUEST_FIELDS) for r in flights):  # all fields, and an unknown one
+        return None
+    return dict(zip(REQUEST_FIELDS, map(list, zip(*rows, strict=True)), strict=True))
 
 
 def columns_if_valid(body) -> dict[str, list] | None:
@@ -148,10 +163,10 @@ def columns_if_valid(body) -> dict[str, list] | None:
     if "columns" in body:
         raw = body["columns"]
     elif isinstance(flights := body.get("flights"), list) and flights:
-        if not all(isinstance(r, dict) and _KNOWN.issuperset(r) for r in flights):
-            return None
-        raw = {f: [r.get(f) for r in flights] for f in REQUEST_FIELDS}
+        raw = _records_as_columns(flights)
     else:
+        return None
+    if raw is None:
         return None
     try:
         return _filled(FlightColumns.model_validate(raw))

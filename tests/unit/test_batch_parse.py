@@ -62,6 +62,10 @@ CASES = {
     "both shapes": json.dumps({"flights": [EXAMPLE_FLIGHT], "columns": {}}).encode(),
     "empty list": b'{"flights": []}',
     "record not an object": b'{"flights": [1]}',
+    "record a list": json.dumps(
+        {"flights": [EXAMPLE_FLIGHT, list(EXAMPLE_FLIGHT.values())]}
+    ).encode(),
+    "omitted and unknown": body(wind_gust=...).replace(b'"visib"', b'"gate": "B12", "visib"'),
     "extra top-level key": json.dumps({"flights": [EXAMPLE_FLIGHT], "x": 1}).encode(),
     "not json": b'{"flights": [',
     "NaN literal": body().replace(b'"temp": 78.1', b'"temp": NaN', 1),
@@ -80,6 +84,9 @@ def test_valid_bodies_take_the_fast_path():
     assert cols["tailnum"] == ["N14228", None] and cols["wind_gust"] == [None, 20.7]
     assert columns_if_valid(json.loads(CASES["columns"])) is not None
     assert columns_if_valid(json.loads(CASES["unknown field"])) is None
+    assert columns_if_valid(json.loads(CASES["omitted and unknown"])) is None
+    omitted = columns_if_valid(json.loads(CASES["nullable omitted"]))
+    assert omitted is not None and omitted["wind_gust"] == [None, None]
 
 
 values = st.one_of(
