@@ -32,7 +32,6 @@ from src.common.logs import run_stage  # noqa: E402
 from src.common.paths import Paths, get_paths  # noqa: E402
 from src.common.schema import FLIGHTS  # noqa: E402
 from src.common.tracking import connect, git_commit  # noqa: E402
-from src.model import FlightDelayModel  # noqa: E402
 from src.train import fit_model, load_splits, score  # noqa: E402
 
 log = logging.getLogger("reproduce")
@@ -109,11 +108,6 @@ def run_splits(splits: dict[str, pd.DataFrame], cfg: Config) -> dict[str, pd.Dat
             )
     out["planes"] = splits["planes"]
     return out
-
-
-def rebuild(kind: str, splits: dict[str, pd.DataFrame], cfg: Config) -> FlightDelayModel:
-    """The same fit as src.train, for one model kind."""
-    return fit_model(kind, splits["train"], splits["planes"], cfg)
 
 
 def metric_differences(logged: dict, reproduced: dict) -> dict[str, float]:
@@ -197,7 +191,7 @@ def _main(argv=None) -> int:
         cfg.name,
     )
     start = time.perf_counter()
-    model = rebuild(kind, splits, cfg)
+    model = fit_model(kind, splits["train"], splits["planes"], cfg)  # the same fit as src.train
     log.info(
         "refitted in %.1fs; scoring months %s", time.perf_counter() - start, cfg.split.test_months
     )
