@@ -6,8 +6,8 @@ Both servers run on 127.0.0.1 with 2 workers and OMP_NUM_THREADS=1. wrk (closed 
 16 connections) drives them interleaved, alternating which goes first each round, with
 distinct real flights from the test split: one flight per request, then batches of 1000 as
 records and as columns. Each run records the servers' CPU per request and the CPU that other
-processes used meanwhile (these machines are shared). Writes reports/bench/serving.json, prints the
-ratios and exits 1 if a goal from the README is missed.
+processes used meanwhile (these machines are shared). Writes reports/bench/serving.json,
+prints the ratios and exits 1 if a goal from the README is missed.
 """
 
 from __future__ import annotations
