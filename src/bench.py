@@ -242,44 +242,53 @@ def parity(cfg: Config, paths: Paths, batch_rows: int) -> dict:
         diff,
         per_row_us,
     )
-    batch = batch_breakdown(loaded.model, pyfunc, test.head(batch_rows), records[:batch_rows])
+    batch, flight = breakdown(loaded.model, pyfunc, test.head(batch_rows), records[:batch_rows])
     log.info("one %d-flight batch in-process, median ms: %s", batch_rows, batch)
+    log.info("one flight in-process, median us: %s", flight)
     return {
         "rows": len(test),
         "max_abs_diff": diff,
         "fast_path_us_per_flight": per_row_us,
         "batch_in_process_ms": batch,
+        "flight_in_process_us": flight,
     }
 
 
-def batch_breakdown(servable, pyfunc, frame: pd.DataFrame, records: list[dict]) -> dict:
-    """Where one batch's time goes inside this API, next to the pyfunc's own predict call
-    (what `mlflow models serve` runs per request, without its HTTP and JSON parsing);
-    `records` are `frame`'s rows."""
+def breakdown(servable, pyfunc, frame: pd.DataFrame, records: list[dict]) -> tuple[dict, dict]:
+    """Where the time goes inside this API: one batch (ms), next to the pyfunc's own predict
+    call (what `mlflow models serve` runs per request, without its HTTP and JSON parsing),
+    and one flight (us). `records` are `frame`'s rows."""
     from app.main import parse_batch
     from src.features import build_features
 
     raw = orjson.dumps({"flights": records})
     cols = parse_batch(raw)
     X = build_features(cols, servable.state)
+    one = {f: [records[0][f]] for f in REQUEST_FIELDS}
+    row = build_features(one, servable.state)[0]
 
-    def ms(step) -> float:
+    def median(step, repeat: int, unit: float) -> float:
         times = []
-        for _ in range(30):
+        for _ in range(repeat):
             start = time.perf_counter()
             step()
             times.append(time.perf_counter() - start)
-        return round(float(np.median(times)) * 1000, 2)
+        return round(float(np.median(times)) * unit, 2)
 
     gc.collect()
     gc.freeze()  # as an API worker does after loading its model (app/service.py)
     try:
-        return {
-            "parse_and_validate": ms(lambda: parse_batch(raw)),
-            "features": ms(lambda: build_features(cols, servable.state)),
-            "booster": ms(lambda: servable.estimator.predict(X)),
-            "pyfunc_predict": ms(lambda: pyfunc.predict(frame)),
+        batch = {
+            "parse_and_validate": median(lambda: parse_batch(raw), 30, 1e3),
+            "features": median(lambda: build_features(cols, servable.state), 30, 1e3),
+            "booster": median(lambda: servable.estimator.predict(X), 30, 1e3),
+            "pyfunc_predict": median(lambda: pyfunc.predict(frame), 30, 1e3),
         }
+        flight = {
+            "features": median(lambda: build_features(one, servable.state), 2000, 1e6),
+            "booster": median(lambda: servable.estimator.predict_one(row), 2000, 1e6),
+        }
+        return batch, flight
     finally:
         gc.unfreeze()
 
