@@ -1,6 +1,6 @@
 """Serving benchmark: this API under gunicorn vs `mlflow models serve`, same champion.
 
-    python -m src.bench [--config configs/default.yml] [--rounds 2] [--duration 10]
+    python -m src.bench [--config configs/default.yml] [--rounds 3] [--duration 10]
 
 Both servers run on 127.0.0.1 with 2 workers and OMP_NUM_THREADS=1. wrk (closed loop,
 16 connections) drives them interleaved, alternating which goes first each round, with
@@ -200,6 +200,16 @@ def run_wrk(url: str, bodies: Path, script: Path, seconds: float, connections: i
     return json.loads(match.group(1))
 
 
+def wait_idle(busy_percent: float = 15, timeout: float = 15) -> None:
+    """Until the machine's CPU is below `busy_percent` over half a second (at most `timeout`
+    seconds): a server still working through its queue would slow the next run."""
+    deadline = time.monotonic() + timeout
+    while psutil.cpu_percent(interval=0.5) >= busy_percent:
+        if time.monotonic() > deadline:
+            log.warning("CPU still busy after %.0f s; measuring anyway", timeout)
+            return
+
+
 def measured_run(url, bodies, script, seconds, connections, server_pid, rows) -> dict:
     """wrk against one server, with the CPU other processes used meanwhile."""
     ours = tree(server_pid)
@@ -327,6 +337,7 @@ def run(cfg: Config, config_path: str, paths: Paths, args: argparse.Namespace) -
                         proc, base = servers["app" if name == "echo" else name]
                         body = files[scenario, "mlflow" if name == "mlflow" else "app"]
                         url = base + path
+                        wait_idle()  # the previous run's server has drained its queue
                         run_wrk(url, body, script, 2, args.connections)  # warm-up, not recorded
                         result = measured_run(
                             url, body, script, args.duration, args.connections, proc.pid, rows
@@ -438,7 +449,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--config", default=str(DEFAULT_CONFIG))
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="a median needs 3 (one bad run)")
     p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--batch-rows", type=int, default=1000)
