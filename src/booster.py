@@ -2,7 +2,7 @@
 
 Why: `import lightgbm` also imports pandas, scikit-learn, SciPy and pyarrow (~150 MiB per
 worker, ~2 s at start), none of which the API needs; and `Booster.predict` spends ~60 us
-per call on Python-side checks before scoring one row (~5 us here, 110 trees).
+per call on Python-side checks before scoring one row (which takes a few us here).
 LightGBM's C API has a path made for one-row requests, `...SingleRowFast` (configuration
 parsed once). Same C++ predictor as the logged model, so the probabilities are identical:
 tests/api/test_production.py compares them with the pyfunc on every test row.
@@ -70,8 +70,8 @@ class Booster:
                 ctypes.byref(self._fast),
             )
         )
-        # predict_one's arguments are converted once: converting them per call took 15-23 us,
-        # the prebound call ~5.5 us. The fast config and these buffers serve one call at a time.
+        # predict_one's arguments are converted once: per call, the ctypes conversions cost
+        # more than the scoring. The fast config and these buffers serve one call at a time.
         self._row, self._one, self._out_len = (
             np.empty(self.num_feature),
             np.empty(1),

@@ -92,7 +92,12 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int
     return lgb.train(lightgbm_params(params, seed), data, num_boost_round=params.n_estimators)
 
 
-def early_stopping_trees(splits: dict, cfg: Config, patience: int = 30, cap: int = 1000) -> int:
+EARLY_STOPPING_PATIENCE = 30  # rounds without a better validation log loss
+
+
+def early_stopping_trees(
+    splits: dict, cfg: Config, patience: int = EARLY_STOPPING_PATIENCE, cap: int = 1000
+) -> int:
     """How `n_estimators` is chosen (EDA-11): the tree count after which validation log loss
     stopped improving for `patience` rounds, with the config's other parameters."""
     state = fit_state(columns(splits["train"]), splits["planes"])
@@ -248,7 +253,7 @@ def _main(argv=None) -> int:
     if args.early_stopping:
         best = early_stopping_trees(splits, cfg)
         print(
-            f"early stopping on validation (patience 30): {best} trees; config: "
+            f"early stopping on validation (patience {EARLY_STOPPING_PATIENCE}): {best} trees; config: "
             f"n_estimators {cfg.train.lightgbm.n_estimators}"
         )
         return 0
