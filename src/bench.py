@@ -274,7 +274,7 @@ def breakdown(servable, pyfunc, frame: pd.DataFrame, records: list[dict]) -> tup
     raw = orjson.dumps({"flights": records})
     cols = parse_batch(raw)
     X = build_features(cols, servable.state)
-    one = {f: [records[0][f]] for f in REQUEST_FIELDS}
+    one = as_columns(records[:1])
     row = build_features(one, servable.state)[0]
 
     def median(step, repeat: int, unit: float) -> float:

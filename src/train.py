@@ -253,8 +253,8 @@ def _main(argv=None) -> int:
     if args.early_stopping:
         best = early_stopping_trees(splits, cfg)
         print(
-            f"early stopping on validation (patience {EARLY_STOPPING_PATIENCE}): {best} trees; config: "
-            f"n_estimators {cfg.train.lightgbm.n_estimators}"
+            f"early stopping on validation (patience {EARLY_STOPPING_PATIENCE}): {best} trees;"
+            f" config: n_estimators {cfg.train.lightgbm.n_estimators}"
         )
         return 0
     tags = lineage_tags(paths, cfg)
