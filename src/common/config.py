@@ -71,12 +71,27 @@ class Registry(_Strict):
     model_card: str | None = "MODEL_CARD.md"
 
 
+class FastPaths(_Strict):
+    """Serving shortcuts, each in one module, each with the plain path beside it (both are
+    tested for parity). The README's benchmark section says what each one buys."""
+
+    # LightGBM's C API through ctypes (src/serving/lgb_capi.py) instead of lightgbm.Booster:
+    # a worker never imports lightgbm (and with it pandas, scikit-learn, SciPy), and one
+    # flight takes LightGBM's single-row path.
+    lightgbm_c_api: bool = True
+    # The registry alias polled, and a version fetched, over MLflow's REST API
+    # (src/serving/registry_rest.py) instead of MlflowClient: a worker never imports MLflow.
+    # Only for an http(s) tracking server; a local store always uses MlflowClient.
+    registry_rest: bool = True
+
+
 class Serve(_Strict):
     threshold: float = Field(0.3, gt=0, lt=1)  # decision: delayed if probability >= threshold
     max_batch: int = Field(10000, gt=0)  # flights per /predict/batch request, else 413
     max_body_bytes: int = Field(8 * 2**20, gt=0)  # larger request bodies get 413
     reload_seconds: float = Field(10.0, ge=0)  # registry alias poll interval; 0 = never
     cors_origins: list[str] = []  # browser origins allowed to call the API; none by default
+    fast_paths: FastPaths = FastPaths()
 
 
 class Drift(_Strict):
@@ -145,9 +160,14 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
         raise PipelineError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({exc})") from None
+    return config_from_dict(raw, str(path))
+
+
+def config_from_dict(raw, where: str) -> Config:
+    """Validate a config; the error names `where` (a file, a run's artifact) and the field."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise PipelineError(f"{path}: field '{field}': {first['msg']}") from None
+        raise PipelineError(f"{where}: field '{field}': {first['msg']}") from None

@@ -1,19 +1,41 @@
-"""One log format for every stage; configured in `main` only."""
+"""One log format for every stage and the API; configured in `main` (or the API's lifespan)
+only. FD_LOG_FORMAT=json writes one JSON object per line, for a log collector."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from src.common.errors import PipelineError
+from src.common.settings import Settings
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+NOISY = ("alembic", "urllib3", "git", "matplotlib", "numba", "httpx")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format=FORMAT, datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("alembic", "urllib3", "git", "matplotlib", "numba", "httpx"):
+    handler = logging.StreamHandler(sys.stderr)
+    if Settings().log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler])
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,19 +1,27 @@
-"""Every folder the pipeline reads or writes. Nothing else in the repo spells a path.
+"""The data catalog: every file and folder the pipeline reads or writes. Nothing else in the
+repo spells a path.
 
-Paths are resolved when `get_paths()` is called (never at import) so that tests and
-containers can relocate them with environment variables.
+Folders resolve when `get_paths()` is called (never at import), from the settings
+(FD_DATA_DIR, FD_MODELS_DIR, FD_REPORTS_DIR, FD_MLFLOW_DIR, MLFLOW_TRACKING_URI), so tests
+and containers relocate them with environment variables.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from src.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS_DIR = ROOT / "configs"
-CONTRACTS_DIR = CONFIGS_DIR / "contracts"
+CONTRACTS_DIR = CONFIGS_DIR / "contracts"  # expected checksums of each public release
 DEFAULT_CONFIG = CONFIGS_DIR / "default.yml"
+SMOKE_CONFIG = CONFIGS_DIR / "smoke.yml"
+TEMPLATES_DIR = ROOT / "src" / "templates"  # Jinja2: the model card and reports
+# Inside a logged MLflow model (and so inside the export): the model object's one file.
+MODEL_DATA = "data/model.pkl"
+SPLITS = ("train", "validation", "test")  # labelled processed splits, by time
 
 
 @dataclass(frozen=True)
@@ -24,26 +32,100 @@ class Paths:
     mlflow: Path
     tracking: str | None = None  # MLFLOW_TRACKING_URI as set by the user
 
+    # ---- raw (src.ingest): immutable snapshots of the public files
     @property
     def raw(self) -> Path:
         return self.data / "raw" / "nycflights13"
 
+    def snapshot(self, name: str) -> Path:
+        return self.raw / name
+
+    def snapshot_manifest(self, name: str) -> Path:
+        return self.snapshot(name) / "manifest.json"
+
+    # ---- processed (src.preprocess): the splits, the drift reference and the plane table
     @property
     def processed(self) -> Path:
         return self.data / "processed"
 
+    def processed_file(self, name: str) -> Path:
+        """train, validation, test, reference or planes."""
+        return self.processed / f"{name}.parquet"
+
+    @property
+    def processed_manifest(self) -> Path:
+        return self.processed / "manifest.json"
+
+    # ---- the API's prediction log
     @property
     def predictions(self) -> Path:
         return self.data / "predictions"
 
+    # ---- models (src.register): the exported champion and the alias history
     @property
     def champion(self) -> Path:
         return self.models / "champion"
 
     @property
-    def drift_reports(self) -> Path:
-        return self.reports / "drift"
+    def champion_model(self) -> Path:
+        return self.champion / MODEL_DATA
 
+    @property
+    def champion_metadata(self) -> Path:
+        return self.champion / "metadata.json"
+
+    @property
+    def champion_config(self) -> Path:
+        """The config the champion was registered with: what the API serves it with."""
+        return self.champion / "config.json"
+
+    def alias_history(self, model_name: str) -> Path:
+        return self.models / "registry" / f"{model_name}.alias-history.jsonl"
+
+    # ---- reports
+    def model_card(self, model_name: str, in_repo: str | None) -> Path:
+        """`registry.model_card` (relative to the repo) if the config names one, else
+        reports/model_card/<name>.md."""
+        return ROOT / in_repo if in_repo else self.reports / "model_card" / f"{model_name}.md"
+
+    def drift_report(self, batch: str) -> Path:
+        return self.reports / "drift" / batch / "report.html"
+
+    def drift_summary(self, batch: str) -> Path:
+        return self.reports / "drift" / batch / "summary.json"
+
+    @property
+    def drift_history(self) -> Path:
+        return self.reports / "drift" / "history.csv"
+
+    @property
+    def loop(self) -> Path:
+        """`make loop`'s sandbox: its own MLflow stores, export, prediction logs, report."""
+        return self.reports / "loop"
+
+    def loop_file(self, name: str) -> Path:
+        """report.md, decisions.json, auc.png, drift.png"""
+        return self.loop / name
+
+    def loop_drift_report(self, batch: str) -> Path:
+        return self.loop / "drift" / f"{batch}.html"
+
+    def loop_predictions(self, batch: str) -> Path:
+        return self.loop / "predictions" / batch
+
+    def loop_sandbox(self, run: str) -> Paths:
+        """The loop's own models folder and MLflow store (a new store per replay: MLflow
+        caches its database engine per URI, so a store deleted and recreated at one path in
+        one process would be written through a stale engine)."""
+        return replace(
+            self, models=self.loop / "models", mlflow=self.loop / "mlruns" / run, tracking=None
+        )
+
+    @property
+    def bench(self) -> Path:
+        return self.reports / "bench" / "serving.json"
+
+    # ---- MLflow
     @property
     def tracking_uri(self) -> str:
         """The user's MLFLOW_TRACKING_URI if set, else the embedded SQLite store."""
@@ -55,12 +137,12 @@ class Paths:
         return self.mlflow / "artifacts"
 
 
-def get_paths() -> Paths:
-    env = os.environ
+def get_paths(settings: Settings | None = None) -> Paths:
+    settings = settings or Settings()
     return Paths(
-        data=Path(env.get("FD_DATA_DIR", ROOT / "data")),
-        models=Path(env.get("FD_MODELS_DIR", ROOT / "models")),
-        reports=Path(env.get("FD_REPORTS_DIR", ROOT / "reports")),
-        mlflow=Path(env.get("FD_MLFLOW_DIR", ROOT / "mlruns")),
-        tracking=env.get("MLFLOW_TRACKING_URI") or None,
+        data=settings.data_dir or ROOT / "data",
+        models=settings.models_dir or ROOT / "models",
+        reports=settings.reports_dir or ROOT / "reports",
+        mlflow=settings.mlflow_dir or ROOT / "mlruns",
+        tracking=settings.mlflow_tracking_uri,
     )

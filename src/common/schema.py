@@ -1,7 +1,9 @@
 """The one declaration of the data: raw tables, the flight request, features and target.
 
-Raw validation (src/preprocess.py), the API's pydantic models (app/schemas.py) and the
-drift column mapping (src/drift.py) are all derived from the declarations below.
+Raw validation (src/data/validate.py), the API's pydantic models (app/schemas.py), the logged
+model's MLflow signature (src/tracking/runs.py) and the drift columns (src/monitoring/drift.py)
+are all derived from the declarations below. Kinds are what the public data holds: distance
+is whole miles (int64 in the files), weather readings are floats with gaps.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ MONTH = Column("month", "int", min=1, max=12, description="Scheduled departure m
 DAY = Column("day", "int", min=1, max=31, description="Scheduled departure day (local)")
 HOUR = Column("hour", "int", min=0, max=23, description="Scheduled departure hour (local)")
 MINUTE = Column("minute", "int", min=0, max=59, description="Scheduled departure minute")
-DISTANCE = Column("distance", "float", min=1, max=10000, description="Great-circle miles")
+DISTANCE = Column("distance", "int", min=1, max=10000, description="Great-circle miles")
 TIME_HOUR = Column("time_hour", "datetime", description="Scheduled hour in UTC")
 
 # Observed weather at the origin airport at the scheduled hour. The upper bound on wind_speed
@@ -128,9 +130,34 @@ AIRPORTS = Table(
 RAW_TABLES = (FLIGHTS, WEATHER_TABLE, PLANES, AIRLINES, AIRPORTS)
 
 # What a caller sends to score one flight: the schedule plus the origin's weather at the
-# scheduled hour. The model derives every feature from these fields (src/features.py).
+# scheduled hour. The model derives every feature from these fields (src/model/features.py).
 REQUEST = (YEAR, MONTH, DAY, HOUR, MINUTE, CARRIER, ORIGIN, DEST, DISTANCE, TAILNUM, *WEATHER)
 REQUEST_FIELDS = tuple(c.name for c in REQUEST)
+OPTIONAL_FIELDS = tuple(c.name for c in REQUEST if c.nullable)  # may be left out: missing
+
+# The documented example (an August evening departure EWR -> ORD): the API docs, the
+# README, `python -m src.serve --check`.
+EXAMPLE_FLIGHT = {
+    "year": 2013,
+    "month": 8,
+    "day": 15,
+    "hour": 17,
+    "minute": 30,
+    "carrier": "UA",
+    "origin": "EWR",
+    "dest": "ORD",
+    "distance": 719,
+    "tailnum": "N14228",
+    "temp": 78.1,
+    "dewp": 62.1,
+    "humid": 57.6,
+    "wind_dir": 200.0,
+    "wind_speed": 11.5,
+    "wind_gust": None,
+    "precip": 0.0,
+    "pressure": 1015.2,
+    "visib": 10.0,
+}
 
 TARGET = "delayed"  # dep_delay >= DELAY_MINUTES (the FAA's definition)
 DELAY_MINUTES = 15

@@ -1,9 +1,9 @@
 """Feature derivation that lives inside the model (see DESIGN.md).
 
 Everything here works over columns (numpy arrays), so the same code turns a 300k-row
-training frame and a one-flight request into the model's matrix, with no pandas in the
-hot path. `FeatureState` is the fitted part (category maps, plane table, holiday calendar);
-it is saved inside the logged model, so training and serving cannot drift apart.
+training frame and a one-flight request into the model's matrix, with no pandas import.
+`FeatureState` is the fitted part (category maps, plane table, holiday calendar); it is
+saved inside the logged model, so training and serving cannot drift apart.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
-from src.common.schema import CATEGORICAL_FEATURES, FEATURES, WEATHER
+from src.common.errors import SchemaError
+from src.common.schema import CATEGORICAL_FEATURES, FEATURES, REQUEST, WEATHER
 
 MAX_WIND_SPEED = 100.0  # mph; above is a sensor error (EDA-03)
 
@@ -64,7 +65,7 @@ class FeatureState:
     def plane_table(self) -> np.ndarray:
         """year, seats, engines, manufacturer code per plane, plus a last row of NaN: the
         row of every unknown plane (index -1)."""
-        manufacturer = encode(self.codes["manufacturer"], self.plane_manufacturer)
+        manufacturer = category_codes(self.codes["manufacturer"], self.plane_manufacturer)
         table = np.column_stack(
             [self.plane_year, self.plane_seats, self.plane_engines, manufacturer]
         )
@@ -109,13 +110,27 @@ def fit_state(train: Columns, planes: Columns) -> FeatureState:
     )
 
 
+def request_columns(frame) -> dict[str, np.ndarray]:
+    """A pandas frame of flight records as the model's input: one array per REQUEST field.
+    An optional field left out (tailnum, weather) is missing on every row; other columns (a
+    flight id, the label) are ignored."""
+    missing = [c.name for c in REQUEST if not c.nullable and c.name not in frame]
+    if missing:
+        raise SchemaError(f"flight records: required field(s) {missing} missing")
+    n = len(frame)
+    return {
+        c.name: np.asarray(frame[c.name]) if c.name in frame else np.full(n, None, dtype=object)
+        for c in REQUEST
+    }
+
+
 def _strings(values) -> np.ndarray:
     """Fixed-width unicode array; missing (None/NaN) becomes ''."""
     arr = np.asarray(values, dtype=object)
     return np.array([v if isinstance(v, str) else "" for v in arr.ravel()], dtype=str)
 
 
-def encode(codes: Mapping[str, float], values: Iterable) -> np.ndarray:
+def category_codes(codes: Mapping[str, float], values: Iterable) -> np.ndarray:
     """Category codes as floats; unseen or missing values become NaN (LightGBM: missing)."""
     return np.array([codes.get(v, np.nan) for v in values], dtype=float)
 
@@ -167,7 +182,7 @@ def build_features(cols: Columns, state: FeatureState) -> np.ndarray:
     year = np.asarray(cols["year"], dtype=float)
     days = days_since_epoch(cols["year"], cols["month"], cols["day"])
     to_holiday = days_to_holiday(days, state)
-    feats = {c: encode(state.codes[c], cols[c]) for c in CATEGORICAL_FEATURES[:3]}
+    feats = {c: category_codes(state.codes[c], cols[c]) for c in CATEGORICAL_FEATURES[:3]}
     feats |= plane_features(state, cols["tailnum"], year)
     feats |= weather_features(cols)
     feats |= {

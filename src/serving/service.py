@@ -1,4 +1,4 @@
-"""ModelService: the serving champion, its registry status and the prediction logger.
+"""ModelService: the served champion, its registry status and the prediction log.
 
 The champion is one immutable LoadedModel behind one attribute. `swap()` replaces it in a
 single assignment: a request reads `service.champion` once and finishes on that model even
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import gc
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 
-from app import metrics
-from src.champion import LoadedModel
+from src.serving.loader import LoadedModel
+from src.serving.prediction_log import PredictionLogger
 
 
 def _now() -> str:
@@ -39,16 +40,21 @@ class RegistryStatus:
 
 
 class ModelService:
-    """Scores flights with the champion and logs every prediction."""
+    """Scores flights with the champion and logs every prediction. `on_swap(old, new)` is
+    told of every model change (the API updates its metrics gauge)."""
 
-    def __init__(self, loaded: LoadedModel | None, threshold: float, logger=None):
+    def __init__(
+        self,
+        threshold: float,
+        logger: PredictionLogger | None = None,
+        on_swap: Callable[[LoadedModel | None, LoadedModel], None] | None = None,
+    ):
         self.champion: LoadedModel | None = None
         self.threshold = threshold
         self.logger = logger
+        self.on_swap = on_swap
         self.registry = RegistryStatus()
-        self.watcher = None  # app.reload.AliasWatcher, stopped by close()
-        if loaded is not None:
-            self.swap(loaded)
+        self.watcher = None  # src.serving.watcher.AliasWatcher, stopped by close()
 
     @property
     def ready(self) -> bool:
@@ -56,15 +62,10 @@ class ModelService:
 
     def swap(self, loaded: LoadedModel) -> None:
         old, self.champion = self.champion, loaded
-        metrics.show_model(old, loaded)
-        self.registry.history.append(
-            {
-                "from": old and old.version,
-                "to": loaded.version,
-                "source": loaded.source,
-                "at": _now(),
-            }
-        )
+        if self.on_swap is not None:
+            self.on_swap(old, loaded)
+        entry = {"from": old and old.version, "to": loaded.version, "source": loaded.source}
+        self.registry.history.append({**entry, "at": _now()})
         # Loaded models live as long as the worker: keep the cyclic GC from re-scanning
         # them on every collection.
         gc.collect()
@@ -75,21 +76,23 @@ class ModelService:
         self.registry.checked_at = _now()
 
     def predict_one(self, record: dict) -> tuple[str, float, LoadedModel]:
+        """One flight (a record of REQUEST fields): (request id, probability, model)."""
         champ = self.champion
         proba = champ.model.predict_one(record)
-        request_id = uuid.uuid4().hex
-        if self.logger is not None:
-            self.logger.log(request_id, champ, {k: [v] for k, v in record.items()}, [proba])
-        return request_id, proba, champ
+        return self._log(champ, {k: [v] for k, v in record.items()}, [proba]), proba, champ
 
     def predict_many(self, cols: dict) -> tuple[str, np.ndarray, LoadedModel]:
-        """Probabilities for flights given as columns (each REQUEST field -> list of values)."""
+        """Flights as columns (each REQUEST field -> its values): (request id, probabilities,
+        model)."""
         champ = self.champion
         proba = champ.model.predict_proba(cols)
+        return self._log(champ, cols, proba), proba, champ
+
+    def _log(self, champ: LoadedModel, cols: dict, proba) -> str:
         request_id = uuid.uuid4().hex
         if self.logger is not None:
-            self.logger.log(request_id, champ, cols, proba)
-        return request_id, proba, champ
+            self.logger.log(request_id, champ.name, champ.version, cols, proba)
+        return request_id
 
     def close(self) -> None:
         if self.watcher is not None:

@@ -1,7 +1,8 @@
 """Append-only history of registry alias moves (register, promote, reject, rollback).
 
 MLflow keeps only where an alias points now; this file keeps how it got there, with the
-gate's evidence, so `make rollback` knows the previous champion.
+gate's evidence, so `make rollback` knows the previous champion (the file:
+`Paths.alias_history`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 MOVES = ("register", "promote", "rollback")  # events that put a version under the champion alias
-
-
-def history_path(models_dir: Path, model_name: str) -> Path:
-    return models_dir / "registry" / f"{model_name}.alias-history.jsonl"
 
 
 def read_history(path: Path) -> list[dict]:

@@ -1,4 +1,5 @@
-"""MLflow connection: the embedded SQLite store by default, any server via MLFLOW_TRACKING_URI."""
+"""MLflow connection and lineage: the embedded SQLite store by default, any tracking server
+via MLFLOW_TRACKING_URI."""
 
 from __future__ import annotations
 
@@ -6,7 +7,19 @@ import os
 import subprocess
 from pathlib import Path
 
+from src.common.config import Config
+from src.common.io import read_json, sha256_file
 from src.common.paths import ROOT, Paths
+
+# Run tags that tie a model to its code, data and config; copied onto every registered
+# version, shown by the API's /model, checked by `src.reproduce`.
+LINEAGE_TAGS = (
+    "git_commit",
+    "data_manifest_sha256",
+    "raw_snapshot_sha256",
+    "config_name",
+    "config_hash",
+)
 
 
 def connect(paths: Paths) -> str:
@@ -18,14 +31,14 @@ def connect(paths: Paths) -> str:
     uri = paths.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    user_setting = os.environ.get("MLFLOW_TRACKING_URI")
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     # mlflow also writes the URI into os.environ; undo that, so a later get_paths() in this
     # process still sees only what the user set (the loop's sandbox store must not leak).
-    if user_setting is None:
+    if before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
-        os.environ["MLFLOW_TRACKING_URI"] = user_setting
+        os.environ["MLFLOW_TRACKING_URI"] = before
     return uri
 
 
@@ -45,16 +58,25 @@ def experiment_id(name: str, paths: Paths) -> str:
 def git_commit() -> str:
     """HEAD's commit, suffixed '-dirty' when tracked files changed; 'unknown' outside git."""
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        sha = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def lineage_tags(paths: Paths, cfg: Config) -> dict[str, str]:
+    """LINEAGE_TAGS for a run trained now on the processed data in `paths`."""
+    manifest = paths.processed_manifest
+    return {
+        "git_commit": git_commit(),
+        "data_manifest_sha256": sha256_file(manifest),
+        "raw_snapshot_sha256": read_json(manifest)["raw_snapshot_sha256"],
+        "config_name": cfg.name,
+        "config_hash": cfg.hash,
+    }

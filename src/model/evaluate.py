@@ -1,14 +1,15 @@
-"""Metrics and plots for a binary probability model (pure functions + figure builders)."""
+"""Metrics and plots for a binary probability model (pure functions + figure builders).
+
+Figures are `matplotlib.figure.Figure` objects, not pyplot: no backend, no global state, no
+window, and nothing to close (mlflow.log_figure and Figure.savefig write them to files).
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: plots are files, never windows
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     log_loss,
@@ -39,8 +40,9 @@ def auc_by_group(y: np.ndarray, p: np.ndarray, group: np.ndarray) -> dict[int, f
     return out
 
 
-def roc_figure(y, scores: dict[str, np.ndarray]):
-    fig, ax = plt.subplots(figsize=(5, 5))
+def roc_figure(y, scores: dict[str, np.ndarray]) -> Figure:
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for name, p in scores.items():
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, p):.3f})")
@@ -51,8 +53,9 @@ def roc_figure(y, scores: dict[str, np.ndarray]):
     return fig
 
 
-def calibration_figure(y, scores: dict[str, np.ndarray], bins: int = 15):
-    fig, ax = plt.subplots(figsize=(5, 5))
+def calibration_figure(y, scores: dict[str, np.ndarray], bins: int = 15) -> Figure:
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for name, p in scores.items():
         frac, mean = calibration_curve(y, p, n_bins=bins, strategy="quantile")
         ax.plot(mean, frac, "o-", ms=3, label=name)
@@ -63,9 +66,10 @@ def calibration_figure(y, scores: dict[str, np.ndarray], bins: int = 15):
     return fig
 
 
-def importance_figure(names, gains: np.ndarray):
+def importance_figure(names, gains: np.ndarray) -> Figure:
     order = np.argsort(gains)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig = Figure(figsize=(6, 6))
+    ax = fig.subplots()
     ax.barh(np.asarray(names)[order], gains[order] / gains.sum())
     ax.set(xlabel="Share of total gain", title="LightGBM feature importance")
     fig.tight_layout()

@@ -1,11 +1,13 @@
-"""LightGBM's C library called directly, without importing the `lightgbm` package.
+"""Fast path (switch: `serve.fast_paths.lightgbm_c_api`): LightGBM's C library called
+through ctypes, without importing the `lightgbm` package.
 
-Why: `import lightgbm` also imports pandas, scikit-learn, SciPy and pyarrow (~150 MiB per
-worker, ~2 s at start), none of which the API needs; and `Booster.predict` spends ~60 us
-per call on Python-side checks before scoring one row (which takes a few us here).
-LightGBM's C API has a path made for one-row requests, `...SingleRowFast` (configuration
-parsed once). Same C++ predictor as the logged model, so the probabilities are identical:
-tests/api/test_production.py compares them with the pyfunc on every test row.
+Why: `import lightgbm` also imports pandas, scikit-learn, SciPy and pyarrow, none of which
+the API needs otherwise (memory and start time per worker), and `lightgbm.Booster.predict`
+does Python-side checks on every call that cost more than scoring one row. LightGBM's C API
+has a path made for one-row requests, `...SingleRowFast` (configuration parsed once). It is
+the same C++ predictor as `lightgbm.Booster` (the plain path, src/model/model.py), so the
+probabilities are identical: tests/api/test_parity.py compares both on every test row.
+The README's benchmark section gives what it buys (`make bench`).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def _doubles(array: np.ndarray):
     return array.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
 
 
-class Booster:
-    """A LightGBM model loaded from its text form (`lightgbm.Booster.model_to_string()`)."""
+class CApiBooster:
+    """A LightGBM model loaded from its text form (`lightgbm.Booster.model_to_string()`);
+    the same interface as src.model.model.LightGBMBooster."""
 
     def __init__(self, model_text: str):
         lib = _lib()

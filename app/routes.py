@@ -1,0 +1,132 @@
+"""The API's routes. Each gets the ModelService through `Depends(get_service)`; bodies are
+parsed by FastAPI into the models of app/schemas.py."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi.security import APIKeyHeader
+
+from app import metrics
+from app.schemas import (
+    BatchRequest,
+    BatchResponse,
+    Flight,
+    ModelInfo,
+    PredictionResponse,
+    ReadyResponse,
+)
+from src.serving.service import ModelService
+
+router = APIRouter()
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+async def get_service(request: Request) -> ModelService:
+    """The app's ModelService, once it serves a model; 503 until then. (async: a plain
+    function would cost every request a hop to the thread pool.)"""
+    service: ModelService = request.app.state.service
+    if not service.ready:
+        raise HTTPException(503, "no model loaded: run the pipeline (make smoke) first")
+    return service
+
+
+async def require_api_key(request: Request, key: str | None = Security(api_key_header)):
+    """/predict* need X-API-Key when FD_API_KEY is set (compared in constant time)."""
+    expected = request.app.state.settings.api_key
+    if expected is None:
+        return
+    if not (key and hmac.compare_digest(key.encode(), expected.get_secret_value().encode())):
+        raise HTTPException(401, "missing or wrong X-API-Key", {"WWW-Authenticate": "ApiKey"})
+
+
+guarded = [Depends(require_api_key)]
+Service = Annotated[ModelService, Depends(get_service)]
+
+
+@router.get("/health")
+async def health() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(svc: Service) -> ReadyResponse:
+    m = svc.champion
+    return ReadyResponse(
+        status="ready", model_version=m.version, source=m.source, registry=svc.registry.as_dict()
+    )
+
+
+@router.get("/model")
+async def model_info(svc: Service) -> ModelInfo:
+    m = svc.champion
+    return ModelInfo(
+        name=m.name,
+        version=m.version,
+        alias=m.alias,
+        source=m.source,
+        run_id=m.run_id,
+        data_manifest_sha256=m.metadata.get("data_manifest_sha256"),
+        git_commit=m.metadata.get("git_commit"),
+        metrics=m.metadata.get("metrics", {}),
+        loaded_at=m.loaded_at,
+        registry=svc.registry.as_dict(),
+        metadata=m.metadata,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus(request: Request) -> Response:
+    body, content_type = metrics.exposition(request.app.state.settings.prometheus_multiproc_dir)
+    return Response(body, media_type=content_type)
+
+
+# One flight costs a fraction of a millisecond of CPU: scored on the event loop, since a
+# hop to the thread pool would cost about as much as the scoring.
+@router.post("/predict", dependencies=guarded)
+async def predict(flight: Flight, svc: Service) -> PredictionResponse:  # type: ignore[valid-type]
+    request_id, p, champ = svc.predict_one(flight.model_dump())
+    delayed = p >= svc.threshold
+    metrics.count_predictions(champ.version, int(delayed), 1)
+    return PredictionResponse(
+        request_id=request_id,
+        delay_probability=p,
+        delayed=delayed,
+        threshold=svc.threshold,
+        model_name=champ.name,
+        model_version=champ.version,
+    )
+
+
+# A plain `def`: FastAPI runs it in its thread pool, so scoring a large batch does not hold
+# up the event loop (health checks and single flights are answered meanwhile).
+@router.post("/predict/batch", dependencies=guarded)
+def predict_batch(body: BatchRequest, request: Request, svc: Service) -> BatchResponse:
+    limit = request.app.state.config.serve.max_batch
+    if len(body) > limit:
+        raise HTTPException(413, f"{len(body)} flights exceed the batch limit of {limit}")
+    request_id, proba, champ = svc.predict_many(body.as_columns())
+    delayed = proba >= svc.threshold
+    metrics.count_predictions(champ.version, int(delayed.sum()), len(proba))
+    predictions = [
+        {"delay_probability": p, "delayed": d}
+        for p, d in zip(proba.tolist(), delayed.tolist(), strict=True)
+    ]
+    return BatchResponse(
+        request_id=request_id,
+        threshold=svc.threshold,
+        model_name=champ.name,
+        model_version=champ.version,
+        predictions=predictions,
+    )
+
+
+@router.post("/bench/echo", include_in_schema=False, dependencies=guarded)
+async def echo(flight: Flight, request: Request) -> dict:  # type: ignore[valid-type]
+    """The HTTP stack's ceiling for `make bench`: the same body parsing, no model. 404
+    unless FD_BENCH_ECHO=1."""
+    if not request.app.state.settings.bench_echo:
+        raise HTTPException(404, "Not Found")
+    return {"delay_probability": 0.5, "delayed": True}

@@ -1,0 +1,1 @@
+"""Shared by every layer: paths, settings, schema, config, I/O, logging, errors."""

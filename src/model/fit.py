@@ -1,0 +1,152 @@
+"""Fitting and scoring the model (pure: frames in, a FlightDelayModel or metrics out).
+
+The logistic baseline and the LightGBM candidate are both `FlightDelayModel`s: the same
+feature state, another estimator. `src.train` logs them; `src.reproduce` refits a logged run
+with the same `fit_model`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from src.common.config import Config, LightGBMParams, LogisticParams, QualityGate
+from src.common.errors import PipelineError
+from src.common.schema import CATEGORICAL_FEATURES, FEATURES, TARGET
+from src.model.evaluate import auc_by_group, binary_metrics
+from src.model.features import build_features, fit_state, request_columns
+from src.model.model import FlightDelayModel, LightGBMBooster, LogisticEstimator
+
+log = logging.getLogger(__name__)
+N_CAT = len(CATEGORICAL_FEATURES)  # categorical features come first in FEATURES
+EARLY_STOPPING_PATIENCE = 30  # rounds without a better validation log loss
+
+
+def lightgbm_params(params: LightGBMParams, seed: int) -> dict:
+    p = params.model_dump()
+    return {
+        "objective": "binary",
+        "learning_rate": p.pop("learning_rate"),
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": 1,
+        "verbosity": -1,
+        "bagging_fraction": p.pop("subsample"),
+        "bagging_freq": p.pop("subsample_freq"),
+        "feature_fraction": p.pop("colsample_bytree"),
+        **{k: v for k, v in p.items() if k != "n_estimators"},
+    }
+
+
+def lightgbm_data(X: np.ndarray, y: np.ndarray, reference=None) -> lgb.Dataset:
+    return lgb.Dataset(
+        X,
+        y,
+        feature_name=list(FEATURES),
+        categorical_feature=list(range(N_CAT)),
+        reference=reference,
+    )
+
+
+def fit_lightgbm(X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int):
+    """EDA-11: gradient-boosted trees; categorical features by code, NaN = missing/unseen."""
+    data = lightgbm_data(X, y)
+    booster = lgb.train(lightgbm_params(params, seed), data, num_boost_round=params.n_estimators)
+    return LightGBMBooster(booster)
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, params: LogisticParams, seed: int):
+    """Baseline: one-hot categories (unseen -> all zeros), imputed and scaled numerics."""
+    cats = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=-1),
+        OneHotEncoder(handle_unknown="ignore"),
+    )
+    nums = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+    pre = ColumnTransformer(
+        [("cat", cats, list(range(N_CAT))), ("num", nums, list(range(N_CAT, len(FEATURES))))]
+    )
+    clf = LogisticRegression(C=params.C, max_iter=params.max_iter, random_state=seed)
+    return LogisticEstimator(make_pipeline(pre, clf).fit(X, y))
+
+
+FITTERS = {"logistic": fit_logistic, "lightgbm": fit_lightgbm}
+
+
+def fit_model(kind: str, train: pd.DataFrame, planes: pd.DataFrame, cfg: Config):
+    """Fit the feature state and one estimator ("logistic" | "lightgbm") on `train`."""
+    if kind not in FITTERS:
+        raise PipelineError(f"model kind '{kind}': expected one of {sorted(FITTERS)}")
+    cols = request_columns(train)
+    state = fit_state(cols, planes)
+    X, y = build_features(cols, state), train[TARGET].to_numpy()
+    start = time.perf_counter()
+    log.info("fitting %s on %d rows x %d features", kind, *X.shape)
+    estimator = FITTERS[kind](X, y, getattr(cfg.train, kind), cfg.seed)
+    log.info("fitted %s in %.1fs", kind, time.perf_counter() - start)
+    return FlightDelayModel(state, estimator, kind)
+
+
+def early_stopping_trees(
+    splits: dict, cfg: Config, patience: int = EARLY_STOPPING_PATIENCE, cap: int = 1000
+) -> int:
+    """How `n_estimators` is chosen (EDA-11): the tree count after which validation log loss
+    stopped improving for `patience` rounds, with the config's other parameters."""
+    state = fit_state(request_columns(splits["train"]), splits["planes"])
+
+    def data(name: str, reference=None) -> lgb.Dataset:
+        df = splits[name]
+        X = build_features(request_columns(df), state)
+        return lightgbm_data(X, df[TARGET].to_numpy(), reference)
+
+    train = data("train")
+    booster = lgb.train(
+        lightgbm_params(cfg.train.lightgbm, cfg.seed),
+        train,
+        num_boost_round=cap,
+        valid_sets=[data("validation", reference=train)],
+        callbacks=[lgb.early_stopping(patience, verbose=False)],
+    )
+    return booster.best_iteration
+
+
+def score(model: FlightDelayModel, splits: dict[str, pd.DataFrame]) -> tuple[dict, np.ndarray]:
+    """Validation and test metrics, plus test AUC per month; returns (metrics, test scores)."""
+    metrics, preds = {}, {}
+    for name in ("validation", "test"):
+        df = splits[name]
+        preds[name] = model.predict_proba(request_columns(df))
+        for k, v in binary_metrics(df[TARGET].to_numpy(), preds[name]).items():
+            metrics[f"{name}_{k}"] = v
+    test = splits["test"]
+    for month, auc in auc_by_group(test[TARGET].to_numpy(), preds["test"], test["month"]).items():
+        metrics[f"test_roc_auc_month_{month:02d}"] = auc
+    return metrics, preds["test"]
+
+
+def quality_failures(metrics: dict, gate: QualityGate) -> list[str]:
+    """Every threshold (EDA-12) the metrics miss, as readable strings."""
+    checks = [
+        ("test_roc_auc", ">=", gate.min_test_roc_auc),
+        ("test_roc_auc", "<=", gate.max_test_roc_auc),
+        ("test_pr_auc", ">=", gate.min_test_pr_auc),
+        ("test_log_loss", "<=", gate.max_test_log_loss),
+        ("test_brier", "<=", gate.max_test_brier),
+    ]
+    checks += [(k, ">=", gate.min_month_roc_auc) for k in metrics if "_month_" in k]
+    failed = []
+    for key, op, bound in checks:
+        value = metrics[key]
+        ok = value >= bound if op == ">=" else value <= bound
+        if not ok:
+            failed.append(f"{key}={value:.4f} (needs {op} {bound})")
+    return failed

@@ -1,0 +1,72 @@
+"""The export: the champion copied out of the registry into models/champion/, so the API
+(and a container image) can serve with no tracking server. It holds the MLflow model (its
+data/model.pkl is the model object's file), metadata.json (version, run, metrics, lineage)
+and config.json (the config it was registered with, which the API serves it with)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from src.common.config import Config
+from src.common.io import write_atomic, write_json
+from src.common.paths import Paths
+from src.registry.card import render_model_card
+from src.registry.versions import CHAMPION
+from src.tracking.store import LINEAGE_TAGS
+
+log = logging.getLogger(__name__)
+
+
+def metadata(version, run, cfg: Config) -> dict:
+    tags = run.data.tags
+    return {
+        "name": version.name,
+        "version": int(version.version),
+        "alias": CHAMPION,
+        "run_id": run.info.run_id,
+        "model_kind": run.data.params.get("model"),
+        "metrics": dict(sorted(run.data.metrics.items())),
+        **{key: tags.get(key) for key in LINEAGE_TAGS},
+        "threshold": cfg.serve.threshold,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def export(model_uri: str, meta: dict, cfg: Config, paths: Paths) -> None:
+    """Download the model and swap it into models/champion/ in one rename; the old copy is
+    removed only after the new one is in place."""
+    target = paths.champion
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(staging))
+        write_json(staging / paths.champion_metadata.name, meta)
+        write_json(staging / paths.champion_config.name, cfg.model_dump())
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("exported %s to %s", model_uri, target)
+
+
+def publish_champion(client: MlflowClient, cfg: Config, paths: Paths) -> None:
+    """Export the current champion and regenerate its model card."""
+    name = cfg.registry.model_name
+    version = client.get_model_version_by_alias(name, CHAMPION)
+    run = client.get_run(version.run_id)
+    meta = metadata(version, run, cfg)
+    export(f"models:/{name}@{CHAMPION}", meta, cfg, paths)
+    card = paths.model_card(name, cfg.registry.model_card)
+    write_atomic(card, lambda p: p.write_text(render_model_card(meta, run.data.params)))
+    log.info("model card written to %s", card)

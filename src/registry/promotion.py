@@ -1,0 +1,102 @@
+"""Champion vs challenger on a labelled window, then promote, reject or roll back. The
+decision and its evidence go on the challenger's version (gate.* tags) and into the alias
+history; the statistics are src/model/gate.py's."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from src.common.config import Config
+from src.common.errors import ModelNotFoundError
+from src.common.paths import Paths
+from src.common.schema import TARGET
+from src.model.evaluate import binary_metrics
+from src.model.features import request_columns
+from src.model.gate import GateResult, decide
+from src.registry.export import publish_champion
+from src.registry.history import append_event, read_history, rollback_target
+from src.registry.versions import CHALLENGER, CHAMPION, alias_version, move_alias
+from src.tracking.runs import load_logged_model
+
+log = logging.getLogger(__name__)
+
+
+def score_aliases(name: str, window: pd.DataFrame) -> dict:
+    """Each alias's probabilities on the window, from the registered models themselves."""
+    cols = request_columns(window)
+    return {
+        alias: load_logged_model(f"models:/{name}@{alias}").predict_proba(cols)
+        for alias in (CHAMPION, CHALLENGER)
+    }
+
+
+def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, label: str):
+    """Challenger vs champion on a labelled window it did not train on: promote or reject.
+    @challenger is removed either way; returns the GateResult."""
+    name = cfg.registry.model_name
+    champ, chall = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
+    if champ is None or chall is None:
+        raise ModelNotFoundError(f"{name}: the gate needs both @{CHAMPION} and @{CHALLENGER}")
+    scores, y = score_aliases(name, window), window[TARGET].to_numpy()
+    g = cfg.gate
+    result: GateResult = decide(
+        y,
+        scores[CHAMPION],
+        scores[CHALLENGER],
+        n_boot=g.bootstrap,
+        seed=cfg.seed,
+        alpha=g.alpha,
+        max_log_loss_increase=g.max_log_loss_increase,
+    )
+    challenger_run = client.get_model_version(name, chall).run_id
+    trained_months = client.get_run(challenger_run).data.params.get("split_train_months")
+    evidence = {
+        "window": label,
+        "challenger_train_months": trained_months,
+        "champion_version": champ,
+        **result.as_dict(),
+    }
+    window_metrics = binary_metrics(y, scores[CHALLENGER])
+    record_evidence(client, name, chall, challenger_run, evidence, window_metrics)
+    log.info("gate on %s (challenger v%s): %s", label, chall, result.reason)
+    if result.promote:
+        move_alias(client, paths, name, CHAMPION, chall, "promote", evidence=evidence)
+        publish_champion(client, cfg, paths)
+    else:
+        append_event(
+            paths.alias_history(name),
+            model=name,
+            alias=CHALLENGER,
+            version=chall,
+            previous_version=champ,
+            event="reject",
+            evidence=evidence,
+        )
+    client.delete_registered_model_alias(name, CHALLENGER)
+    return result
+
+
+def record_evidence(client, name: str, version: str, run_id: str, evidence: dict, window: dict):
+    """The gate's evidence as tags on the version; the challenger's window metrics on its
+    run (out-of-sample figures: the monitor's baseline if it becomes champion)."""
+    for key, value in evidence.items():
+        client.set_model_version_tag(name, version, f"gate.{key}", str(value))
+    for key, value in window.items():
+        client.log_metric(run_id, f"gate_window_{key}", value)
+
+
+def rollback(client: MlflowClient, cfg: Config, paths: Paths) -> str:
+    """@champion back to the champion before it (alias history); re-exported."""
+    name = cfg.registry.model_name
+    current = alias_version(client, name, CHAMPION)
+    target = rollback_target(read_history(paths.alias_history(name)), current)
+    if target is None:
+        raise ModelNotFoundError(
+            f"{name}: no earlier champion than version {current} to roll back to"
+        )
+    move_alias(client, paths, name, CHAMPION, target, "rollback")
+    publish_champion(client, cfg, paths)
+    return target

@@ -1,0 +1,112 @@
+"""Load the model to serve: the export in models/champion/ (written by `python -m
+src.register`, so serving needs no server), or a registry version. `LoadedModel` is the one
+record of where a served model came from.
+
+Two fast paths are chosen here, each by its switch in `serve.fast_paths`: the LightGBM C API
+(`booster_for`) and the registry over REST (`registry_for`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from src.common.config import Config, config_from_dict, load_config
+from src.common.errors import ModelNotFoundError
+from src.common.io import read_json
+from src.common.paths import DEFAULT_CONFIG, Paths
+from src.common.settings import Settings
+from src.model import model as model_file
+from src.model.model import FlightDelayModel, LightGBMBooster
+from src.serving.registry import MlflowRegistry
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: FlightDelayModel
+    name: str
+    version: str
+    alias: str
+    source: str  # "registry" | "export"
+    run_id: str | None
+    metadata: dict  # metrics, lineage tags, the version's tags
+    loaded_at: str = field(default_factory=_now)
+
+
+def booster_for(cfg: Config):
+    """What builds a LightGBM estimator from model text: the C API (fast) or lightgbm."""
+    if cfg.serve.fast_paths.lightgbm_c_api:
+        from src.serving.lgb_capi import CApiBooster
+
+        return CApiBooster
+    return LightGBMBooster.from_text
+
+
+def registry_for(cfg: Config, paths: Paths, settings: Settings):
+    """The REST reader (fast) for an http(s) tracking server, else MlflowClient."""
+    uri = paths.tracking_uri
+    if cfg.serve.fast_paths.registry_rest and uri.startswith(("http://", "https://")):
+        from src.serving.registry_rest import RestRegistry
+
+        return RestRegistry(uri, settings)
+    return MlflowRegistry(paths)
+
+
+def load_export(cfg: Config, paths: Paths) -> LoadedModel:
+    """models/champion/: no MLflow import, about a second to load."""
+    if not paths.champion_metadata.is_file():
+        raise ModelNotFoundError(
+            f"{paths.champion_metadata}: no exported champion; run `python -m src.register`"
+        )
+    meta = read_json(paths.champion_metadata)
+    model = model_file.load(paths.champion_model, booster_for(cfg))
+    return LoadedModel(
+        model,
+        meta["name"],
+        str(meta["version"]),
+        meta.get("alias", "champion"),
+        "export",
+        meta.get("run_id"),
+        meta,
+    )
+
+
+def load_version(cfg: Config, paths: Paths, registry, version: str) -> LoadedModel:
+    """One registered version, by number, so a moving alias cannot race the load."""
+    name = cfg.registry.model_name
+    found = registry.load_version(name, version, booster_for(cfg))
+    if found is None:  # an artifact store only MLflow's own clients read (S3, ...)
+        found = MlflowRegistry(paths).load_version(name, version, booster_for(cfg))
+    model, run_id, metadata = found
+    return LoadedModel(model, name, version, cfg.registry.alias, "registry", run_id, metadata)
+
+
+def load_champion(cfg: Config, paths: Paths, settings: Settings | None = None) -> LoadedModel:
+    """The registry's @champion when the registry answers, else the export."""
+    registry = registry_for(cfg, paths, settings or Settings())
+    try:
+        version = registry.alias_version(cfg.registry.model_name, cfg.registry.alias)
+        loaded = load_version(cfg, paths, registry, version)
+    except Exception as exc:  # any registry failure: serve the export instead
+        log.warning("registry unavailable (%s); loading %s", str(exc)[:200], paths.champion)
+        loaded = load_export(cfg, paths)
+    log.info("serving %s v%s from %s", loaded.name, loaded.version, loaded.source)
+    return loaded
+
+
+def serving_config(settings: Settings, paths: Paths) -> Config:
+    """The config the API serves with: FD_CONFIG when set; else the one the exported
+    champion was registered with (so whichever of `make smoke` or `make pipeline` ran last,
+    its export serves, in a container image too); else configs/default.yml."""
+    if settings.config is not None:
+        return load_config(settings.config)
+    if paths.champion_config.is_file():
+        return config_from_dict(read_json(paths.champion_config), str(paths.champion_config))
+    return load_config(DEFAULT_CONFIG)

@@ -1,0 +1,95 @@
+"""Fast path (switch: `serve.fast_paths.registry_rest`): the registry read over MLflow's REST
+API with urllib, without importing MLflow.
+
+Why: an API worker polls the champion alias every few seconds and loads a new version when
+it moves. Importing MLflow for that costs each worker start-up time and memory it never
+gives back. This module asks a tracking server the same questions MlflowClient does (the
+plain path, src/serving/registry.py) through its documented REST endpoints, and reads the
+version's model file from the server's proxied artifact store or a local folder. Both paths
+are tested against a real `mlflow server` (tests/integration/test_mlflow_server.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from src.common.errors import ModelNotFoundError
+from src.common.paths import MODEL_DATA
+from src.common.settings import Settings
+from src.model.model import from_bytes
+from src.serving.registry import no_model_file
+from src.tracking.store import LINEAGE_TAGS
+
+
+class RestRegistry:
+    def __init__(self, uri: str, settings: Settings, timeout: float = 5):
+        self.uri, self.timeout = uri.rstrip("/"), timeout
+        self.headers = auth_headers(settings)
+
+    def _get(self, path: str, params: dict | None = None) -> bytes:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        request = urllib.request.Request(f"{self.uri}/{path}{query}", headers=self.headers)
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            return response.read()
+
+    def _get_json(self, path: str, params: dict) -> dict:
+        return json.loads(self._get(f"api/2.0/mlflow/{path}", params))
+
+    def alias_version(self, name: str, alias: str) -> str:
+        try:
+            body = self._get_json("registered-models/alias", {"name": name, "alias": alias})
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:200]
+            message = f"{self.uri}: {name}@{alias}: HTTP {exc.code} {detail!r}"
+            raise ModelNotFoundError(message) from None
+        return str(body["model_version"]["version"])
+
+    def load_version(self, name: str, version: str, booster) -> tuple | None:
+        """(model, run id, metadata) of one version; None when its artifact store is one only
+        MLflow's own clients read (S3, ...)."""
+        query = {"name": name, "version": version}
+        mv = self._get_json("model-versions/get", query)["model_version"]
+        data = self._model_file(name, version)
+        if data is None:
+            return None
+        metadata = {"metrics": {}}
+        if run_id := mv.get("run_id"):
+            run = self._get_json("runs/get", {"run_id": run_id})["run"]["data"]
+            metadata["metrics"] = {m["key"]: m["value"] for m in run.get("metrics", [])}
+            tags = {t["key"]: t["value"] for t in run.get("tags", [])}
+            metadata |= {k: v for k, v in tags.items() if k in LINEAGE_TAGS}
+        metadata |= {t["key"]: t["value"] for t in mv.get("tags", [])}
+        return from_bytes(data, booster), run_id, metadata
+
+    def _model_file(self, name: str, version: str) -> bytes | None:
+        query = {"name": name, "version": version}
+        location = self._get_json("model-versions/get-download-uri", query)["artifact_uri"]
+        path = urllib.parse.urlparse(location).path
+        try:
+            if location.startswith("mlflow-artifacts:"):
+                artifact = f"{path.strip('/')}/{MODEL_DATA}"
+                return self._get(f"api/2.0/mlflow-artifacts/artifacts/{artifact}")
+            if location.startswith(("file:", "/")):
+                return (Path(path) / MODEL_DATA).read_bytes()
+        except (FileNotFoundError, urllib.error.HTTPError) as exc:
+            if getattr(exc, "code", 404) != 404:
+                raise
+            raise ModelNotFoundError(no_model_file(name, version)) from None
+        return None
+
+
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """MLflow's own auth variables: a bearer token, or basic auth."""
+    if settings.mlflow_tracking_token:
+        return {"Authorization": f"Bearer {settings.mlflow_tracking_token.get_secret_value()}"}
+    if settings.mlflow_tracking_username:
+        password = settings.mlflow_tracking_password
+        secret = f"{settings.mlflow_tracking_username}:"
+        secret += password.get_secret_value() if password else ""
+        return {"Authorization": f"Basic {base64.b64encode(secret.encode()).decode()}"}
+    return {}

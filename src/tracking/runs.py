@@ -1,0 +1,112 @@
+"""MLflow runs: log a FlightDelayModel with its metrics, plots and lineage; load one back.
+
+The logged model is a pyfunc whose loader is src/model/model.py (`loader_module`): its file
+(data/model.pkl) is the model object's own, and it carries exactly the code its predict runs
+(MODEL_CODE), so `mlflow models serve`, `mlflow.pyfunc.load_model`, the API and batch scoring
+all score with `FlightDelayModel`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from src.common.config import Config
+from src.common.paths import MODEL_DATA, ROOT
+from src.common.schema import FEATURES, PREDICTION, REQUEST, REQUEST_FIELDS, TARGET
+from src.model import model as model_module
+from src.model.evaluate import calibration_figure, importance_figure, roc_figure
+from src.model.features import request_columns
+from src.model.model import FlightDelayModel, LightGBMBooster
+
+RUNTIME_PACKAGES = ("mlflow", "lightgbm", "scikit-learn", "numpy", "pandas")
+# The modules the logged model imports to load and predict: nothing else (no stages, no
+# benchmark) goes into its code folder.
+MODEL_CODE = (
+    "src/__init__.py",
+    "src/common/__init__.py",
+    "src/common/errors.py",
+    "src/common/schema.py",
+    "src/model/__init__.py",
+    "src/model/features.py",
+    "src/model/model.py",
+)
+# MLflow types for the schema's kinds: what the public data holds (int64 columns are long).
+MLFLOW_TYPES = {"int": "long", "float": "double", "str": "string"}
+
+
+def pip_requirements() -> list[str]:
+    """Pinned from the running environment (skips MLflow's slow requirement inference)."""
+    return [f"{p}=={version(p)}" for p in RUNTIME_PACKAGES]
+
+
+def signature() -> ModelSignature:
+    """Derived from the request schema: nullable fields (tailnum, weather) are optional."""
+    inputs = Schema(
+        [ColSpec(MLFLOW_TYPES[c.kind], c.name, required=not c.nullable) for c in REQUEST]
+    )
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", PREDICTION)]))
+
+
+def log_model(model: FlightDelayModel, example: pd.DataFrame):
+    """Log as an MLflow pyfunc: the model file, its loader, its code, signature and example."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / Path(MODEL_DATA).name
+        data.write_bytes(model_module.to_bytes(model))
+        for module in MODEL_CODE:
+            (Path(tmp) / module).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / module, Path(tmp) / module)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            loader_module=model_module.__name__,
+            data_path=str(data),
+            code_paths=[str(Path(tmp) / "src")],
+            signature=signature(),
+            input_example=example[list(REQUEST_FIELDS)],
+            pip_requirements=pip_requirements(),
+        )
+
+
+def load_logged_model(model_uri: str, booster=LightGBMBooster.from_text) -> FlightDelayModel:
+    """A logged or registered model (runs:/..., models:/name/3, models:/name@alias), its
+    file downloaded and read by the model's own loader; no pyfunc wrapper."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return model_module.load(Path(local) / MODEL_DATA, booster)
+
+
+def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: str) -> str:
+    """One MLflow run for one model: params, metrics, config, the model; plots when the
+    splits hold a test set. Returns the run id."""
+    params = getattr(cfg.train, model.kind).model_dump()
+    with mlflow.start_run(run_name=f"{role}-{model.kind}", tags={**tags, "role": role}) as run:
+        mlflow.log_params({"model": model.kind, "seed": cfg.seed, **params})
+        mlflow.log_params({f"split_{k}": v for k, v in cfg.split.model_dump().items()})
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(cfg.model_dump(), "config.json")
+        if "test" in splits:
+            log_figures(model, splits["test"])
+        info = log_model(model, splits["train"].head(5))
+        mlflow.set_tag("model_uri", info.model_uri)
+        return run.info.run_id
+
+
+def log_figures(model: FlightDelayModel, test: pd.DataFrame) -> None:
+    y, scores = test[TARGET].to_numpy(), model.predict_proba(request_columns(test))
+    figures = {
+        "roc.png": roc_figure(y, {model.kind: scores}),
+        "calibration.png": calibration_figure(y, {model.kind: scores}),
+    }
+    if isinstance(model.estimator, LightGBMBooster):
+        gains = np.asarray(model.estimator.booster.feature_importance(importance_type="gain"))
+        figures["feature_importance.png"] = importance_figure(FEATURES, gains)
+    for name, fig in figures.items():
+        mlflow.log_figure(fig, f"plots/{name}")
