@@ -5,9 +5,10 @@
 #   docker run --rm -p 127.0.0.1:8000:8000 flight-delay:local                # baked-in model
 #   docker run --rm -p 127.0.0.1:8000:8000 -e MLFLOW_TRACKING_URI=http://HOST:5000 flight-delay:local
 #
-# The model: if models/champion/ holds an export (`make pipeline` writes one) when the image
-# is built, it is baked in and served when no registry answers. With MLFLOW_TRACKING_URI set,
-# the API loads the registry's @champion at start instead (falling back to the baked one).
+# The model: if models/champion/ holds an export (`make smoke` or `make pipeline` writes one,
+# the last run wins) when the image is built, it is baked in, with the config it was
+# registered with, and served when no registry answers. With MLFLOW_TRACKING_URI (and
+# FD_CONFIG) set, the API follows the registry's @champion (falling back to the baked one).
 # BAKE_MODEL=0 builds an image that can only serve from the registry.
 
 # ---- builder: resolve nothing, install exactly the hash-pinned lock ----
@@ -59,8 +60,10 @@ RUN groupadd --gid 10001 app \
 
 COPY --from=builder /opt/venv /opt/venv
 
-# FD_BIND / FD_WORKERS are read by app/gunicorn_conf.py. MLflow and Evidently send usage
-# telemetry by default; a service should make no call its operator did not configure.
+# FD_BIND / FD_WORKERS are read by app/gunicorn_conf.py. No FD_CONFIG: the API serves the
+# baked export with its own config (src/serving/loader.py, serving_config). One OpenMP
+# thread per process. MLflow and Evidently send usage telemetry by default; a service
+# should make no call its operator did not configure.
 ENV OMP_NUM_THREADS=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

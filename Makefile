@@ -4,7 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 SMOKE := configs/smoke.yml
-CONFIG ?= configs/default.yml
+# CONFIG=path picks a pipeline config; unset, each stage uses configs/default.yml and the
+# API the config its exported champion was registered with.
+CONFIG ?=
+CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
+# One OpenMP thread per process: two on a busy 2-core machine made a 3 s fit take a minute.
 export OMP_NUM_THREADS := 1
 
 .PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-prod bench drift loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
@@ -21,28 +25,30 @@ lock: ## Re-resolve requirements*.txt from requirements*.in (uv, hash-pinned)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements.in -o requirements.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.txt
 
-# Every stage with one config; drift's exit 1 (= drift found) is a result, not a failure.
+# Every stage with one config (arguments: $(1)); drift's exit 1 (= drift found) is a result,
+# not a failure.
 define run_stages
-	$(PY) -m src.ingest --config $(1)
-	$(PY) -m src.preprocess --config $(1)
-	$(PY) -m src.train --config $(1)
-	$(PY) -m src.register --config $(1)
-	$(PY) -m src.serve --config $(1) --check
-	$(PY) -m src.drift --config $(1); rc=$$?; [ $$rc -le 1 ] || exit $$rc
+	$(PY) -m src.ingest $(1)
+	$(PY) -m src.preprocess $(1)
+	$(PY) -m src.train $(1)
+	$(PY) -m src.register $(1)
+	$(PY) -m src.serve $(1) --check
+	$(PY) -m src.drift $(1); rc=$$?; [ $$rc -le 1 ] || exit $$rc
 endef
 
 smoke: ## Every stage on a small slice (train Jan, validate Feb, test + drift Mar)
-	$(call run_stages,$(SMOKE))
+	$(call run_stages,--config $(SMOKE))
 
 pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, serve check, drift
-	$(call run_stages,$(CONFIG))
+	$(call run_stages,$(CONFIG_ARG))
 
 test: ## Run the whole test suite (unit, integration, api; slow tests included)
 	$(PY) -m pytest
 
-lint: ## ruff check + black --check; hadolint; compose files validated
+lint: ## ruff check + black --check; import contracts (lint-imports); hadolint; compose files
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/black --check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint Dockerfile docker/Dockerfile
 	$(VENV)/bin/docker-compose -f docker-compose.yml config -q
 	$(VENV)/bin/docker-compose -f docker-compose.yml -f docker-compose.ci.yml config -q
@@ -61,22 +67,22 @@ mlflow: ## MLflow UI + registry on http://127.0.0.1:5000 against the local store
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --default-artifact-root $(CURDIR)/mlruns/artifacts
 
 serve: ## Serve the champion on http://127.0.0.1:8000 (docs at /docs)
-	$(PY) -m src.serve --config $(CONFIG)
+	$(PY) -m src.serve $(CONFIG_ARG)
 
 serve-prod: ## gunicorn + 2 uvicorn workers on 127.0.0.1:8000 (app/gunicorn_conf.py)
 	FD_CONFIG=$(CONFIG) $(VENV)/bin/gunicorn -c app/gunicorn_conf.py app.main:app
 
-bench: ## Benchmark the API vs `mlflow models serve` (needs wrk; reports/bench/serving.json)
-	$(PY) -m src.bench --config $(CONFIG)
+bench: ## Benchmark the API (fast paths on and off) vs `mlflow models serve` (needs wrk)
+	$(PY) -m benchmarks.serving $(CONFIG_ARG)
 
 drift: ## Drift check of a month (MONTH=9) or the prediction log (MONTH=log)
-	$(PY) -m src.drift --config $(CONFIG) $(if $(filter log,$(MONTH)),--predictions,$(if $(MONTH),--month $(MONTH)))
+	$(PY) -m src.drift $(CONFIG_ARG) $(if $(filter log,$(MONTH)),--predictions,$(if $(MONTH),--month $(MONTH)))
 
 loop: ## Replay Aug-Dec: serve, drift, retrain, gate, promote (report in reports/loop/)
-	$(PY) -m src.simulate --config $(CONFIG)
+	$(PY) -m src.simulate $(CONFIG_ARG)
 
 rollback: ## Move @champion back to the previous champion (alias history)
-	$(PY) -m src.register --config $(CONFIG) --rollback
+	$(PY) -m src.register $(CONFIG_ARG) --rollback
 
 reproduce: ## Rebuild a logged model from its lineage and compare metrics: RUN_ID=...
 	@test -n "$(RUN_ID)" || { echo "usage: make reproduce RUN_ID=<mlflow run id>"; exit 2; }

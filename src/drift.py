@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.common.config import Config, load_config
+from src.common.config import CONFIG_HELP, Config, load_config
 from src.common.errors import PipelineError
 from src.common.io import read_json, write_atomic, write_json
 from src.common.logs import setup_logging
-from src.common.paths import DEFAULT_CONFIG, Paths, get_paths
+from src.common.paths import Paths, get_paths
 from src.data.processed import load_months, load_processed, months_label
 from src.monitoring.drift import check_batch, feature_frame, history_row, one_line
 from src.serving.loader import load_champion
@@ -70,7 +70,7 @@ def append_history(path: Path, row: dict) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.drift", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline config YAML")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--month", type=int, nargs="+", help="months of 2013 to check (default: config)")
     p.add_argument(
         "--predictions",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from src.common.config import load_config
+from src.common.config import CONFIG_HELP, load_config
 from src.common.logs import run_stage
-from src.common.paths import CONTRACTS_DIR, DEFAULT_CONFIG, get_paths
+from src.common.paths import CONTRACTS_DIR, get_paths
 from src.data.snapshot import ingest, package_data_dir
 
 
@@ -20,7 +20,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.ingest", description=__doc__.split("\n")[0])
     p.add_argument("--src", help="folder or http(s) base URL of the files (default: package)")
     p.add_argument("--snapshot", help="snapshot name (default: the config's)")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline config YAML")
+    p.add_argument("--config", help=CONFIG_HELP)
     return p.parse_args(argv)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from src.common.config import load_config
+from src.common.config import CONFIG_HELP, load_config
 from src.common.logs import run_stage
-from src.common.paths import DEFAULT_CONFIG, get_paths
+from src.common.paths import get_paths
 from src.data.prepare import preprocess
 from src.data.processed import write_processed
 from src.data.validate import read_snapshot
@@ -23,7 +23,7 @@ log = logging.getLogger("preprocess")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.preprocess", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline config YAML")
+    p.add_argument("--config", help=CONFIG_HELP)
     return p.parse_args(argv)
 
 

@@ -16,10 +16,10 @@ import argparse
 
 from mlflow import MlflowClient
 
-from src.common.config import load_config
+from src.common.config import CONFIG_HELP, load_config
 from src.common.errors import PipelineError
 from src.common.logs import run_stage
-from src.common.paths import DEFAULT_CONFIG, get_paths
+from src.common.paths import get_paths
 from src.data.processed import load_months, months_label
 from src.registry.export import publish_champion
 from src.registry.promotion import gate, rollback
@@ -29,7 +29,7 @@ from src.tracking.store import connect, experiment_id
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.register", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline config YAML")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--run-id", help="run to register (default: the latest candidate run)")
     p.add_argument("--alias", default=CHAMPION, choices=(CHAMPION, CHALLENGER))
     action = p.add_mutually_exclusive_group()

@@ -29,10 +29,10 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
 from app.main import create_app  # the one exception to the layers (pyproject.toml)
-from src.common.config import Config, load_config
+from src.common.config import CONFIG_HELP, Config, load_config
 from src.common.io import write_atomic, write_json
 from src.common.logs import run_stage
-from src.common.paths import DEFAULT_CONFIG, SPLITS, Paths, get_paths
+from src.common.paths import SPLITS, Paths, get_paths
 from src.common.render import render
 from src.common.schema import REQUEST_FIELDS, TARGET
 from src.data.processed import load_processed, months_label
@@ -238,7 +238,7 @@ def charts(rows: list[dict], paths: Paths) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.simulate", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline config YAML")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--months", type=int, nargs="+", help="months to replay (default: config)")
     return p.parse_args(argv)
 

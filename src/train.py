@@ -14,10 +14,10 @@ import logging
 
 import mlflow
 
-from src.common.config import load_config
+from src.common.config import CONFIG_HELP, load_config
 from src.common.errors import QualityGateError
 from src.common.logs import run_stage
-from src.common.paths import DEFAULT_CONFIG, SPLITS, get_paths
+from src.common.paths import SPLITS, get_paths
 from src.data.processed import load_processed
 from src.model.fit import (
     EARLY_STOPPING_PATIENCE,
@@ -35,7 +35,7 @@ ROLES = {"logistic": "baseline", "lightgbm": "candidate"}
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.train", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline config YAML")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument(
         "--early-stopping",
         action="store_true",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from src.common.errors import PipelineError
 from src.common.io import sha256_json
 from src.common.paths import DEFAULT_CONFIG
+from src.common.settings import Settings
 
 
 class _Strict(BaseModel):
@@ -152,8 +153,12 @@ class Config(_Strict):
         return sha256_json(self.model_dump())
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
-    path = Path(path)
+CONFIG_HELP = "pipeline config YAML (default: FD_CONFIG, else configs/default.yml)"
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The config at `path`; None: FD_CONFIG, else configs/default.yml."""
+    path = Path(path or Settings().config or DEFAULT_CONFIG)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
