@@ -33,16 +33,10 @@ def score_aliases(name: str, window: pd.DataFrame) -> dict:
     }
 
 
-def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, label: str):
-    """Challenger vs champion on a labelled window it did not train on: promote or reject.
-    @challenger is removed either way; returns the GateResult."""
-    name = cfg.registry.model_name
-    champ, chall = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
-    if champ is None or chall is None:
-        raise ModelNotFoundError(f"{name}: the gate needs both @{CHAMPION} and @{CHALLENGER}")
-    scores, y = score_aliases(name, window), window[TARGET].to_numpy()
+def compare(y, scores: dict, cfg: Config) -> GateResult:
+    """src/model/gate.py's decision with the config's settings."""
     g = cfg.gate
-    result: GateResult = decide(
+    return decide(
         y,
         scores[CHAMPION],
         scores[CHALLENGER],
@@ -51,23 +45,30 @@ def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, 
         alpha=g.alpha,
         max_log_loss_increase=g.max_log_loss_increase,
     )
-    challenger_run = client.get_model_version(name, chall).run_id
-    trained_months = client.get_run(challenger_run).data.params.get("split_train_months")
-    evidence = {
-        "window": label,
-        "challenger_train_months": trained_months,
-        "champion_version": champ,
-        **result.as_dict(),
-    }
-    window_metrics = binary_metrics(y, scores[CHALLENGER])
-    record_evidence(client, name, chall, challenger_run, evidence, window_metrics)
+
+
+def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, label: str):
+    """Challenger vs champion on a labelled window it did not train on: promote or reject.
+    @challenger is removed either way; returns the GateResult."""
+    name = cfg.registry.model_name
+    champ, chall = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
+    if champ is None or chall is None:
+        raise ModelNotFoundError(f"{name}: the gate needs both @{CHAMPION} and @{CHALLENGER}")
+    scores, y = score_aliases(name, window), window[TARGET].to_numpy()
+    result = compare(y, scores, cfg)
+    run_id = client.get_model_version(name, chall).run_id
+    trained_months = client.get_run(run_id).data.params.get("split_train_months")
+    evidence = {"window": label, "challenger_train_months": trained_months}
+    evidence |= {"champion_version": champ, **result.as_dict()}
+    record_evidence(client, name, chall, run_id, evidence, binary_metrics(y, scores[CHALLENGER]))
     log.info("gate on %s (challenger v%s): %s", label, chall, result.reason)
     if result.promote:
         move_alias(client, paths, name, CHAMPION, chall, "promote", evidence=evidence)
         publish_champion(client, cfg, paths)
     else:
+        history = paths.alias_history(name)
         append_event(
-            paths.alias_history(name),
+            history,
             model=name,
             alias=CHALLENGER,
             version=chall,

@@ -10,6 +10,7 @@ from pathlib import Path
 from src.common.config import Config
 from src.common.io import read_json, sha256_file
 from src.common.paths import ROOT, Paths
+from src.common.settings import Settings
 
 # Run tags that tie a model to its code, data and config; copied onto every registered
 # version, shown by the API's /model, checked by `src.reproduce`.
@@ -31,14 +32,14 @@ def connect(paths: Paths) -> str:
     uri = paths.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    users = Settings().mlflow_tracking_uri
     mlflow.set_tracking_uri(uri)
     # mlflow also writes the URI into os.environ; undo that, so a later get_paths() in this
     # process still sees only what the user set (the loop's sandbox store must not leak).
-    if before is None:
+    if users is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+        os.environ["MLFLOW_TRACKING_URI"] = users
     return uri
 
 
