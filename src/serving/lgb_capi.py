@@ -91,6 +91,8 @@ class CApiBooster:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probabilities for the rows of a float matrix (features in training order)."""
         X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.num_feature:  # the C call would read past X
+            raise ValueError(f"expected rows of {self.num_feature} features, got shape {X.shape}")
         out, out_len = np.empty(X.shape[0]), ctypes.c_int64()
         _check(
             _lib().LGBM_BoosterPredictForMat(

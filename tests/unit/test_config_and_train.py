@@ -11,14 +11,8 @@ from src.common.config import LightGBMParams, LogisticParams, QualityGate, load_
 from src.common.errors import PipelineError
 from src.common.paths import CONFIGS_DIR
 from src.common.schema import FEATURES, TARGET
-from src.features import build_features, fit_state
-from src.train import (
-    columns,
-    early_stopping_trees,
-    fit_lightgbm,
-    fit_logistic,
-    quality_failures,
-)
+from src.model.features import build_features, fit_state, request_columns
+from src.model.fit import early_stopping_trees, fit_lightgbm, fit_logistic, quality_failures
 
 CATEGORICAL = slice(0, 4)  # carrier, origin, dest, manufacturer come first in FEATURES
 
@@ -115,9 +109,9 @@ def test_quality_gate_lists_every_failing_metric():
 # ---------------------------------------------------------------- estimators
 @pytest.fixture(scope="module")
 def january(processed_slice, feature_state) -> tuple[np.ndarray, np.ndarray]:
-    """~2,000 real flights of early January 2013, featurized as fit_models does."""
+    """~2,000 real flights of early January 2013, featurized as fit_model does."""
     train = processed_slice.head(2000)
-    return build_features(columns(train), feature_state), train[TARGET].to_numpy()
+    return build_features(request_columns(train), feature_state), train[TARGET].to_numpy()
 
 
 def test_lightgbm_fit_is_deterministic(january):
@@ -126,9 +120,9 @@ def test_lightgbm_fit_is_deterministic(january):
 
     first, second = fit_lightgbm(X, y, params, seed=42), fit_lightgbm(X, y, params, seed=42)
 
-    p1, p2 = first.predict(X, num_threads=1), second.predict(X, num_threads=1)
+    p1, p2 = first.predict(X), second.predict(X)
     np.testing.assert_array_equal(p1, p2)
-    assert first.feature_name() == list(FEATURES)
+    assert first.booster.feature_name() == list(FEATURES)
     assert roc_auc_score(y, p1) > 0.6  # it learned something from real rows
     assert ((p1 > 0) & (p1 < 1)).all()
 
@@ -140,11 +134,12 @@ def test_logistic_handles_missing_category_codes(january, processed_slice, featu
     model = fit_logistic(X, y, LogisticParams(max_iter=500), seed=42)
 
     unseen = processed_slice.head(20).assign(carrier="ZZ", origin="SWF", dest="XXX", tailnum=None)
-    X_unseen = build_features(columns(unseen), feature_state)
+    X_unseen = build_features(request_columns(unseen), feature_state)
     assert np.isnan(X_unseen[:, CATEGORICAL]).all()
-    p = model.predict_proba(X_unseen)[:, 1]
+    p = model.predict(X_unseen)  # the delay probability (class 1)
     assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
-    assert roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.6
+    assert roc_auc_score(y, model.predict(X)) > 0.6
+    np.testing.assert_array_equal(model.predict(X), model.pipeline.predict_proba(X)[:, 1])
 
 
 def test_early_stopping_picks_the_validation_minimum(processed_slice, raw_slice):
@@ -161,14 +156,16 @@ def test_early_stopping_picks_the_validation_minimum(processed_slice, raw_slice)
     best = early_stopping_trees(splits, cfg, patience=30, cap=300)
     assert 1 <= best < 300
 
-    state = fit_state(columns(splits["train"]), splits["planes"])
-    X_train, X_val = (build_features(columns(splits[s]), state) for s in ("train", "validation"))
+    state = fit_state(request_columns(splits["train"]), splits["planes"])
+    X_train, X_val = (
+        build_features(request_columns(splits[s]), state) for s in ("train", "validation")
+    )
     y_train, y_val = splits["train"][TARGET].to_numpy(), splits["validation"][TARGET].to_numpy()
     params = cfg.train.lightgbm
     longer = fit_lightgbm(
         X_train, y_train, params.model_copy(update={"n_estimators": best + 30}), 42
     )
     fixed = fit_lightgbm(X_train, y_train, params.model_copy(update={"n_estimators": best}), 42)
-    at_best = longer.predict(X_val, num_iteration=best, num_threads=1)
-    assert log_loss(y_val, at_best) <= log_loss(y_val, longer.predict(X_val, num_threads=1))
-    np.testing.assert_array_equal(fixed.predict(X_val, num_threads=1), at_best)
+    at_best = longer.booster.predict(X_val, num_iteration=best, num_threads=1)
+    assert log_loss(y_val, at_best) <= log_loss(y_val, longer.predict(X_val))
+    np.testing.assert_array_equal(fixed.predict(X_val), at_best)

@@ -196,6 +196,36 @@ def test_dockerfile_install_healthcheck_and_cmd():
         assert src in copies, src
 
 
+def repo_module_exists(name: str) -> bool:
+    """A module of this repo (src.x, app.y, benchmarks.z) as a file or a package folder."""
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def repo_modules(names) -> set[str]:
+    return {n for n in names if n.split(".")[0] in {"src", "app", "benchmarks"}}
+
+
+def test_modules_the_deploy_files_run_exist():
+    """Modules moved or renamed (src.bench -> benchmarks.serving, ...) break `make` targets,
+    the trainer service and the image build only when they run: caught here instead."""
+    makefile = repo_modules(re.findall(r"\$\(PY\) -m ([\w.]+)", _read("Makefile")))
+    compose = _read("docker-compose.yml")
+    stages = re.search(r"for stage in ([\w ]+);\s*do\s*python -m src\.\$\$stage", compose)
+    assert stages, "the trainer no longer runs `python -m src.$$stage` per stage"
+    trainer = {f"src.{stage}" for stage in stages.group(1).split()}
+    instr = dockerfile_instructions(_read("Dockerfile"))
+    imports = [m for kw, args in instr if kw == "RUN" for m in re.findall(r'import ([^"]+)"', args)]
+    assert imports, "the Dockerfile's import check (bytecode + smoke test) is gone"
+    image = repo_modules(name.strip() for line in imports for name in line.split(","))
+
+    for where, modules in (("Makefile", makefile), ("compose", trainer), ("Dockerfile", image)):
+        assert modules, where
+        missing = sorted(m for m in modules if not repo_module_exists(m))
+        assert not missing, f"{where} runs modules absent from the repo: {missing}"
+    assert {"src.ingest", "src.preprocess", "src.train", "src.register"} <= makefile & trainer
+
+
 def test_dockerignore_excludes_state_but_not_models():
     lines = {
         line.strip().strip("/")

@@ -1,4 +1,5 @@
-"""Features derived inside the model: calendar, holidays, planes, weather cleaning, parity."""
+"""Features derived inside the model: calendar, holidays, planes, weather cleaning, parity,
+and the request columns a frame of flight records becomes."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.common.schema import FEATURES, REQUEST_FIELDS, WEATHER
-from src.features import (
+from src.common.errors import SchemaError
+from src.common.schema import FEATURES, OPTIONAL_FIELDS, REQUEST_FIELDS, WEATHER
+from src.model.features import (
     MANUFACTURERS,
     build_features,
     days_since_epoch,
     days_to_holiday,
     group_manufacturer,
     nearest_holiday,
+    request_columns,
     us_federal_holidays,
 )
 
@@ -184,3 +187,48 @@ def test_build_features_shape_and_column_order(processed_slice, feature_state):
     np.testing.assert_array_equal(
         X[:, COL["abs_days_to_holiday"]], np.abs(X[:, COL["days_to_holiday"]])
     )
+
+
+# ---------------------------------------------------------------- request_columns
+def test_request_columns_takes_the_request_fields_and_ignores_the_rest(processed_slice):
+    flights = processed_slice.head(50)  # also holds time_hour and the label
+
+    cols = request_columns(flights)
+
+    assert list(cols) == list(REQUEST_FIELDS)
+    for name in REQUEST_FIELDS:
+        np.testing.assert_array_equal(cols[name], flights[name].to_numpy(), name)
+
+
+def test_request_columns_fills_omitted_optional_fields_with_missing(processed_slice):
+    flights = processed_slice.head(50).drop(columns=list(OPTIONAL_FIELDS))
+    assert set(OPTIONAL_FIELDS) == {"tailnum", *(c.name for c in WEATHER)}
+
+    cols = request_columns(flights)
+
+    assert list(cols) == list(REQUEST_FIELDS)
+    for name in OPTIONAL_FIELDS:
+        assert len(cols[name]) == 50 and pd.isna(cols[name]).all(), name
+    for name in set(REQUEST_FIELDS) - set(OPTIONAL_FIELDS):
+        np.testing.assert_array_equal(cols[name], flights[name].to_numpy(), name)
+
+
+def test_omitted_optional_fields_give_the_features_of_missing_values(
+    processed_slice, feature_state
+):
+    flights = processed_slice.head(50)
+    omitted = request_columns(flights.drop(columns=list(OPTIONAL_FIELDS)))
+    # what a frame holds when the values are missing: NaN readings, no tail number
+    missing = flights.assign(tailnum=None, **{c.name: np.nan for c in WEATHER})
+
+    X = build_features(omitted, feature_state)
+
+    np.testing.assert_array_equal(X, build_features(request_columns(missing), feature_state))
+    assert np.isnan(X[:, [COL[n] for n in PLANE_FEATURES]]).all()
+
+
+@pytest.mark.parametrize("dropped", [["carrier"], ["year", "distance"]])
+def test_request_columns_names_missing_required_fields(processed_slice, dropped):
+    with pytest.raises(SchemaError, match="required field") as err:
+        request_columns(processed_slice.head(5).drop(columns=dropped))
+    assert str(dropped) in str(err.value)

@@ -11,7 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from src.gate import (
+from src.model.gate import (
     bootstrap_auc_gains,
     bootstrap_indices,
     check_inputs,

