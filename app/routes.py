@@ -123,10 +123,15 @@ def predict_batch(body: BatchRequest, request: Request, svc: Service) -> BatchRe
     )
 
 
-@router.post("/bench/echo", include_in_schema=False, dependencies=guarded)
-async def echo(flight: Flight, request: Request) -> dict:  # type: ignore[valid-type]
-    """The HTTP stack's ceiling for `make bench`: the same body parsing, no model. 404
-    unless FD_BENCH_ECHO=1."""
+async def bench_echo_enabled(request: Request) -> None:
+    """/bench/echo is a 404 unless FD_BENCH_ECHO=1 (checked before the body is parsed)."""
     if not request.app.state.settings.bench_echo:
         raise HTTPException(404, "Not Found")
+
+
+@router.post(
+    "/bench/echo", include_in_schema=False, dependencies=[Depends(bench_echo_enabled), *guarded]
+)
+async def echo(flight: Flight) -> dict:  # type: ignore[valid-type]
+    """The HTTP stack's ceiling for `make bench`: the same body parsing, no model."""
     return {"delay_probability": 0.5, "delayed": True}

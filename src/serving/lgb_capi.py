@@ -119,8 +119,9 @@ class CApiBooster:
             return float(self._one[0])
 
     def __del__(self):
-        lib = _lib()
-        if self._fast.value:
-            lib.LGBM_FastConfigFree(self._fast)
-        if self._handle.value:
-            lib.LGBM_BoosterFree(self._handle)
+        # getattr: __init__ may have failed before the handles existed.
+        fast, handle = getattr(self, "_fast", None), getattr(self, "_handle", None)
+        if fast is not None and fast.value:
+            _lib().LGBM_FastConfigFree(fast)
+        if handle is not None and handle.value:
+            _lib().LGBM_BoosterFree(handle)
