@@ -9,16 +9,16 @@ import pytest
 from mlflow import MlflowClient
 
 from src import simulate
-from src.common.config import load_config
-from src.common.tracking import connect
-from tests.conftest import SMOKE_CONFIG
+from src.registry.versions import CHAMPION, alias_version
+from src.tracking.store import connect
+from tests.integration.support import ARGS, CFG
 
 pytestmark = pytest.mark.slow
 
 
 def replay(paths) -> dict:
-    assert simulate.main(["--config", str(SMOKE_CONFIG), "--months", "2", "3"]) == 0
-    return json.loads((paths.reports / "loop" / "decisions.json").read_text())
+    assert simulate.main([*ARGS, "--months", "2", "3"]) == 0
+    return json.loads(paths.loop_file("decisions.json").read_text())
 
 
 def test_loop_is_repeatable_and_reports(smoke_pipeline):
@@ -34,19 +34,23 @@ def test_loop_is_repeatable_and_reports(smoke_pipeline):
     assert months[0]["loop_auc"] == pytest.approx(months[0]["frozen_auc"], abs=1e-12)
     if months[0].get("challenger_version"):  # an alert in February puts a challenger to the gate
         assert months[1]["gate"]["window"] == "2013-03"
-    report = (smoke_pipeline.reports / "loop" / "report.md").read_text()
+    else:
+        assert "gate" not in months[1]
+    report = smoke_pipeline.loop_file("report.md").read_text()
     assert "| 02 | v1 |" in report
-    assert (smoke_pipeline.reports / "loop" / "auc.png").stat().st_size > 5000
+    assert smoke_pipeline.loop_file("auc.png").stat().st_size > 5000
 
 
 def test_loop_leaves_the_real_registry_alone(smoke_pipeline):
-    name = load_config(SMOKE_CONFIG).registry.model_name
+    name = CFG.registry.model_name
     before = champion_of(smoke_pipeline, name)
+    history = smoke_pipeline.alias_history(name).read_bytes()
     replay(smoke_pipeline)
     assert champion_of(smoke_pipeline, name) == before
-    assert len(list((smoke_pipeline.reports / "loop" / "mlruns").glob("*/mlflow.db"))) == 1
+    assert smoke_pipeline.alias_history(name).read_bytes() == history
+    assert len(list((smoke_pipeline.loop / "mlruns").glob("*/mlflow.db"))) == 1
 
 
 def champion_of(paths, name: str) -> str:
     connect(paths)
-    return str(MlflowClient().get_model_version_by_alias(name, "champion").version)
+    return alias_version(MlflowClient(), name, CHAMPION)

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pytest
 import yaml
-from mlflow import MlflowClient
+from mlflow.types import DataType
 
 from src import preprocess, train
-from src.common.config import load_config
 from src.common.io import read_json, sha256_file
-from src.common.schema import REQUEST_FIELDS
-from tests.conftest import SMOKE_CONFIG
+from src.common.paths import MODEL_DATA, SMOKE_CONFIG
+from src.common.schema import REQUEST, REQUEST_FIELDS
+from tests.integration.support import ARGS, CFG, assert_is_head, runs_of
 
 pytestmark = pytest.mark.slow
-CFG = load_config(SMOKE_CONFIG)
+KINDS = {"int": DataType.long, "float": DataType.double, "str": DataType.string}
 
 
-def candidate_runs(mlflow_client: MlflowClient):
-    exp = mlflow_client.get_experiment_by_name(CFG.train.experiment)
-    return mlflow_client.search_runs(
-        [exp.experiment_id], "tags.role = 'candidate'", order_by=["attributes.start_time DESC"]
-    )
-
-
-def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, mlflow_client):
-    run = candidate_runs(mlflow_client)[0]
+def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, mlflow_client, tmp_path):
+    run = runs_of(mlflow_client, "candidate")[0]
     assert run.data.params["model"] == "lightgbm"
     assert run.data.params["n_estimators"] == str(CFG.train.lightgbm.n_estimators)
     for split in ("validation", "test"):
@@ -33,42 +28,59 @@ def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, mlflow_
             assert 0 < run.data.metrics[f"{split}_{metric}"] < 1
     assert "test_roc_auc_month_03" in run.data.metrics
     tags = run.data.tags
-    manifest = smoke_pipeline.processed / "manifest.json"
+    manifest = smoke_pipeline.processed_manifest
     assert tags["data_manifest_sha256"] == sha256_file(manifest)
     assert tags["raw_snapshot_sha256"] == read_json(manifest)["raw_snapshot_sha256"]
-    assert tags["config_hash"] == CFG.hash
-    assert len(tags["git_commit"]) >= 7
+    assert tags["config_hash"] == CFG.hash and tags["config_name"] == CFG.name
+    assert_is_head(tags["git_commit"])
     plots = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/roc.png", "plots/calibration.png", "plots/feature_importance.png"}
     info = mlflow.models.get_model_info(tags["model_uri"])
-    assert [c.name for c in info.signature.inputs.inputs] == list(REQUEST_FIELDS)
+    inputs = info.signature.inputs.inputs
+    assert [c.name for c in inputs] == list(REQUEST_FIELDS)
+    # The signature is the public data's own types (distance is int64 miles), and exactly the
+    # nullable fields may be left out.
+    assert [(c.type, c.required) for c in inputs] == [
+        (KINDS[c.kind], not c.nullable) for c in REQUEST
+    ]
+    types = {c.name: c.type for c in inputs}
+    assert (types["distance"], types["temp"]) == (DataType.long, DataType.double)
     assert info.saved_input_example_info is not None
+    # The logged model is the model object's own file, loaded by its own module.
+    assert info.flavors["python_function"]["loader_module"] == "src.model.model"
+    local = mlflow.artifacts.download_artifacts(artifact_uri=tags["model_uri"], dst_path=tmp_path)
+    assert (Path(local) / MODEL_DATA).is_file()
 
 
 def test_register_sets_alias_and_exports_champion(smoke_pipeline, mlflow_client):
     version = mlflow_client.get_model_version_by_alias(CFG.registry.model_name, "champion")
-    run = candidate_runs(mlflow_client)[0]
+    run = runs_of(mlflow_client, "candidate")[0]
     assert version.run_id == run.info.run_id
-    meta = read_json(smoke_pipeline.champion / "metadata.json")
+    meta = read_json(smoke_pipeline.champion_metadata)
     assert meta["name"] == CFG.registry.model_name
     assert str(meta["version"]) == str(version.version)
     assert meta["run_id"] == run.info.run_id
     assert meta["data_manifest_sha256"] == run.data.tags["data_manifest_sha256"]
     assert meta["git_commit"] == run.data.tags["git_commit"]
+    assert_is_head(meta["git_commit"])
     assert meta["metrics"]["test_roc_auc"] == run.data.metrics["test_roc_auc"]
+    assert version.tags["git_commit"] == run.data.tags["git_commit"]  # copied onto the version
     assert (smoke_pipeline.champion / "MLmodel").is_file()
-    card = smoke_pipeline.reports / "model_card" / f"{CFG.registry.model_name}.md"
+    assert smoke_pipeline.champion_model.is_file()  # models/champion/data/model.pkl
+    assert not list(smoke_pipeline.champion.rglob("servable.pkl"))  # that format is gone
+    assert read_json(smoke_pipeline.champion_config) == CFG.model_dump(mode="json")
+    card = smoke_pipeline.model_card(CFG.registry.model_name, CFG.registry.model_card)
     assert f"`{CFG.registry.model_name}` version {version.version} " in card.read_text()
 
 
 def test_rerun_gives_identical_outputs_and_metrics(smoke_pipeline, mlflow_client):
     before = {p.name: sha256_file(p) for p in smoke_pipeline.processed.glob("*.parquet")}
-    assert preprocess.main(["--config", str(SMOKE_CONFIG)]) == 0
+    assert preprocess.main(ARGS) == 0
     after = {p.name: sha256_file(p) for p in smoke_pipeline.processed.glob("*.parquet")}
     assert before == after and len(before) == 5
 
-    assert train.main(["--config", str(SMOKE_CONFIG)]) == 0
-    first, second = candidate_runs(mlflow_client)[1], candidate_runs(mlflow_client)[0]
+    assert train.main(ARGS) == 0
+    first, second = runs_of(mlflow_client, "candidate")[1], runs_of(mlflow_client, "candidate")[0]
     assert first.data.metrics == second.data.metrics
 
 

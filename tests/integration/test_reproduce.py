@@ -14,7 +14,8 @@ from src import reproduce
 from src.common.config import load_config
 from src.common.errors import PipelineError
 from src.common.io import read_json, sha256_file, write_json
-from tests.conftest import SMOKE_CONFIG
+from src.common.paths import SMOKE_CONFIG, SPLITS
+from src.data.processed import load_months
 
 pytestmark = pytest.mark.slow
 CFG = load_config(SMOKE_CONFIG)
@@ -46,7 +47,7 @@ def test_logged_run_is_reproduced_exactly(smoke_pipeline, mlflow_client, caplog,
 def test_changed_processed_data_fails_loudly(smoke_pipeline, mlflow_client, caplog):
     caplog.set_level(logging.INFO)
     run = latest_run(mlflow_client, "candidate")
-    manifest = smoke_pipeline.processed / "manifest.json"
+    manifest = smoke_pipeline.processed_manifest
     original = manifest.read_bytes()
     try:
         write_json(manifest, {**read_json(manifest), "note": "edited after training"})
@@ -76,20 +77,26 @@ def test_other_code_only_warns(caplog):
     assert "run git_commit abc123, working tree def456-dirty" in caplog.text
 
 
-def test_month_rows_restores_preprocess_order_byte_for_byte(smoke_pipeline):
-    """Any file order in, the processed train file's exact bytes out."""
-    names = ("train", "validation", "test")
-    files = {n: pd.read_parquet(smoke_pipeline.processed / f"{n}.parquet") for n in names}
-    frames = [files["test"], files["validation"], files["train"]]
-    for name in names:
-        rebuilt = reproduce.month_rows(frames, getattr(CFG.split, f"{name}_months"))
-        buffers = [io.BytesIO(), io.BytesIO()]
-        rebuilt.to_parquet(buffers[0], engine="pyarrow", index=False)
-        files[name].to_parquet(buffers[1], engine="pyarrow", index=False)
-        assert buffers[0].getvalue() == buffers[1].getvalue(), name
-    both = reproduce.month_rows(frames, [1, 2])
+def test_load_months_restores_preprocess_order_byte_for_byte(smoke_pipeline):
+    """A split's months, read back from whichever files hold them, are that file's exact
+    bytes; the rows a refit sees are the rows training saw, in the same order."""
+
+    def parquet(frame: pd.DataFrame) -> bytes:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, engine="pyarrow", index=False)
+        return buffer.getvalue()
+
+    files = {n: pd.read_parquet(smoke_pipeline.processed_file(n)) for n in SPLITS}
+    splits = reproduce.run_splits(smoke_pipeline, CFG)
+    for name in SPLITS:
+        months = getattr(CFG.split, f"{name}_months")
+        assert parquet(load_months(smoke_pipeline, months)) == parquet(files[name]), name
+        assert parquet(splits[name]) == parquet(files[name]), name
+    assert splits["planes"].equals(pd.read_parquet(smoke_pipeline.processed_file("planes")))
+    both = load_months(smoke_pipeline, [2, 1])  # any order of months in
     assert len(both) == len(files["train"]) + len(files["validation"])
     assert both["month"].is_monotonic_increasing
+    assert parquet(both) == parquet(load_months(smoke_pipeline, [1, 2]))
 
 
 def test_edited_logged_config_is_refused(smoke_pipeline, mlflow_client):
