@@ -42,7 +42,8 @@ loglevel = settings.log_level
 def on_starting(server):
     folder = settings.prometheus_multiproc_dir
     if folder:  # given by the deployment: start from empty counters
-        for stale in Path(folder).glob("*.db"):
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
             stale.unlink()
     else:  # the workers inherit it (prometheus-client reads it when they import it)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fd-metrics-")

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app, default_service
-from app.schemas import EXAMPLE_FLIGHT
-from app.service import ModelService
 from src import serve
-from src.common.config import load_config
-from src.common.predictions import read_log
-from tests.conftest import SMOKE_CONFIG
-
-CFG = load_config(SMOKE_CONFIG)
+from src.common.paths import SMOKE_CONFIG
+from src.common.schema import EXAMPLE_FLIGHT
+from src.serving.prediction_log import read_log
+from src.serving.service import ModelService
+from tests.api.support import CFG, wait_until
 
 
 @pytest.fixture(scope="module")
 def client(smoke_pipeline):
-    with TestClient(create_app()) as c:
+    with TestClient(create_app()) as c:  # the config from FD_CONFIG (the smoke config)
         yield c
 
 
@@ -28,13 +24,15 @@ def test_health_ready_and_model(client):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["source"] == "export"  # served at once
-    deadline = time.monotonic() + 60  # then the background poll finds the registry in sync
-    while ready.json()["registry"]["reachable"] is not True and time.monotonic() < deadline:
-        time.sleep(0.2)
-        ready = client.get("/ready")
-    assert ready.json()["registry"]["reachable"] is True
-    assert ready.json()["source"] == "export" and ready.json()["registry"]["reloads"] == [
-        {**ready.json()["registry"]["reloads"][0], "from": None, "to": "1", "source": "export"}
+    # Then the background poll finds the registry in sync: wait for it (MLflow's import
+    # and the SQLite store's first query take seconds on a busy machine).
+    ready = wait_until(
+        lambda: (r := client.get("/ready").json())["registry"]["reachable"] is True and r,
+        timeout=120,
+        what="the first registry poll",
+    )
+    assert ready["source"] == "export" and ready["registry"]["reloads"] == [
+        {**ready["registry"]["reloads"][0], "from": None, "to": "1", "source": "export"}
     ]
     info = client.get("/model").json()
     assert info["name"] == CFG.registry.model_name and info["alias"] == "champion"
@@ -84,6 +82,7 @@ def test_unknown_carrier_and_airports_are_scored_as_unseen(client):
         ({"month": 13}, "month"),
         ({"carrier": "united airlines"}, "carrier"),
         ({"distance": "far"}, "distance"),
+        ({"distance": 719.5}, "distance"),  # whole miles (the data's int64)
         ({"hour": None}, "hour"),
         ({"wind_speed": -1}, "wind_speed"),
         ({"colour": "red"}, "colour"),
@@ -93,6 +92,7 @@ def test_malformed_request_is_422_naming_the_field(client, change, field):
     r = client.post("/predict", json={**EXAMPLE_FLIGHT, **change})
     assert r.status_code == 422
     assert [e["loc"][-1] for e in r.json()["detail"]] == [field]
+    assert all("input" not in e for e in r.json()["detail"])  # the input is never echoed
 
 
 def test_missing_field_and_impossible_date_are_422(client):
@@ -105,10 +105,23 @@ def test_missing_field_and_impossible_date_are_422(client):
 
 
 def test_no_model_gives_503_not_500(smoke_pipeline):
-    with TestClient(create_app(lambda: ModelService(None, 0.3))) as c:
+    with TestClient(create_app(lambda settings, cfg, paths: ModelService(0.3))) as c:
         assert c.get("/health").status_code == 200
         assert c.get("/ready").status_code == 503
         assert c.post("/predict", json=EXAMPLE_FLIGHT).status_code == 503
+
+
+def test_bench_echo_answers_only_when_enabled(smoke_pipeline, monkeypatch):
+    with TestClient(create_app(lambda settings, cfg, paths: ModelService(0.3))) as c:
+        assert c.post("/bench/echo", json=EXAMPLE_FLIGHT).status_code == 404
+        # Checked before the body is parsed: a disabled route does not validate anything.
+        assert c.post("/bench/echo", json={**EXAMPLE_FLIGHT, "month": 13}).status_code == 404
+        assert "/bench/echo" not in c.get("/openapi.json").json()["paths"]
+    monkeypatch.setenv("FD_BENCH_ECHO", "1")  # read by the lifespan
+    with TestClient(create_app(lambda settings, cfg, paths: ModelService(0.3))) as c:
+        r = c.post("/bench/echo", json=EXAMPLE_FLIGHT)
+        assert r.status_code == 200 and r.json() == {"delay_probability": 0.5, "delayed": True}
+        assert c.post("/bench/echo", json={**EXAMPLE_FLIGHT, "month": 13}).status_code == 422
 
 
 def test_every_prediction_is_logged_by_shutdown(smoke_pipeline, tmp_path, monkeypatch):
@@ -121,6 +134,7 @@ def test_every_prediction_is_logged_by_shutdown(smoke_pipeline, tmp_path, monkey
     assert set(ids) <= set(rows["request_id"])
     assert (rows["carrier"] == "UA").all() and rows["delay_probability"].between(0, 1).all()
     assert (rows["model_version"] == "1").all() and rows["wind_gust"].isna().all()
+    assert (rows["distance"] == EXAMPLE_FLIGHT["distance"]).all()
 
 
 @pytest.mark.slow

@@ -3,26 +3,17 @@ batches, hot reload and registry loss. The smoke champion, a real registry, no m
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app, default_service
-from app.prediction_log import PredictionLogger
-from app.reload import AliasWatcher
-from app.schemas import EXAMPLE_FLIGHT
-from app.service import ModelService
-from src.champion import load_from_export
-from src.common.config import load_config
-from src.common.schema import REQUEST_FIELDS
-from src.serve import free_port
-from tests.conftest import SMOKE_CONFIG
-
-CFG = load_config(SMOKE_CONFIG)
-
-
-def cfg_with(**serve):
-    return CFG.model_copy(update={"serve": CFG.serve.model_copy(update=serve)})
+from src.common.schema import EXAMPLE_FLIGHT
+from src.common.servers import free_port
+from src.serving.prediction_log import PredictionLogger
+from src.serving.registry import MlflowRegistry
+from src.serving.service import ModelService
+from src.serving.watcher import AliasWatcher
+from tests.api.support import CFG, cfg_named, cfg_with, columns_of, records, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -31,31 +22,18 @@ def client(smoke_pipeline):
         yield c
 
 
-def records(test_split, n: int) -> list[dict]:
-    rows = test_split[list(REQUEST_FIELDS)].head(n)
-    return rows.astype(object).where(rows.notna(), None).to_dict("records")
-
-
-def test_fast_path_equals_logged_pyfunc_on_every_test_row(smoke_pipeline, test_split):
-    import mlflow
-
-    loaded = load_from_export(smoke_pipeline.champion)
-    pyfunc = mlflow.pyfunc.load_model(str(smoke_pipeline.champion))
-    logged = pyfunc.predict(test_split[list(REQUEST_FIELDS)])["delay_probability"].to_numpy()
-    fast = np.array([loaded.model.predict_one(r) for r in records(test_split, len(test_split))])
-    assert len(fast) == len(test_split) > 20000
-    assert np.abs(fast - logged).max() <= 1e-9
-    batch = loaded.model.predict_proba({c: test_split[c].to_numpy() for c in REQUEST_FIELDS})
-    assert np.abs(batch - logged).max() <= 1e-9
-
-
 def test_metrics_count_routes_statuses_decisions_and_model_version(client):
     client.post("/predict", json=EXAMPLE_FLIGHT)
     client.post("/predict/batch", json={"flights": [EXAMPLE_FLIGHT] * 3})
     client.post("/predict", json={**EXAMPLE_FLIGHT, "month": 13})
+    client.get("/no/such/route")
     text = client.get("/metrics").text
+    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
     assert 'fd_http_requests_total{route="/predict",status="200"}' in text
     assert 'fd_http_requests_total{route="/predict",status="422"}' in text
+    # By route template, never by raw path: unknown paths share one label.
+    assert 'fd_http_requests_total{route="unmatched",status="404"}' in text
+    assert "/no/such/route" not in text
     assert 'fd_http_request_duration_seconds_bucket{le="0.005",route="/predict/batch"}' in text
     assert 'fd_model_info{name="flight-delay-smoke",source="export",version="1"} 1.0' in text
     scored = sum(
@@ -68,7 +46,7 @@ def test_metrics_count_routes_statuses_decisions_and_model_version(client):
 
 def test_columnar_batch_equals_records(client, test_split):
     recs = records(test_split, 50)
-    columns = {f: [r[f] for r in recs] for f in REQUEST_FIELDS}
+    columns = columns_of(recs)
     by_records = client.post("/predict/batch", json={"flights": recs}).json()["predictions"]
     by_columns = client.post("/predict/batch", json={"columns": columns}).json()["predictions"]
     assert by_columns == by_records
@@ -145,10 +123,13 @@ class BrokenService(ModelService):
         raise RuntimeError("secret internals /etc/passwd")
 
 
-def test_unexpected_error_is_json_500_without_trace(smoke_pipeline):
-    loaded = load_from_export(smoke_pipeline.champion)
-    app = create_app(lambda: BrokenService(loaded, 0.3), CFG)
-    with TestClient(app, raise_server_exceptions=False) as c:
+def test_unexpected_error_is_json_500_without_trace(smoke_export):
+    def broken(settings, cfg, paths):
+        svc = BrokenService(cfg.serve.threshold)
+        svc.swap(smoke_export)
+        return svc
+
+    with TestClient(create_app(broken, CFG), raise_server_exceptions=False) as c:
         r = c.post("/predict", json=EXAMPLE_FLIGHT)
         assert r.status_code == 500
         assert r.json() == {"detail": "internal server error"} and "secret" not in r.text
@@ -161,31 +142,44 @@ def test_alias_move_is_served_after_one_poll(smoke_pipeline, mlflow_client, tmp_
     name = "flight-delay-reload-test"
     smoke = mlflow_client.get_model_version_by_alias(CFG.registry.model_name, "champion")
     mlflow_client.create_registered_model(name)
-    v1 = mlflow_client.create_model_version(name, smoke.source, smoke.run_id)
-    v2 = mlflow_client.create_model_version(name, smoke.source, smoke.run_id)
+    model_id = smoke.source.removeprefix("models:/")  # MLflow 3: the logged model behind it
+    v1 = mlflow_client.create_model_version(name, smoke.source, smoke.run_id, model_id=model_id)
+    v2 = mlflow_client.create_model_version(name, smoke.source, smoke.run_id, model_id=model_id)
     mlflow_client.set_registered_model_alias(name, "champion", v1.version)
-    cfg = CFG.model_copy(update={"registry": CFG.registry.model_copy(update={"model_name": name})})
+    cfg = cfg_named(name)
 
-    svc = ModelService(None, 0.3, PredictionLogger(tmp_path))
-    watcher = AliasWatcher(svc, cfg, smoke_pipeline)
-    watcher.start_serving(0)
-    with TestClient(create_app(lambda: svc, cfg)) as c:
+    def watched(settings, cfg, paths):
+        svc = ModelService(cfg.serve.threshold, PredictionLogger(tmp_path))
+        svc.watcher = AliasWatcher(svc, cfg, smoke_pipeline, MlflowRegistry(smoke_pipeline))
+        # The export holds another model (the smoke one): served from the registry at once.
+        svc.watcher.start(0)  # 0: no background polls, this test polls itself
+        return svc
+
+    with TestClient(create_app(watched, cfg)) as c:
         before = c.post("/predict", json=EXAMPLE_FLIGHT).json()
         assert before["model_version"] == "1"
+        assert c.get("/model").json()["source"] == "registry"
         mlflow_client.set_registered_model_alias(name, "champion", v2.version)
-        watcher.check()
+        c.app.state.service.watcher.poll()
         after = c.post("/predict", json=EXAMPLE_FLIGHT).json()
         assert after["model_version"] == "2"
         assert after["delay_probability"] == before["delay_probability"]  # same artifact
         info = c.get("/model").json()
         assert info["registry"]["reloads"][-1]["from"] == "1"
         assert info["registry"]["reloads"][-1]["to"] == "2"
+        assert info["registry"]["reachable"] is True
 
 
 def test_unreachable_registry_serves_export_and_says_so(smoke_pipeline, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody there
     with TestClient(create_app(default_service, CFG)) as c:
-        ready = c.get("/ready").json()
+        assert c.get("/ready").json()["source"] == "export"  # served before any poll
+        # The first poll runs in the watcher's thread: wait for its verdict.
+        ready = wait_until(
+            lambda: (r := c.get("/ready").json())["registry"]["reachable"] is not None and r,
+            timeout=60,
+            what="the first registry poll",
+        )
         assert ready["source"] == "export"
         assert ready["registry"]["reachable"] is False and ready["registry"]["error"]
         assert c.post("/predict", json=EXAMPLE_FLIGHT).status_code == 200

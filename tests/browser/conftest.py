@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from src.common.paths import ROOT
-from src.serve import free_port, stop_server
-from tests.conftest import SMOKE_CONFIG, mlflow_server, wait_or_fail
+from src.common.paths import ROOT, SMOKE_CONFIG
+from src.common.servers import free_port, stop_server
+from tests.conftest import mlflow_server, wait_or_fail
 
 CHROMIUM = Path(os.environ.get("FD_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -128,7 +128,7 @@ def drift_report(smoke_pipeline) -> Path:
     """The smoke config's drift check (March against the January reference): an HTML report."""
     from src import drift
 
-    report = smoke_pipeline.drift_reports / "2013-03" / "report.html"
+    report = smoke_pipeline.drift_report("2013-03")
     if not report.is_file():
         code = drift.main(["--config", str(SMOKE_CONFIG), "--month", "3"])
         assert code in (drift.EXIT_OK, drift.EXIT_ALERT), f"drift exited {code}"

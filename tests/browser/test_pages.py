@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from src.common.config import load_config
+from src.common.paths import SMOKE_CONFIG
 from tests.browser.conftest import screenshot_name
-from tests.conftest import SMOKE_CONFIG
 
 pytestmark = pytest.mark.slow
 CFG = load_config(SMOKE_CONFIG)
@@ -74,7 +74,7 @@ def test_mlflow_ui_lists_the_model_with_its_champion_alias(page, mlflow_url, req
 
 
 def test_drift_report_opens_and_shows_the_checked_columns(page, drift_report, request):
-    summary = json.loads((drift_report.parent / "summary.json").read_text())
+    summary = json.loads(drift_report.with_name("summary.json").read_text())
     page.goto(drift_report.as_uri())
     page.get_by_text("Dataset Drift", exact=True).first.wait_for()
     page.get_by_text("Data Drift Summary").first.wait_for()

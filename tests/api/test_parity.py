@@ -1,0 +1,210 @@
+"""Parity of each serving fast path with its plain path (config `serve.fast_paths`).
+
+- `lightgbm_c_api`: the exported model scored through LightGBM's C API (src/serving/lgb_capi.py)
+  and through the `lightgbm` package's Booster, one flight at a time and as columns, on every
+  row of the smoke test split, equals the logged MLflow pyfunc; and the API answers the same
+  with the switch on and off.
+- `registry_rest`: the registry read over REST without MLflow (src/serving/registry_rest.py)
+  and through MlflowClient (src/serving/registry.py), against a real `mlflow server`, give
+  the same version, run, metadata and probabilities; the REST path never imports MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from app.main import create_app, default_service
+from src.common.paths import ROOT
+from src.common.schema import EXAMPLE_FLIGHT, PREDICTION, REQUEST_FIELDS
+from src.common.settings import Settings
+from src.model.model import LightGBMBooster
+from src.serving.lgb_capi import CApiBooster
+from src.serving.loader import load_export, registry_for
+from src.serving.registry import MlflowRegistry
+from src.serving.registry_rest import RestRegistry
+from tests.api.support import CFG, cfg_with, columns_of, records
+from tests.conftest import mlflow_server
+
+TOLERANCE = 1e-9
+ESTIMATOR = {True: CApiBooster, False: LightGBMBooster}  # by lightgbm_c_api
+
+
+def c_api(on: bool, **serve):
+    return cfg_with(fast_paths={"lightgbm_c_api": on}, **serve)
+
+
+@pytest.fixture(scope="module")
+def logged(smoke_pipeline, test_split) -> np.ndarray:
+    """The logged pyfunc's probabilities (what `mlflow models serve` would answer) for every
+    test row, from the export's MLmodel."""
+    import mlflow
+
+    pyfunc = mlflow.pyfunc.load_model(str(smoke_pipeline.champion))
+    proba = pyfunc.predict(test_split[list(REQUEST_FIELDS)])[PREDICTION].to_numpy()
+    assert len(proba) == len(test_split) > 20000 and np.isfinite(proba).all()
+    return proba
+
+
+@pytest.fixture(scope="module")
+def test_records(test_split) -> list[dict]:
+    return records(test_split)
+
+
+# ------------------------------------------------------------------ lightgbm_c_api: model
+@pytest.mark.parametrize("on", [True, False], ids=["c_api", "lightgbm"])
+def test_export_equals_logged_pyfunc_on_every_test_row(
+    on, smoke_pipeline, test_split, test_records, logged
+):
+    loaded = load_export(c_api(on), smoke_pipeline)
+    assert type(loaded.model.estimator) is ESTIMATOR[on]  # the switch picked this path
+    one = np.array([loaded.model.predict_one(r) for r in test_records])
+    assert len(one) == len(logged)
+    assert np.abs(one - logged).max() <= TOLERANCE
+    as_arrays = {c: test_split[c].to_numpy() for c in REQUEST_FIELDS}  # batch scoring's input
+    assert np.abs(loaded.model.predict_proba(as_arrays) - logged).max() <= TOLERANCE
+    as_lists = columns_of(test_records)  # the API's input: lists, None for missing
+    assert np.abs(loaded.model.predict_proba(as_lists) - logged).max() <= TOLERANCE
+
+
+# ------------------------------------------------------------------ lightgbm_c_api: API
+@pytest.mark.parametrize("on", [True, False], ids=["c_api", "lightgbm"])
+def test_api_answers_equal_logged_pyfunc(
+    on, smoke_pipeline, test_records, logged, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FD_DATA_DIR", str(tmp_path))  # its prediction log stays here
+    sample = np.linspace(0, len(test_records) - 1, 150).astype(int)  # spread over the month
+    recs, expected = [test_records[i] for i in sample], logged[sample]
+    cfg = c_api(on, reload_seconds=0)  # the export only: no registry poll swaps the model
+    with TestClient(create_app(default_service, cfg)) as c:
+        assert type(c.app.state.service.champion.model.estimator) is ESTIMATOR[on]
+        one = [c.post("/predict", json=r).json()["delay_probability"] for r in recs]
+        assert np.abs(np.array(one) - expected).max() <= TOLERANCE
+        for body in ({"flights": recs}, {"columns": columns_of(recs)}):
+            r = c.post("/predict/batch", json=body)
+            assert r.status_code == 200, r.text[:300]
+            batch = [p["delay_probability"] for p in r.json()["predictions"]]
+            assert np.abs(np.array(batch) - expected).max() <= TOLERANCE
+
+
+# ------------------------------------------------------------------ registry_rest
+@pytest.fixture(scope="module")
+def tracking_server(smoke_pipeline, tmp_path_factory):
+    """A real `mlflow server` over a copy of the smoke store (the smoke store itself is
+    shared by other tests): yields its URL."""
+    folder = tmp_path_factory.mktemp("registry-parity")
+    db = folder / "registry.db"
+    shutil.copy(smoke_pipeline.mlflow / "mlflow.db", db)
+    with mlflow_server(f"sqlite:///{db}", folder / "artifacts", folder / "server.log") as (
+        url,
+        _,
+    ):
+        yield url
+    from src.tracking.store import connect
+
+    connect(smoke_pipeline)  # MlflowClient below pointed MLflow at the server: point it back
+
+
+@pytest.fixture(scope="module")
+def served_paths(smoke_pipeline, tracking_server):
+    return replace(smoke_pipeline, tracking=tracking_server)
+
+
+def test_registry_switch_picks_the_reader(served_paths, smoke_pipeline):
+    rest = cfg_with(fast_paths={"registry_rest": True})
+    plain = cfg_with(fast_paths={"registry_rest": False})
+    assert type(registry_for(rest, served_paths, Settings())) is RestRegistry
+    assert type(registry_for(plain, served_paths, Settings())) is MlflowRegistry
+    # A local store has no REST API: MlflowClient whatever the switch says.
+    assert type(registry_for(rest, smoke_pipeline, Settings())) is MlflowRegistry
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["c_api", "lightgbm"])
+def test_rest_and_mlflow_registries_agree(on, served_paths, tracking_server, test_split, logged):
+    name, alias = CFG.registry.model_name, CFG.registry.alias
+    rest, plain = RestRegistry(tracking_server, Settings()), MlflowRegistry(served_paths)
+    version = rest.alias_version(name, alias)
+    assert version == plain.alias_version(name, alias) == "1"
+    booster = CApiBooster if on else LightGBMBooster.from_text
+    found = {
+        "rest": rest.load_version(name, version, booster),
+        "mlflow": plain.load_version(name, version, booster),
+    }
+    assert found["rest"] is not None, "the REST reader could not read this artifact store"
+    (rest_model, rest_run, rest_meta), (mlflow_model, mlflow_run, mlflow_meta) = found.values()
+    assert rest_run == mlflow_run and rest_run
+    assert rest_meta == mlflow_meta and rest_meta["metrics"]["test_roc_auc"] > 0.6
+    assert type(rest_model.estimator) is type(mlflow_model.estimator) is ESTIMATOR[on]
+    cols = {c: test_split[c].to_numpy() for c in REQUEST_FIELDS}
+    by_rest, by_mlflow = rest_model.predict_proba(cols), mlflow_model.predict_proba(cols)
+    assert np.abs(by_rest - by_mlflow).max() <= TOLERANCE
+    assert np.abs(by_rest - logged).max() <= TOLERANCE
+    assert rest_model.predict_one(EXAMPLE_FLIGHT) == pytest.approx(
+        mlflow_model.predict_one(EXAMPLE_FLIGHT), abs=TOLERANCE
+    )
+
+
+# Loads the champion the way an API worker does (registry_for + load_version), in a fresh
+# interpreter, and reports which heavy packages that imported.
+LOAD_IN_FRESH_PROCESS = """
+import json, sys
+from src.common.config import load_config
+from src.common.paths import get_paths
+from src.common.schema import EXAMPLE_FLIGHT
+from src.common.settings import Settings
+from src.serving.loader import load_version, registry_for
+
+cfg, paths = load_config(sys.argv[1]), get_paths()
+registry = registry_for(cfg, paths, Settings())
+version = registry.alias_version(cfg.registry.model_name, cfg.registry.alias)
+loaded = load_version(cfg, paths, registry, version)
+print(json.dumps({
+    "registry": type(registry).__name__,
+    "version": version,
+    "run_id": loaded.run_id,
+    "p": loaded.model.predict_one(EXAMPLE_FLIGHT),
+    "imported": sorted({m.split(".")[0] for m in sys.modules} & {"mlflow", "lightgbm", "pandas"}),
+}))
+"""
+
+
+def load_in_fresh_process(cfg, tracking_uri: str, folder) -> dict:
+    config = folder / f"serve-{cfg.serve.fast_paths.registry_rest}.yml"
+    config.write_text(yaml.safe_dump(cfg.model_dump()))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_IN_FRESH_PROCESS, str(config)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_rest_registry_loads_without_importing_mlflow(tracking_server, smoke_export, tmp_path):
+    expected = smoke_export.model.predict_one(EXAMPLE_FLIGHT)
+    fast = load_in_fresh_process(
+        cfg_with(fast_paths={"registry_rest": True}), tracking_server, tmp_path
+    )
+    assert fast["registry"] == "RestRegistry" and fast["version"] == "1"
+    assert fast["imported"] == [], fast  # no mlflow (nor lightgbm, pandas: the C API path)
+    assert fast["p"] == pytest.approx(expected, abs=TOLERANCE)
+    # The control: the plain path does import MLflow, so the check above can see it.
+    plain = load_in_fresh_process(
+        cfg_with(fast_paths={"registry_rest": False}), tracking_server, tmp_path
+    )
+    assert plain["registry"] == "MlflowRegistry" and "mlflow" in plain["imported"]
+    assert (plain["version"], plain["run_id"]) == (fast["version"], fast["run_id"])
+    assert plain["p"] == pytest.approx(expected, abs=TOLERANCE)
