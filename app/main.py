@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from app import metrics
+from app import batch_fast_path, metrics
 from app.middleware import CORSFromConfig, ObserveAndLimit
 from app.routes import router
 from src.common.config import Config
@@ -75,6 +75,7 @@ def create_app(
     app.add_middleware(CORSFromConfig)  # added last: outermost, so preflights get CORS too
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, internal_error)
+    app.include_router(batch_fast_path.router)  # first: it answers only when switched on
     app.include_router(router)
     return app
 

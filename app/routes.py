@@ -100,14 +100,20 @@ async def predict(flight: Flight, svc: Service) -> PredictionResponse:  # type: 
     )
 
 
-# A plain `def`: FastAPI runs it in its thread pool, so scoring a large batch does not hold
-# up the event loop (health checks and single flights are answered meanwhile).
+# The plain path (serve.fast_paths.batch_parse off; app/batch_fast_path.py when on): FastAPI
+# parses the body with BatchRequest. A plain `def`, so FastAPI scores it in its thread pool
+# and the event loop keeps answering health checks and single flights meanwhile.
 @router.post("/predict/batch", dependencies=guarded)
 def predict_batch(body: BatchRequest, request: Request, svc: Service) -> BatchResponse:
-    limit = request.app.state.config.serve.max_batch
-    if len(body) > limit:
-        raise HTTPException(413, f"{len(body)} flights exceed the batch limit of {limit}")
-    request_id, proba, champ = svc.predict_many(body.as_columns())
+    return batch_response(svc, body.as_columns(), request.app.state.config.serve.max_batch)
+
+
+def batch_response(svc: ModelService, cols: dict[str, list], limit: int) -> BatchResponse:
+    """Score flights given as columns (413 over `limit`), count them, log them, answer."""
+    n = len(cols["year"])
+    if n > limit:
+        raise HTTPException(413, f"{n} flights exceed the batch limit of {limit}")
+    request_id, proba, champ = svc.predict_many(cols)
     delayed = proba >= svc.threshold
     metrics.count_predictions(champ.version, int(delayed.sum()), len(proba))
     predictions = [

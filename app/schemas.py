@@ -109,9 +109,6 @@ class BatchRequest(BaseModel):
         given = {f: getattr(self.columns, f) for f in REQUEST_FIELDS}
         return {f: [None] * n if values is None else values for f, values in given.items()}
 
-    def __len__(self) -> int:
-        return len(self.flights) if self.flights is not None else len(self.columns.year)
-
 
 class Prediction(BaseModel):
     delay_probability: float = Field(..., description="Probability of departing 15+ minutes late")

@@ -37,7 +37,7 @@ import pandas as pd
 import psutil
 import yaml
 
-from src.common.config import Config, config_from_dict, load_config
+from src.common.config import Config, FastPaths, config_from_dict, load_config
 from src.common.errors import PipelineError
 from src.common.io import write_json
 from src.common.logs import run_stage
@@ -50,7 +50,7 @@ WORKERS = 2
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 APPS = ("app", "app_plain")  # this API with its fast paths as configured, and all off
 SERVERS = ("mlflow", *APPS)
-PLAIN_PATHS = {"lightgbm_c_api": False, "registry_rest": False}
+PLAIN_PATHS = {name: False for name in FastPaths.model_fields}  # every switch off
 # scenario -> (server, path). Batches go as records (the guarded figure), and as columns:
 # this API's `columns` body against MLflow's `inputs`, the same one-list-per-field JSON. The
 # echo route has no model, so one app variant is enough for it.

@@ -84,6 +84,9 @@ class FastPaths(_Strict):
     # (src/serving/registry_rest.py) instead of MlflowClient: a worker never imports MLflow.
     # Only for an http(s) tracking server; a local store always uses MlflowClient.
     registry_rest: bool = True
+    # /predict/batch bodies decoded with orjson and validated column by column, in one
+    # thread per worker (app/batch_fast_path.py), instead of FastAPI's parse record by record.
+    batch_parse: bool = True
 
 
 class Serve(_Strict):
