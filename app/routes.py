@@ -1,5 +1,6 @@
 """The API's routes. Each gets the ModelService through `Depends(get_service)`; bodies are
-parsed by FastAPI into the models of app/schemas.py."""
+parsed by FastAPI into the models of app/schemas.py (a batch by app/batch_fast_path.py first,
+when its switch is on)."""
 
 from __future__ import annotations
 

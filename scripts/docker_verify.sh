@@ -285,7 +285,14 @@ get() { # URL [curl args...]: body on stdout; up to 30 tries, 1 s apart
     return 1
 }
 say "checks on 127.0.0.1"
-ready=$(get "$API/ready") || fail "$API/ready"
+# The api serves the image's baked export at once (the smoke champion of the build
+# machine's store), then its first registry poll finds another run behind @champion in
+# this stack's store and loads it: wait for that, up to 60 s.
+for _ in $(seq 1 60); do
+    ready=$(get "$API/ready") || fail "$API/ready"
+    grep -q '"source":"registry"' <<<"$ready" && break
+    sleep 1
+done
 echo "GET /ready -> $ready"
 grep -q '"source":"registry"' <<<"$ready" || fail "/ready: model not loaded from the registry"
 FLIGHT='{"year": 2013, "month": 8, "day": 15, "hour": 17, "minute": 30, "carrier": "UA",

@@ -27,6 +27,7 @@ from src.common.logs import run_stage
 from src.common.paths import SPLITS, Paths, get_paths
 from src.data.processed import load_months, load_processed
 from src.model.fit import fit_model, score
+from src.tracking.runs import CONFIG_ARTIFACT
 from src.tracking.store import connect, git_commit
 
 log = logging.getLogger("reproduce")
@@ -126,9 +127,10 @@ def fetch_run(client: MlflowClient, run_id: str, uri: str):
 
 def load_logged_config(run_id: str) -> dict:
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONFIG_ARTIFACT}")
     except (MlflowException, OSError) as exc:
-        raise PipelineError(f"run {run_id}: cannot read artifact config.json ({exc})") from None
+        message = f"run {run_id}: cannot read artifact {CONFIG_ARTIFACT} ({exc})"
+        raise PipelineError(message) from None
 
 
 def current_manifest(paths: Paths) -> tuple:

@@ -92,7 +92,7 @@ def load_champion(cfg: Config, paths: Paths, settings: Settings | None = None) -
     """The registry's @champion when the registry answers, else the export."""
     registry = registry_for(cfg, paths, settings or Settings())
     try:
-        version = registry.alias_version(cfg.registry.model_name, cfg.registry.alias)
+        version, _ = registry.resolve_alias(cfg.registry.model_name, cfg.registry.alias)
         loaded = load_version(cfg, paths, registry, version)
     except Exception as exc:  # any registry failure: serve the export instead
         log.warning("registry unavailable (%s); loading %s", str(exc)[:200], paths.champion)

@@ -24,12 +24,14 @@ class MlflowRegistry:
         connect(self.paths)
         return MlflowClient()
 
-    def alias_version(self, name: str, alias: str) -> str:
-        """The version `name@alias` points at; raises if the store or the alias is missing."""
+    def resolve_alias(self, name: str, alias: str) -> tuple[str, str | None]:
+        """(version, run id) that `name@alias` points at; raises if the store or the alias
+        is missing."""
         uri = self.paths.tracking_uri
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
             raise ModelNotFoundError(f"{uri}: no local tracking store")  # never create one
-        return str(self._client().get_model_version_by_alias(name, alias).version)
+        mv = self._client().get_model_version_by_alias(name, alias)
+        return str(mv.version), mv.run_id
 
     def load_version(self, name: str, version: str, booster) -> tuple:
         """(model, run id, metadata: run metrics, lineage tags and the version's tags)."""

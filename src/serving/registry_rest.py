@@ -40,14 +40,16 @@ class RestRegistry:
     def _get_json(self, path: str, params: dict) -> dict:
         return json.loads(self._get(f"api/2.0/mlflow/{path}", params))
 
-    def alias_version(self, name: str, alias: str) -> str:
+    def resolve_alias(self, name: str, alias: str) -> tuple[str, str | None]:
+        """(version, run id) that `name@alias` points at."""
         try:
             body = self._get_json("registered-models/alias", {"name": name, "alias": alias})
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:200]
             message = f"{self.uri}: {name}@{alias}: HTTP {exc.code} {detail!r}"
             raise ModelNotFoundError(message) from None
-        return str(body["model_version"]["version"])
+        mv = body["model_version"]
+        return str(mv["version"]), mv.get("run_id")
 
     def load_version(self, name: str, version: str, booster) -> tuple | None:
         """(model, run id, metadata) of one version; None when its artifact store is one only

@@ -29,13 +29,16 @@ class AliasWatcher:
         """One poll: load the alias's version if it is not the one being served."""
         svc, name = self.service, self.cfg.registry.model_name
         try:
-            version = self.registry.alias_version(name, self.cfg.registry.alias)
+            version, run_id = self.registry.resolve_alias(name, self.cfg.registry.alias)
         except Exception as exc:  # any registry failure: keep serving, say so
             if svc.registry.reachable is not False:
                 log.warning("registry unreachable: %s", str(exc)[:200])
             svc.mark_registry(False, str(exc)[:300])
             return
-        if svc.champion is not None and svc.champion.version == version:
+        # A version number names a model only within one store: an export (or a baked image)
+        # from another store may carry the same number for another run.
+        champ = svc.champion
+        if champ is not None and (champ.version, champ.run_id) == (version, run_id):
             svc.mark_registry(True)  # already serving that version: nothing to load
             return
         started = time.monotonic()

@@ -39,6 +39,7 @@ MODEL_CODE = (
     "src/model/features.py",
     "src/model/model.py",
 )
+CONFIG_ARTIFACT = "config.json"  # the run's whole config, as logged (src.reproduce reads it)
 # MLflow types for the schema's kinds: what the public data holds (int64 columns are long).
 MLFLOW_TYPES = {"int": "long", "float": "double", "str": "string"}
 
@@ -91,7 +92,7 @@ def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: s
         mlflow.log_params({"model": model.kind, "seed": cfg.seed, **params})
         mlflow.log_params({f"split_{k}": v for k, v in cfg.split.model_dump().items()})
         mlflow.log_metrics(metrics)
-        mlflow.log_dict(cfg.model_dump(), "config.json")
+        mlflow.log_dict(cfg.model_dump(), CONFIG_ARTIFACT)
         if "test" in splits:
             log_figures(model, splits["test"])
         info = log_model(model, splits["train"].head(5))

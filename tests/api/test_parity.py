@@ -132,8 +132,9 @@ def test_registry_switch_picks_the_reader(served_paths, smoke_pipeline):
 def test_rest_and_mlflow_registries_agree(on, served_paths, tracking_server, test_split, logged):
     name, alias = CFG.registry.model_name, CFG.registry.alias
     rest, plain = RestRegistry(tracking_server, Settings()), MlflowRegistry(served_paths)
-    version = rest.alias_version(name, alias)
-    assert version == plain.alias_version(name, alias) == "1"
+    version, run_id = rest.resolve_alias(name, alias)
+    assert (version, run_id) == plain.resolve_alias(name, alias)
+    assert version == "1" and run_id
     booster = CApiBooster if on else LightGBMBooster.from_text
     found = {
         "rest": rest.load_version(name, version, booster),
@@ -165,7 +166,7 @@ from src.serving.loader import load_version, registry_for
 
 cfg, paths = load_config(sys.argv[1]), get_paths()
 registry = registry_for(cfg, paths, Settings())
-version = registry.alias_version(cfg.registry.model_name, cfg.registry.alias)
+version, _ = registry.resolve_alias(cfg.registry.model_name, cfg.registry.alias)
 loaded = load_version(cfg, paths, registry, version)
 print(json.dumps({
     "registry": type(registry).__name__,

@@ -3,10 +3,14 @@ batches, hot reload and registry loss. The smoke champion, a real registry, no m
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app, default_service
+from src.common.io import read_json, write_json
 from src.common.schema import EXAMPLE_FLIGHT
 from src.common.servers import free_port
 from src.serving.prediction_log import PredictionLogger
@@ -168,6 +172,39 @@ def test_alias_move_is_served_after_one_poll(smoke_pipeline, mlflow_client, tmp_
         assert info["registry"]["reloads"][-1]["from"] == "1"
         assert info["registry"]["reloads"][-1]["to"] == "2"
         assert info["registry"]["reachable"] is True
+
+
+def test_export_with_the_same_version_number_from_another_run_is_replaced(
+    smoke_pipeline, mlflow_client, tmp_path
+):
+    """A version number names a model only within one store. An export (say, baked into an
+    image) of `name` v1 from another store's run must give way to this registry's v1."""
+    name = "flight-delay-identity-test"
+    baseline = mlflow_client.search_runs(
+        [mlflow_client.get_experiment_by_name(CFG.train.experiment).experiment_id],
+        "tags.role = 'baseline'",
+    )[0]
+    mlflow_client.create_registered_model(name)
+    model_uri = baseline.data.tags["model_uri"]
+    model_id = model_uri.removeprefix("models:/")
+    v1 = mlflow_client.create_model_version(
+        name, model_uri, baseline.info.run_id, model_id=model_id
+    )
+    mlflow_client.set_registered_model_alias(name, "champion", v1.version)
+    paths = replace(smoke_pipeline, models=tmp_path / "models")
+    shutil.copytree(smoke_pipeline.champion, paths.champion)  # the smoke candidate's run
+    write_json(paths.champion_metadata, {**read_json(paths.champion_metadata), "name": name})
+    cfg = cfg_named(name)
+    svc = ModelService(cfg.serve.threshold)
+    svc.watcher = AliasWatcher(svc, cfg, paths, MlflowRegistry(paths))
+    svc.watcher.start(0)
+    exported = svc.champion
+    assert (exported.source, exported.version) == ("export", str(v1.version))
+    svc.watcher.poll()
+    assert (svc.champion.source, svc.champion.version) == ("registry", str(v1.version))
+    assert svc.champion.run_id == baseline.info.run_id != exported.run_id
+    assert svc.champion.model.kind == "logistic"
+    svc.close()
 
 
 def test_unreachable_registry_serves_export_and_says_so(smoke_pipeline, monkeypatch):

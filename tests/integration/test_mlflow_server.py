@@ -93,7 +93,8 @@ def test_train_register_against_server_then_survive_its_loss(
     expected = export.model.predict_proba(cols)
     rest, plain = RestRegistry(url, Settings()), MlflowRegistry(paths)
     for registry in (rest, plain):
-        assert registry.alias_version(CFG.registry.model_name, "champion") == version.version
+        resolved = registry.resolve_alias(CFG.registry.model_name, "champion")
+        assert resolved == (version.version, version.run_id)
         for cfg in (CFG, PLAIN):
             loaded = load_version(cfg, paths, registry, version.version)
             assert loaded.run_id == version.run_id
