@@ -44,6 +44,7 @@ from src.common.logs import run_stage
 from src.common.paths import DEFAULT_CONFIG, ROOT, Paths, get_paths
 from src.common.schema import REQUEST_FIELDS
 from src.common.servers import free_port, stop_server, wait_http
+from src.model.features import request_records
 
 log = logging.getLogger("bench")
 WORKERS = 2
@@ -118,12 +119,7 @@ def read_test_flights(paths: Paths) -> pd.DataFrame:
 
 def flight_records(paths: Paths, n: int) -> list[dict]:
     test = read_test_flights(paths)
-    return as_records(test.sample(n=min(n, len(test)), random_state=0))
-
-
-def as_records(frame: pd.DataFrame) -> list[dict]:
-    """JSON-ready flight records: missing values as None."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return request_records(test.sample(n=min(n, len(test)), random_state=0))
 
 
 def as_columns(records: list[dict]) -> dict[str, list]:
@@ -332,7 +328,7 @@ def parity(cfg: Config, plain: Config, paths: Paths, batch_rows: int) -> dict:
     pyfunc = mlflow.pyfunc.load_model(f"models:/{loaded.name}/{loaded.version}")
     test = read_test_flights(paths)
     logged = pyfunc.predict(test)["delay_probability"].to_numpy()
-    records = as_records(test)
+    records = request_records(test)
     by_path = {k: path_parity(m.model, records, logged) for k, m in models.items()}
     estimators = {k: m.model.estimator for k, m in models.items()}
     batch, flight = breakdown(loaded.model.state, estimators, pyfunc, test, records, batch_rows)

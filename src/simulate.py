@@ -34,10 +34,10 @@ from src.common.io import write_atomic, write_json
 from src.common.logs import run_stage
 from src.common.paths import SPLITS, Paths, get_paths
 from src.common.render import render
-from src.common.schema import REQUEST_FIELDS, TARGET
+from src.common.schema import TARGET
 from src.data.processed import load_processed, months_label
 from src.model.evaluate import binary_metrics
-from src.model.features import request_columns
+from src.model.features import request_columns, request_records
 from src.model.fit import fit_model, score
 from src.monitoring.drift import check_batch, feature_frame
 from src.registry.export import publish_champion
@@ -95,8 +95,7 @@ def serve_month(cfg: Config, paths: Paths, lpaths: Paths, flights: pd.DataFrame,
         svc.swap(load_champion(config, lpaths, settings))
         return svc
 
-    records = flights[list(REQUEST_FIELDS)].astype(object).where(flights.notna(), None)
-    records = records.to_dict("records")
+    records = request_records(flights)
     probs, versions = [], set()
     with TestClient(create_app(service, cfg)) as client:
         for start in range(0, len(records), cfg.loop.batch_size):

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from src.common.errors import SchemaError
-from src.common.schema import CATEGORICAL_FEATURES, FEATURES, REQUEST, WEATHER
+from src.common.schema import CATEGORICAL_FEATURES, FEATURES, REQUEST, REQUEST_FIELDS, WEATHER
 
 MAX_WIND_SPEED = 100.0  # mph; above is a sensor error (EDA-03)
 
@@ -122,6 +122,13 @@ def request_columns(frame) -> dict[str, np.ndarray]:
         c.name: np.asarray(frame[c.name]) if c.name in frame else np.full(n, None, dtype=object)
         for c in REQUEST
     }
+
+
+def request_records(frame) -> list[dict]:
+    """A pandas frame of flights as JSON-ready request records (REQUEST fields; missing
+    values as None): what a client of the API sends."""
+    rows = frame[list(REQUEST_FIELDS)]
+    return rows.astype(object).where(rows.notna(), None).to_dict("records")
 
 
 def _strings(values) -> np.ndarray:

@@ -24,7 +24,7 @@ from src.serving.registry import MlflowRegistry
 log = logging.getLogger(__name__)
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -37,7 +37,7 @@ class LoadedModel:
     source: str  # "registry" | "export"
     run_id: str | None
     metadata: dict  # metrics, lineage tags, the version's tags
-    loaded_at: str = field(default_factory=_now)
+    loaded_at: str = field(default_factory=utc_now)
 
 
 def booster_for(cfg: Config):

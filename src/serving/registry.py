@@ -45,8 +45,14 @@ class MlflowRegistry:
             raise ModelNotFoundError(no_model_file(name, version)) from None
         run = client.get_run(mv.run_id) if mv.run_id else None
         metrics, tags = (run.data.metrics, run.data.tags) if run else ({}, {})
-        lineage = {k: v for k, v in tags.items() if k in LINEAGE_TAGS}
-        return model, mv.run_id, {"metrics": dict(metrics), **lineage, **(mv.tags or {})}
+        return model, mv.run_id, version_metadata(metrics, tags, mv.tags or {})
+
+
+def version_metadata(metrics: dict, run_tags: dict, version_tags: dict) -> dict:
+    """What the API shows of a registry version (both readers): its run's metrics and
+    lineage tags, then the version's own tags (gate evidence)."""
+    lineage = {k: v for k, v in run_tags.items() if k in LINEAGE_TAGS}
+    return {"metrics": dict(metrics), **lineage, **version_tags}
 
 
 def no_model_file(name: str, version: str) -> str:

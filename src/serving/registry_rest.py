@@ -22,8 +22,7 @@ from src.common.errors import ModelNotFoundError
 from src.common.paths import MODEL_DATA
 from src.common.settings import Settings
 from src.model.model import from_bytes
-from src.serving.registry import no_model_file
-from src.tracking.store import LINEAGE_TAGS
+from src.serving.registry import no_model_file, version_metadata
 
 
 class RestRegistry:
@@ -59,13 +58,14 @@ class RestRegistry:
         data = self._model_file(name, version)
         if data is None:
             return None
-        metadata = {"metrics": {}}
+        run = {}
         if run_id := mv.get("run_id"):
             run = self._get_json("runs/get", {"run_id": run_id})["run"]["data"]
-            metadata["metrics"] = {m["key"]: m["value"] for m in run.get("metrics", [])}
-            tags = {t["key"]: t["value"] for t in run.get("tags", [])}
-            metadata |= {k: v for k, v in tags.items() if k in LINEAGE_TAGS}
-        metadata |= {t["key"]: t["value"] for t in mv.get("tags", [])}
+        metadata = version_metadata(
+            {m["key"]: m["value"] for m in run.get("metrics", [])},
+            {t["key"]: t["value"] for t in run.get("tags", [])},
+            {t["key"]: t["value"] for t in mv.get("tags", [])},
+        )
         return from_bytes(data, booster), run_id, metadata
 
     def _model_file(self, name: str, version: str) -> bytes | None:

@@ -11,16 +11,11 @@ import gc
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
-from src.serving.loader import LoadedModel
+from src.serving.loader import LoadedModel, utc_now
 from src.serving.prediction_log import PredictionLogger
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -65,7 +60,7 @@ class ModelService:
         if self.on_swap is not None:
             self.on_swap(old, loaded)
         entry = {"from": old and old.version, "to": loaded.version, "source": loaded.source}
-        self.registry.history.append({**entry, "at": _now()})
+        self.registry.history.append({**entry, "at": utc_now()})
         # Loaded models live as long as the worker: keep the cyclic GC from re-scanning
         # them on every collection.
         gc.collect()
@@ -73,7 +68,7 @@ class ModelService:
 
     def mark_registry(self, reachable: bool, error: str | None = None) -> None:
         self.registry.reachable, self.registry.error = reachable, error
-        self.registry.checked_at = _now()
+        self.registry.checked_at = utc_now()
 
     def predict_one(self, record: dict) -> tuple[str, float, LoadedModel]:
         """One flight (a record of REQUEST fields): (request id, probability, model)."""

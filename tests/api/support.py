@@ -11,6 +11,7 @@ from collections.abc import Callable
 from src.common.config import load_config
 from src.common.paths import SMOKE_CONFIG
 from src.common.schema import EXAMPLE_FLIGHT, REQUEST_FIELDS
+from src.model.features import request_records
 
 CFG = load_config(SMOKE_CONFIG)
 
@@ -30,9 +31,7 @@ def cfg_named(name: str, cfg=CFG):
 
 def records(frame, n: int | None = None) -> list[dict]:
     """Rows of a processed split as request records (missing values as None)."""
-    rows = frame[list(REQUEST_FIELDS)]
-    rows = rows if n is None else rows.head(n)
-    return rows.astype(object).where(rows.notna(), None).to_dict("records")
+    return request_records(frame if n is None else frame.head(n))
 
 
 def columns_of(recs: list[dict]) -> dict[str, list]:
