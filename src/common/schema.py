@@ -135,6 +135,22 @@ REQUEST = (YEAR, MONTH, DAY, HOUR, MINUTE, CARRIER, ORIGIN, DEST, DISTANCE, TAIL
 REQUEST_FIELDS = tuple(c.name for c in REQUEST)
 OPTIONAL_FIELDS = tuple(c.name for c in REQUEST if c.nullable)  # may be left out: missing
 
+# What the API accepts: REQUEST plus the flight number, which the model never reads. With it
+# a logged prediction can be joined, once the flight has left, with its observed delay: the
+# carrier's flight number, date and origin name one departure (OUTCOME_KEY is unique in the
+# flights table). The MLflow signature stays REQUEST: the logged model's own contract.
+FLIGHT_NUMBER = Column(
+    "flight",
+    "int",
+    nullable=True,
+    min=1,
+    max=9999,
+    description="Flight number (optional): joins the prediction with the observed delay later",
+)
+API_REQUEST = (*REQUEST, FLIGHT_NUMBER)
+API_REQUEST_FIELDS = tuple(c.name for c in API_REQUEST)
+OUTCOME_KEY = ("year", "month", "day", "carrier", "flight", "origin")
+
 # The documented example (an August evening departure EWR -> ORD): the API docs, the
 # README, `python -m src.serve --check`.
 EXAMPLE_FLIGHT = {

@@ -12,16 +12,16 @@ from src.common.config import Config, Split
 from src.common.errors import PipelineError
 from src.common.paths import SPLITS
 from src.common.schema import (
+    API_REQUEST_FIELDS,
     DELAY_MINUTES,
     FLIGHTS,
     PLANES,
-    REQUEST_FIELDS,
     TARGET,
     WEATHER,
     WEATHER_TABLE,
 )
 
-PROCESSED_COLUMNS = ("time_hour", *REQUEST_FIELDS, TARGET)
+PROCESSED_COLUMNS = ("time_hour", *API_REQUEST_FIELDS, TARGET)
 PLANE_COLUMNS = ("tailnum", "year", "seats", "engines", "manufacturer")
 
 
