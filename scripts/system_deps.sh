@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Debian packages the container and browser checks need (`make system-deps`); idempotent.
+# Debian packages the container, browser and monitoring checks need (`make system-deps`);
+# idempotent.
 #   docker.io    Docker engine (dockerd + containerd + runc) for `make docker-verify`
 #   debootstrap  builds the local python:3.11-slim stand-in when no registry is reachable
 #   chromium     the browser tests in tests/browser/ (driven by Playwright, never downloaded)
 #   wrk          HTTP load generator for the serving benchmark
+#   prometheus   Prometheus and promtool: the alert rules' checks (make lint, make test) and
+#                the monitoring stack test (tests/integration/test_monitoring_stack.py)
+#   prometheus-pushgateway  where that test's monitoring cycle pushes its results
+# (Debian starts both as system services on :9090 and :9091; the tests run their own on
+# free loopback ports. `systemctl disable --now prometheus prometheus-pushgateway` if unwanted.)
 # Installs only what is missing, with --no-install-recommends; needs root (or sudo).
 # FD_SYSTEM_DEPS="chromium wrk" narrows the list (e.g. where Docker is already installed).
 set -euo pipefail
 
-read -r -a PACKAGES <<<"${FD_SYSTEM_DEPS:-docker.io debootstrap chromium wrk}"
+read -r -a PACKAGES <<<"${FD_SYSTEM_DEPS:-docker.io debootstrap chromium wrk prometheus prometheus-pushgateway}"
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
