@@ -117,19 +117,32 @@ class Monitor(_Strict):
     max_auc_drop: float = 0.03  # alert when batch ROC AUC < validation AUC - this
     max_log_loss_rise: float = 0.05  # alert when batch log loss > validation log loss + this
     max_calibration_gap: float = 0.05  # alert when |mean prediction - delay rate| > this
-    retrain_on: list[Literal["drift", "performance"]] = ["drift", "performance"]
 
 
 class Gate(_Strict):
-    """Champion/challenger gate: promote only on a significant AUC gain (paired bootstrap)."""
+    """Champion/challenger gate on a labelled window (paired bootstrap of the AUC gain)."""
 
     bootstrap: int = Field(1000, ge=100)
     alpha: float = Field(0.05, gt=0, lt=0.5)
-    max_log_loss_increase: float = 0.0
+    # Promote when the lower bound of the gain's (1 - alpha) interval is above this. 0 asks
+    # for a gain beyond noise; a negative value promotes a challenger the evidence shows to
+    # be no worse than the champion by more than |value| (a non-inferiority margin).
+    min_auc_gain: float = Field(0.0, ge=-0.05, le=0.05)
+    max_log_loss_increase: float = Field(0.0, ge=0)
+
+
+class Cycle(_Strict):
+    """The monitoring cycle (`python -m src.cycle`): check, retrain, gate, promote."""
+
+    retrain: Literal["always", "on_alert"] = "always"  # on_alert: only after drift/performance
+    early_stopping_patience: int = Field(30, ge=1)  # rounds without a better log loss (EDA-11)
+    max_trees: int = Field(1000, ge=1)
+    # A lock older than this is reported as stale (exit 2) instead of waited out.
+    stale_lock_minutes: float = Field(120, gt=0)
 
 
 class Loop(_Strict):
-    """`make loop`: months replayed after the initial champion's training."""
+    """`make loop`: the cycle replayed month by month after the initial champion's training."""
 
     months: list[int] = [8, 9, 10, 11, 12]
     model_name: str = (
@@ -149,6 +162,7 @@ class Config(_Strict):
     drift: Drift
     monitor: Monitor = Monitor()
     gate: Gate = Gate()
+    cycle: Cycle = Cycle()
     loop: Loop = Loop()
 
     @property

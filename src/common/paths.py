@@ -99,6 +99,15 @@ class Paths:
         return self.reports / "drift" / "history.csv"
 
     @property
+    def outcomes(self) -> Path:
+        """Observed departures (outcomes-*.csv), joined with the prediction log by the cycle."""
+        return self.data / "outcomes"
+
+    def cycle_file(self, as_of: str, name: str) -> Path:
+        """The monitoring cycle's outputs for one --as-of date: summary.json, drift.html."""
+        return self.reports / "cycle" / as_of / name
+
+    @property
     def loop(self) -> Path:
         """`make loop`'s sandbox: its own MLflow stores, export, prediction logs, report."""
         return self.reports / "loop"

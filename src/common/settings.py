@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(30, ge=1)
     keepalive: int = Field(5, ge=0)
     log_level: str = "info"
+    # The monitoring cycle pushes its figures here (python -m src.cycle); unset: no push.
+    pushgateway: str | None = None
     # Variables named by other tools, read here too so there is one place to look.
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     mlflow_tracking_token: SecretStr | None = Field(None, validation_alias="MLFLOW_TRACKING_TOKEN")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
@@ -96,27 +97,85 @@ def fit_model(kind: str, train: pd.DataFrame, planes: pd.DataFrame, cfg: Config)
     return FlightDelayModel(state, estimator, kind)
 
 
-def early_stopping_trees(
-    splits: dict, cfg: Config, patience: int = EARLY_STOPPING_PATIENCE, cap: int = 1000
-) -> int:
-    """How `n_estimators` is chosen (EDA-11): the tree count after which validation log loss
-    stopped improving for `patience` rounds, with the config's other parameters."""
-    state = fit_state(request_columns(splits["train"]), splits["planes"])
+def early_stopped(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    planes: pd.DataFrame,
+    cfg: Config,
+    patience: int,
+    cap: int = 1000,
+) -> tuple[FlightDelayModel, int]:
+    """LightGBM on `train` with the config's parameters, stopped when log loss on `holdout`
+    has not improved for `patience` rounds (EDA-11); returns (the model cut at its best tree
+    count, that count)."""
+    state = fit_state(request_columns(train), planes)
 
-    def data(name: str, reference=None) -> lgb.Dataset:
-        df = splits[name]
+    def data(df: pd.DataFrame, reference=None) -> lgb.Dataset:
         X = build_features(request_columns(df), state)
         return lightgbm_data(X, df[TARGET].to_numpy(), reference)
 
-    train = data("train")
+    fitted = data(train)
     booster = lgb.train(
         lightgbm_params(cfg.train.lightgbm, cfg.seed),
-        train,
+        fitted,
         num_boost_round=cap,
-        valid_sets=[data("validation", reference=train)],
+        valid_sets=[data(holdout, reference=fitted)],
         callbacks=[lgb.early_stopping(patience, verbose=False)],
     )
-    return booster.best_iteration
+    trees = booster.best_iteration
+    cut = lgb.Booster(model_str=booster.model_to_string(num_iteration=trees))
+    return FlightDelayModel(state, LightGBMBooster(cut), "lightgbm"), trees
+
+
+def early_stopping_trees(
+    splits: dict, cfg: Config, patience: int = EARLY_STOPPING_PATIENCE, cap: int = 1000
+) -> int:
+    """How `n_estimators` is chosen (EDA-11): the tree count early stopping on the
+    validation split picks, with the config's other parameters."""
+    _, trees = early_stopped(
+        splits["train"], splits["validation"], splits["planes"], cfg, patience, cap
+    )
+    return trees
+
+
+def with_trees(cfg: Config, trees: int) -> Config:
+    """`cfg` with LightGBM's tree count replaced."""
+    lightgbm = cfg.train.lightgbm.model_copy(update={"n_estimators": trees})
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"lightgbm": lightgbm})})
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """The monitoring cycle's retraining recipe, both of its steps.
+
+    `backtest` is what the recipe knew before its refit: trained on every labelled month but
+    the latest, its tree count early-stopped on the latest. Scored on that latest month it is
+    the gate's evidence. `model` is the same recipe refit on every labelled month: the
+    challenger. Freshness is the point: a model refit through the latest month beats the one
+    a month older (the README's loop section has the figures)."""
+
+    backtest: FlightDelayModel
+    model: FlightDelayModel
+    trees: int
+    latest_month: int
+
+
+def retrain(
+    labelled: pd.DataFrame, planes: pd.DataFrame, cfg: Config, patience: int, cap: int = 1000
+) -> Retrained:
+    """The recipe on `labelled` (every labelled month, 2013)."""
+    latest = int(labelled["month"].max())
+    earlier, holdout = labelled[labelled["month"] < latest], labelled[labelled["month"] == latest]
+    if earlier.empty:
+        raise PipelineError(
+            f"retraining needs two labelled months (one to stop early on): only 2013-{latest:02d}"
+        )
+    backtest, trees = early_stopped(earlier, holdout, planes, cfg, patience, cap)
+    log.info(
+        "early stopping on 2013-%02d: %d trees; refitting on every labelled month", latest, trees
+    )
+    model = fit_model("lightgbm", labelled, planes, with_trees(cfg, trees))
+    return Retrained(backtest, model, trees, latest)
 
 
 def score(model: FlightDelayModel, splits: dict[str, pd.DataFrame]) -> tuple[dict, np.ndarray]:

@@ -159,10 +159,10 @@ def paired_bootstrap_auc_gain(
 
 
 # ---------------------------------------------------------------- decision
-def _auc_clause(gain: float, low: float, high: float, alpha: float) -> str:
-    verdict = "> 0" if low > 0 else "< 0" if high < 0 else "includes 0"
+def _auc_clause(gain: float, low: float, high: float, alpha: float, floor: float) -> str:
     level = f"{100 * (1 - alpha):g}%"
-    return f"AUC gain {gain:+.4f} ({level} CI {low:+.4f}..{high:+.4f}) {verdict}"
+    op = ">" if low > floor else "<="
+    return f"AUC gain {gain:+.4f} ({level} CI {low:+.4f}..{high:+.4f}; low {op} {floor:+.4f})"
 
 
 def _log_loss_clause(challenger: float, champion: float, allowed: float) -> str:
@@ -180,9 +180,11 @@ def decide(
     seed: int = 42,
     alpha: float = 0.05,
     max_log_loss_increase: float = 0.0,
+    min_auc_gain: float = 0.0,
 ) -> GateResult:
-    """Promote only if the CI of the AUC gain lies above 0 and the challenger's log loss is at
-    most the champion's plus `max_log_loss_increase`."""
+    """Promote only if the lower bound of the AUC gain's CI is above `min_auc_gain` (0: a
+    gain beyond noise; negative: no worse than the champion by more than that margin) and
+    the challenger's log loss is at most the champion's plus `max_log_loss_increase`."""
     if max_log_loss_increase < 0:
         raise ValueError(f"max_log_loss_increase must be >= 0, got {max_log_loss_increase}")
     y, p_champion, p_challenger = check_inputs(y, p_champion, p_challenger)
@@ -190,10 +192,10 @@ def decide(
     ll_champion = float(log_loss(y, p_champion, labels=[0, 1]))
     ll_challenger = float(log_loss(y, p_challenger, labels=[0, 1]))
     calibrated = ll_challenger <= ll_champion + max_log_loss_increase
-    auc = _auc_clause(gain, low, high, alpha)
+    auc = _auc_clause(gain, low, high, alpha, min_auc_gain)
     loss = _log_loss_clause(ll_challenger, ll_champion, max_log_loss_increase)
     return GateResult(
-        promote=bool(low > 0 and calibrated),
+        promote=bool(low > min_auc_gain and calibrated),
         reason=f"{auc} and {loss}",
         rows=len(y),
         champion_auc=float(roc_auc_score(y, p_champion)),

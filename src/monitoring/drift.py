@@ -5,11 +5,13 @@ Pure: frames and a model in, an Evidently snapshot and a summary dict out."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from src.common.config import Config, Drift, Monitor
+from src.common.io import write_atomic
 from src.common.schema import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, PREDICTION, TARGET
 from src.model.evaluate import binary_metrics
 from src.model.features import build_features, decode_categories, request_columns
@@ -130,9 +132,15 @@ def check_batch(model, reference: pd.DataFrame, batch: pd.DataFrame, cfg: Config
         "quality": q,
         "performance_alerts": perf,
         "alert": bool(triggers),
-        "retrain": any(t in cfg.monitor.retrain_on for t in triggers),
     }
     return snapshot, summary
+
+
+def append_history(path: Path, row: dict) -> None:
+    """One row per drift check; rewritten atomically so a crash never truncates history."""
+    old = path.read_text() if path.is_file() else ""
+    line = pd.DataFrame([row]).to_csv(index=False, header=not old)
+    write_atomic(path, lambda p: p.write_text(old + line))
 
 
 def history_row(summary: dict) -> dict:

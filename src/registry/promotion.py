@@ -44,6 +44,7 @@ def compare(y, scores: dict, cfg: Config) -> GateResult:
         seed=cfg.seed,
         alpha=g.alpha,
         max_log_loss_increase=g.max_log_loss_increase,
+        min_auc_gain=g.min_auc_gain,
     )
 
 
@@ -59,9 +60,20 @@ def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, 
     run_id = client.get_model_version(name, chall).run_id
     trained_months = client.get_run(run_id).data.params.get("split_train_months")
     evidence = {"window": label, "challenger_train_months": trained_months}
-    evidence |= {"champion_version": champ, **result.as_dict()}
-    record_evidence(client, name, chall, run_id, evidence, binary_metrics(y, scores[CHALLENGER]))
-    log.info("gate on %s (challenger v%s): %s", label, chall, result.reason)
+    settle(client, cfg, paths, result, evidence, binary_metrics(y, scores[CHALLENGER]))
+    return result
+
+
+def settle(client, cfg: Config, paths: Paths, result: GateResult, evidence: dict, window: dict):
+    """Act on the gate's result for @challenger: record the evidence on its version, then
+    move @champion to it or record the rejection; @challenger is removed either way.
+    `window` holds the challenger's metrics on the gate window (logged on its run)."""
+    name = cfg.registry.model_name
+    champ, chall = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
+    evidence = {**evidence, "champion_version": champ, **result.as_dict()}
+    run_id = client.get_model_version(name, chall).run_id
+    record_evidence(client, name, chall, run_id, evidence, window)
+    log.info("gate on %s (challenger v%s): %s", evidence.get("window"), chall, result.reason)
     if result.promote:
         move_alias(client, paths, name, CHAMPION, chall, "promote", evidence=evidence)
         publish_champion(client, cfg, paths)
@@ -77,7 +89,6 @@ def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, 
             evidence=evidence,
         )
     client.delete_registered_model_alias(name, CHALLENGER)
-    return result
 
 
 def record_evidence(client, name: str, version: str, run_id: str, evidence: dict, window: dict):

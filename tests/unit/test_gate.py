@@ -57,14 +57,14 @@ def test_challenger_with_real_extra_signal_is_promoted(window):
     assert result.challenger_log_loss < result.champion_log_loss
     assert result.rows == ROWS
     assert result.reason.startswith(f"AUC gain +{result.auc_gain:.4f} (95% CI +")
-    assert ") > 0 and log loss" in result.reason
+    assert "; low > +0.0000) and log loss" in result.reason
 
 
 def test_weaker_challenger_is_not_promoted(window):
     result = decide(window["y"], window["x1_x2"], window["x1"], n_boot=300)
     assert not result.promote
     assert result.ci_low < result.auc_gain < result.ci_high < 0
-    assert ") < 0 and log loss" in result.reason and " > " in result.reason
+    assert "; low <= +0.0000) and log loss" in result.reason and " > " in result.reason
 
 
 def test_noise_feature_gain_is_not_significant(window):
@@ -72,7 +72,7 @@ def test_noise_feature_gain_is_not_significant(window):
     result = decide(window["y"], window["x1"], window["x1_x3"], n_boot=300)
     assert not result.promote
     assert result.ci_low < 0 < result.ci_high
-    assert "includes 0" in result.reason
+    assert "low <= +0.0000" in result.reason
 
 
 def test_identical_predictions_tie_and_are_not_promoted(window):
@@ -81,7 +81,16 @@ def test_identical_predictions_tie_and_are_not_promoted(window):
     assert (result.auc_gain, result.ci_low, result.ci_high) == (0.0, 0.0, 0.0)
     assert result.champion_log_loss == result.challenger_log_loss
     assert not result.promote
-    assert "includes 0" in result.reason
+    assert "low <= +0.0000" in result.reason
+
+
+def test_a_non_inferiority_margin_promotes_a_tie_but_not_a_worse_challenger(window):
+    """min_auc_gain < 0: promote unless the evidence shows a loss larger than the margin."""
+    p = window["x1_x2"]
+    tie = decide(window["y"], p, p.copy(), n_boot=200, min_auc_gain=-0.002)
+    assert tie.promote and "low > -0.0020" in tie.reason
+    worse = decide(window["y"], window["x1_x2"], window["x1"], n_boot=300, min_auc_gain=-0.002)
+    assert worse.ci_low < -0.002 and not worse.promote
 
 
 def test_better_ranking_with_bad_calibration_is_vetoed_by_log_loss(window):
