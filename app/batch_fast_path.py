@@ -27,10 +27,10 @@ from starlette.routing import Match
 from app import routes
 from app.routes import Service, batch_response, guarded
 from app.schemas import BatchResponse, FlightColumns
-from src.common.schema import REQUEST_FIELDS
+from src.common.schema import API_REQUEST_FIELDS, FLIGHT_NUMBER, REQUEST_FIELDS
 
-KNOWN = frozenset(REQUEST_FIELDS)
-ROW = itemgetter(*REQUEST_FIELDS)
+KNOWN = frozenset(API_REQUEST_FIELDS)
+ROW = itemgetter(*REQUEST_FIELDS)  # the model's fields: every record has them all
 PATH = "/predict/batch"
 
 
@@ -81,20 +81,25 @@ def columns_if_valid(raw: bytes) -> dict[str, list] | None:
     except ValidationError:
         return None
     n = len(valid.year)
-    return {f: [None] * n if (v := getattr(valid, f)) is None else v for f in REQUEST_FIELDS}
+    return {f: [None] * n if (v := getattr(valid, f)) is None else v for f in API_REQUEST_FIELDS}
 
 
 def records_as_columns(flights: list) -> dict[str, list] | None:
-    """Records as columns; None if a record is not an object or has an unknown key."""
+    """Records as columns of every API_REQUEST field; None if a record is not an object or
+    has an unknown key."""
     try:
-        rows = list(map(ROW, flights))  # every field given: the usual body, one C call each
+        rows = list(map(ROW, flights))  # every model field given: the usual body, one C call
     except (KeyError, TypeError):  # a field left out, or a record that is not an object
         if not all(isinstance(r, dict) and KNOWN.issuperset(r) for r in flights):
             return None
-        return {f: [r.get(f) for r in flights] for f in REQUEST_FIELDS}
-    if any(len(r) != len(REQUEST_FIELDS) for r in flights):  # all fields, and an unknown one
+        return {f: [r.get(f) for r in flights] for f in API_REQUEST_FIELDS}
+    # Beyond the model's fields a record may hold its flight number, and nothing else.
+    extra = any(len(r) != len(REQUEST_FIELDS) for r in flights)
+    if extra and not all(KNOWN.issuperset(r) for r in flights):
         return None
-    return dict(zip(REQUEST_FIELDS, map(list, zip(*rows, strict=True)), strict=True))
+    cols = dict(zip(REQUEST_FIELDS, map(list, zip(*rows, strict=True)), strict=True))
+    cols[FLIGHT_NUMBER.name] = [r.get(FLIGHT_NUMBER.name) for r in flights]
+    return cols
 
 
 def one_batch_at_a_time(request: Request) -> anyio.CapacityLimiter:

@@ -38,10 +38,15 @@ ServiceFactory = Callable[[Settings, Config, Paths], ModelService]
 
 
 def default_service(settings: Settings, cfg: Config, paths: Paths) -> ModelService:
-    """The export in models/champion/ at once (else the registry), then the alias watched;
-    every prediction logged to data/predictions/."""
-    logger = PredictionLogger(paths.predictions)
-    svc = ModelService(cfg.serve.threshold, logger, on_swap=metrics.show_model)
+    """The export in models/champion/ at once (else the registry), then the aliases watched
+    (@challenger scored in the shadow); every prediction logged to data/predictions/."""
+    logger = PredictionLogger(paths.predictions, on_scores=metrics.observe_scores)
+    svc = ModelService(
+        cfg.serve.threshold,
+        logger,
+        on_swap=metrics.show_model,
+        on_registry=metrics.show_registry,
+    )
     svc.watcher = AliasWatcher(svc, cfg, paths, registry_for(cfg, paths, settings))
     svc.watcher.start(cfg.serve.reload_seconds)
     return svc

@@ -56,7 +56,11 @@ async def health() -> dict:
 async def ready(svc: Service) -> ReadyResponse:
     m = svc.champion
     return ReadyResponse(
-        status="ready", model_version=m.version, source=m.source, registry=svc.registry.as_dict()
+        status="ready",
+        model_version=m.version,
+        source=m.source,
+        shadow_version=shadow_version(svc),
+        registry=svc.registry.as_dict(),
     )
 
 
@@ -73,9 +77,15 @@ async def model_info(svc: Service) -> ModelInfo:
         git_commit=m.metadata.get("git_commit"),
         metrics=m.metadata.get("metrics", {}),
         loaded_at=m.loaded_at,
+        shadow_version=shadow_version(svc),
         registry=svc.registry.as_dict(),
         metadata=m.metadata,
     )
+
+
+def shadow_version(svc: ModelService) -> str | None:
+    shadow = svc.shadow  # read once: the watcher may swap it meanwhile
+    return None if shadow is None else shadow.version
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -1,6 +1,8 @@
 """Request and response models. The flight fields are derived from the one schema declaration
 (src/common/schema.py): types, bounds, patterns, which fields are optional. FastAPI parses
-every body with these models; a bad field is a 422 that names it."""
+every body with these models; a bad field is a 422 that names it. A request holds the API's
+fields (API_REQUEST): the model's own (REQUEST) plus the optional flight number, which only
+the prediction log keeps."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from src.common.schema import EXAMPLE_FLIGHT, REQUEST, REQUEST_FIELDS, Column
+from src.common.schema import API_REQUEST, API_REQUEST_FIELDS, EXAMPLE_FLIGHT, Column
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -65,7 +67,7 @@ class _ColumnsBase(BaseModel):
     @model_validator(mode="after")
     def _aligned_dates(self):
         n = len(self.year)
-        for name in REQUEST_FIELDS:
+        for name in API_REQUEST_FIELDS:
             values = getattr(self, name)
             if values is not None and len(values) != n:
                 raise ValueError(f"{name}: {len(values)} values, expected {n} (as many as year)")
@@ -74,9 +76,9 @@ class _ColumnsBase(BaseModel):
         return self
 
 
-Flight = create_model("Flight", __base__=_FlightBase, **{c.name: _field(c) for c in REQUEST})
+Flight = create_model("Flight", __base__=_FlightBase, **{c.name: _field(c) for c in API_REQUEST})
 FlightColumns = create_model(
-    "FlightColumns", __base__=_ColumnsBase, **{c.name: _column(c) for c in REQUEST}
+    "FlightColumns", __base__=_ColumnsBase, **{c.name: _column(c) for c in API_REQUEST}
 )
 
 
@@ -102,11 +104,12 @@ class BatchRequest(BaseModel):
         return self
 
     def as_columns(self) -> dict[str, list]:
-        """The flights as the model's input columns; an omitted optional column is missing."""
+        """The flights as columns of every API_REQUEST field (the model reads its own and
+        ignores the flight number); an omitted optional column is missing."""
         if self.flights is not None:
-            return {f: [getattr(fl, f) for fl in self.flights] for f in REQUEST_FIELDS}
+            return {f: [getattr(fl, f) for fl in self.flights] for f in API_REQUEST_FIELDS}
         n = len(self.columns.year)
-        given = {f: getattr(self.columns, f) for f in REQUEST_FIELDS}
+        given = {f: getattr(self.columns, f) for f in API_REQUEST_FIELDS}
         return {f: [None] * n if values is None else values for f, values in given.items()}
 
 
@@ -137,10 +140,16 @@ class RegistryInfo(BaseModel):
     reloads: list[dict] = Field(..., description="recent model swaps: from, to, at")
 
 
+SHADOW_VERSION = Field(
+    ..., description="the @challenger version scored in the shadow of every request; null: none"
+)
+
+
 class ReadyResponse(BaseModel):
     status: str
     model_version: str
     source: str = Field(..., description='"registry", or "export" (models/champion/)')
+    shadow_version: str | None = SHADOW_VERSION
     registry: RegistryInfo
 
 
@@ -154,5 +163,6 @@ class ModelInfo(BaseModel):
     git_commit: str | None
     metrics: dict[str, float]
     loaded_at: str
+    shadow_version: str | None = SHADOW_VERSION
     registry: RegistryInfo
     metadata: dict

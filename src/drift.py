@@ -34,15 +34,17 @@ EXIT_OK, EXIT_ALERT, EXIT_ERROR = 0, 1, 2
 
 
 def read_batch(paths: Paths, months: list[int], predictions: Path | None):
-    """(the batch, its name): the prediction log, or labelled processed months."""
+    """(the batch, its name, what the summary adds about it): the prediction log (with the
+    number of torn lines skipped), or labelled processed months."""
     if predictions is not None:
-        return read_log(predictions), "predictions"
-    return load_months(paths, months), months_label(months)
+        batch, torn = read_log(predictions)
+        return batch, "predictions", {"torn_lines": torn}
+    return load_months(paths, months), months_label(months), {}
 
 
 def run(cfg: Config, paths: Paths, months: list[int], predictions: Path | None) -> dict:
     champion = load_champion(cfg, paths)
-    batch, name = read_batch(paths, months, predictions)
+    batch, name, notes = read_batch(paths, months, predictions)
     reference = feature_frame(load_processed(paths, "reference"), champion.model)
     log.info("features for %d reference and %d %s rows", len(reference), len(batch), name)
     metrics = champion.metadata.get("metrics", {})
@@ -51,6 +53,7 @@ def run(cfg: Config, paths: Paths, months: list[int], predictions: Path | None) 
         "batch": name,
         "model": f"{champion.name} v{champion.version}",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **notes,
     }
     if predictions is None:
         rates = read_json(paths.processed_manifest)["stats"]["cancellation_rate_by_month"]

@@ -22,6 +22,12 @@ from src.model.model import FlightDelayModel, LightGBMBooster
 from src.serving.registry import MlflowRegistry
 
 log = logging.getLogger(__name__)
+# The roles a worker serves a model in: the champion answers requests; the challenger, when
+# the registry's @challenger is set, scores them in its shadow (src/serving/prediction_log.py)
+# and changes no answer. The shadow's alias is the role's name: src/registry/versions.py moves
+# @challenger under the same name, which serving may not import (the layers in
+# pyproject.toml); tests/unit/test_shadow.py keeps the two names equal.
+CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def utc_now() -> str:
@@ -78,22 +84,29 @@ def load_export(cfg: Config, paths: Paths) -> LoadedModel:
     )
 
 
-def load_version(cfg: Config, paths: Paths, registry, version: str) -> LoadedModel:
-    """One registered version, by number, so a moving alias cannot race the load."""
+def load_version(
+    cfg: Config, paths: Paths, registry, version: str, alias: str | None = None
+) -> LoadedModel:
+    """One registered version, by number, so a moving alias cannot race the load. `alias`:
+    the one it was found under (default: the config's, the champion's)."""
     name = cfg.registry.model_name
     found = registry.load_version(name, version, booster_for(cfg))
     if found is None:  # an artifact store only MLflow's own clients read (S3, ...)
         found = MlflowRegistry(paths).load_version(name, version, booster_for(cfg))
     model, run_id, metadata = found
-    return LoadedModel(model, name, version, cfg.registry.alias, "registry", run_id, metadata)
+    alias = alias or cfg.registry.alias
+    return LoadedModel(model, name, version, alias, "registry", run_id, metadata)
 
 
 def load_champion(cfg: Config, paths: Paths, settings: Settings | None = None) -> LoadedModel:
     """The registry's @champion when the registry answers, else the export."""
     registry = registry_for(cfg, paths, settings or Settings())
+    name, alias = cfg.registry.model_name, cfg.registry.alias
     try:
-        version, _ = registry.resolve_alias(cfg.registry.model_name, cfg.registry.alias)
-        loaded = load_version(cfg, paths, registry, version)
+        target = registry.resolve_alias(name, alias)
+        if target is None:
+            raise ModelNotFoundError(f"{name}@{alias}: no such alias in the registry")
+        loaded = load_version(cfg, paths, registry, target[0])
     except Exception as exc:  # any registry failure: serve the export instead
         log.warning("registry unavailable (%s); loading %s", str(exc)[:200], paths.champion)
         loaded = load_export(cfg, paths)

@@ -24,14 +24,19 @@ class MlflowRegistry:
         connect(self.paths)
         return MlflowClient()
 
-    def resolve_alias(self, name: str, alias: str) -> tuple[str, str | None]:
-        """(version, run id) that `name@alias` points at; raises if the store or the alias
-        is missing."""
+    def resolve_alias(self, name: str, alias: str) -> tuple[str, str | None] | None:
+        """(version, run id) that `name@alias` points at; None if the alias is not set.
+        Raises if the store or the registered model is missing."""
         uri = self.paths.tracking_uri
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
             raise ModelNotFoundError(f"{uri}: no local tracking store")  # never create one
-        mv = self._client().get_model_version_by_alias(name, alias)
-        return str(mv.version), mv.run_id
+        client = self._client()
+        # The model's alias table, not get_model_version_by_alias: that reports a missing
+        # alias only as an INVALID_PARAMETER_VALUE error, like a malformed request.
+        version = client.get_registered_model(name).aliases.get(alias)
+        if version is None:
+            return None
+        return str(version), client.get_model_version(name, str(version)).run_id
 
     def load_version(self, name: str, version: str, booster) -> tuple:
         """(model, run id, metadata: run metrics, lineage tags and the version's tags)."""

@@ -39,16 +39,26 @@ class RestRegistry:
     def _get_json(self, path: str, params: dict) -> dict:
         return json.loads(self._get(f"api/2.0/mlflow/{path}", params))
 
-    def resolve_alias(self, name: str, alias: str) -> tuple[str, str | None]:
-        """(version, run id) that `name@alias` points at."""
+    def resolve_alias(self, name: str, alias: str) -> tuple[str, str | None] | None:
+        """(version, run id) that `name@alias` points at; None if the alias is not set.
+        Raises if the server or the registered model is missing."""
+        # The model's alias table, not registered-models/alias: that reports a missing alias
+        # only as an INVALID_PARAMETER_VALUE error, like a malformed request.
+        model = self._get_registry_json(name, "registered-models/get", {"name": name})
+        aliases = {a["alias"]: a["version"] for a in model["registered_model"].get("aliases", [])}
+        if alias not in aliases:
+            return None
+        query = {"name": name, "version": aliases[alias]}
+        mv = self._get_registry_json(name, "model-versions/get", query)["model_version"]
+        return str(mv["version"]), mv.get("run_id")
+
+    def _get_registry_json(self, name: str, path: str, params: dict) -> dict:
+        """`_get_json`, an HTTP error raised as ModelNotFoundError naming the model."""
         try:
-            body = self._get_json("registered-models/alias", {"name": name, "alias": alias})
+            return self._get_json(path, params)
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:200]
-            message = f"{self.uri}: {name}@{alias}: HTTP {exc.code} {detail!r}"
-            raise ModelNotFoundError(message) from None
-        mv = body["model_version"]
-        return str(mv["version"]), mv.get("run_id")
+            raise ModelNotFoundError(f"{self.uri}: {name}: HTTP {exc.code} {detail!r}") from None
 
     def load_version(self, name: str, version: str, booster) -> tuple | None:
         """(model, run id, metadata) of one version; None when its artifact store is one only

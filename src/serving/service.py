@@ -1,8 +1,11 @@
-"""ModelService: the served champion, its registry status and the prediction log.
+"""ModelService: the served champion, the challenger in its shadow, the registry status and
+the prediction log.
 
 The champion is one immutable LoadedModel behind one attribute. `swap()` replaces it in a
 single assignment: a request reads `service.champion` once and finishes on that model even
-if a reload lands meanwhile.
+if a reload lands meanwhile. The challenger (`service.shadow`, set by `swap_shadow()`) is
+read the same way, once per request, and handed to the prediction log, which scores it off
+the request path: no answer depends on it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from src.serving.loader import LoadedModel, utc_now
+from src.serving.loader import CHALLENGER, CHAMPION, LoadedModel, utc_now
 from src.serving.prediction_log import PredictionLogger
+
+# on_swap(role, old, new): a model changed in a role (new is None: the challenger removed).
+SwapCallback = Callable[[str, LoadedModel | None, LoadedModel | None], None]
 
 
 @dataclass
@@ -35,19 +41,24 @@ class RegistryStatus:
 
 
 class ModelService:
-    """Scores flights with the champion and logs every prediction. `on_swap(old, new)` is
-    told of every model change (the API updates its metrics gauge)."""
+    """Scores flights with the champion and logs every prediction (with the challenger, when
+    one is set, scored in its shadow). The API's metrics hear of changes through callbacks:
+    `on_swap(role, old, new)` of every model change, `on_registry(reachable)` of every
+    registry check."""
 
     def __init__(
         self,
         threshold: float,
         logger: PredictionLogger | None = None,
-        on_swap: Callable[[LoadedModel | None, LoadedModel], None] | None = None,
+        on_swap: SwapCallback | None = None,
+        on_registry: Callable[[bool], None] | None = None,
     ):
         self.champion: LoadedModel | None = None
+        self.shadow: LoadedModel | None = None  # the registry's @challenger, if set
         self.threshold = threshold
         self.logger = logger
         self.on_swap = on_swap
+        self.on_registry = on_registry
         self.registry = RegistryStatus()
         self.watcher = None  # src.serving.watcher.AliasWatcher, stopped by close()
 
@@ -58,35 +69,43 @@ class ModelService:
     def swap(self, loaded: LoadedModel) -> None:
         old, self.champion = self.champion, loaded
         if self.on_swap is not None:
-            self.on_swap(old, loaded)
+            self.on_swap(CHAMPION, old, loaded)
         entry = {"from": old and old.version, "to": loaded.version, "source": loaded.source}
         self.registry.history.append({**entry, "at": utc_now()})
-        # Loaded models live as long as the worker: keep the cyclic GC from re-scanning
-        # them on every collection.
-        gc.collect()
-        gc.freeze()
+        keep_out_of_gc()
+
+    def swap_shadow(self, loaded: LoadedModel | None) -> None:
+        """Score requests in the shadow of `loaded` from now on (None: stop)."""
+        old, self.shadow = self.shadow, loaded
+        if self.on_swap is not None:
+            self.on_swap(CHALLENGER, old, loaded)
+        keep_out_of_gc()
 
     def mark_registry(self, reachable: bool, error: str | None = None) -> None:
         self.registry.reachable, self.registry.error = reachable, error
         self.registry.checked_at = utc_now()
+        if self.on_registry is not None:
+            self.on_registry(reachable)
 
     def predict_one(self, record: dict) -> tuple[str, float, LoadedModel]:
-        """One flight (a record of REQUEST fields): (request id, probability, model)."""
+        """One flight (a record of API_REQUEST fields; the model reads its own):
+        (request id, probability, model)."""
         champ = self.champion
         proba = champ.model.predict_one(record)
         return self._log(champ, {k: [v] for k, v in record.items()}, [proba]), proba, champ
 
     def predict_many(self, cols: dict) -> tuple[str, np.ndarray, LoadedModel]:
-        """Flights as columns (each REQUEST field -> its values): (request id, probabilities,
-        model)."""
+        """Flights as columns (each API_REQUEST field -> its values): (request id,
+        probabilities, model)."""
         champ = self.champion
         proba = champ.model.predict_proba(cols)
         return self._log(champ, cols, proba), proba, champ
 
     def _log(self, champ: LoadedModel, cols: dict, proba) -> str:
+        """Queue the request for the prediction log, with the challenger of this moment."""
         request_id = uuid.uuid4().hex
         if self.logger is not None:
-            self.logger.log(request_id, champ.name, champ.version, cols, proba)
+            self.logger.log(request_id, champ.name, champ.version, cols, proba, self.shadow)
         return request_id
 
     def close(self) -> None:
@@ -94,3 +113,10 @@ class ModelService:
             self.watcher.stop()
         if self.logger is not None:
             self.logger.close()
+
+
+def keep_out_of_gc() -> None:
+    """Loaded models live as long as the worker: keep the cyclic GC from re-scanning them
+    on every collection."""
+    gc.collect()
+    gc.freeze()

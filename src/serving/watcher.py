@@ -1,7 +1,10 @@
-"""Hot reload: serve the export at once, poll the registry alias, swap when it moves.
+"""Hot reload: serve the export at once, poll the registry aliases, swap when they move.
 
-Unreachable registry (at start or later): keep serving what is loaded and report it in
-/ready and /model. A version that fails to load is logged and tried again next poll.
+Each poll resolves the champion's alias (the config's, @champion) and @challenger. A moved
+champion is loaded and served; a set challenger is loaded into the service's shadow (scored
+beside every request, never answering one), a removed one dropped. Unreachable registry (at
+start or later): keep serving what is loaded and report it in /ready and /model. A version
+that fails to load is logged and tried again next poll.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import time
 from src.common.config import Config
 from src.common.errors import ModelNotFoundError, PipelineError
 from src.common.paths import Paths
-from src.serving.loader import load_export, load_version
+from src.serving.loader import CHALLENGER, LoadedModel, load_export, load_version
 from src.serving.service import ModelService
 
 log = logging.getLogger(__name__)
+Target = tuple[str, str | None] | None  # what an alias points at: (version, run id), or unset
 
 
 class AliasWatcher:
@@ -26,32 +30,62 @@ class AliasWatcher:
         self._thread: threading.Thread | None = None
 
     def poll(self) -> None:
-        """One poll: load the alias's version if it is not the one being served."""
+        """One poll: serve what the champion's alias points at, score in the shadow of what
+        @challenger points at; load only what is not loaded yet."""
         svc, name = self.service, self.cfg.registry.model_name
         try:
-            version, run_id = self.registry.resolve_alias(name, self.cfg.registry.alias)
+            champion = self.registry.resolve_alias(name, self.cfg.registry.alias)
+            challenger = self.registry.resolve_alias(name, CHALLENGER)
         except Exception as exc:  # any registry failure: keep serving, say so
             if svc.registry.reachable is not False:
                 log.warning("registry unreachable: %s", str(exc)[:200])
             svc.mark_registry(False, str(exc)[:300])
             return
-        # A version number names a model only within one store: an export (or a baked image)
-        # from another store may carry the same number for another run.
-        champ = svc.champion
-        if champ is not None and (champ.version, champ.run_id) == (version, run_id):
-            svc.mark_registry(True)  # already serving that version: nothing to load
-            return
-        started = time.monotonic()
+        errors = [self._follow_champion(champion), self._follow_challenger(challenger)]
+        svc.mark_registry(True, "; ".join(e for e in errors if e) or None)
+
+    def _follow_champion(self, target: Target) -> str | None:
+        """Serve the champion alias's version; an error to report, or None."""
+        if target is None:
+            return f"{self.cfg.registry.model_name}@{self.cfg.registry.alias} is not set"
+        if is_loaded(self.service.champion, target):
+            return None
+        loaded = self._load(target[0], self.cfg.registry.alias)
+        if isinstance(loaded, str):
+            return loaded
+        self.service.swap(loaded)
+        return None
+
+    def _follow_challenger(self, target: Target) -> str | None:
+        """Score in the shadow of @challenger's version (none once it is unset); an error to
+        report, or None."""
+        svc = self.service
+        if target is None:
+            if svc.shadow is not None:
+                log.info(
+                    "@%s unset: v%s no longer scores in the shadow", CHALLENGER, svc.shadow.version
+                )
+                svc.swap_shadow(None)
+            return None
+        if is_loaded(svc.shadow, target):
+            return None
+        loaded = self._load(target[0], CHALLENGER)
+        if isinstance(loaded, str):
+            return loaded
+        svc.swap_shadow(loaded)
+        return None
+
+    def _load(self, version: str, alias: str) -> LoadedModel | str:
+        """The version, loaded; or, if that failed, the error to report."""
+        name, started = self.cfg.registry.model_name, time.monotonic()
         try:
-            loaded = load_version(self.cfg, self.paths, self.registry, version)
+            loaded = load_version(self.cfg, self.paths, self.registry, version, alias)
         except Exception as exc:
-            log.error("could not load %s v%s: %s", name, version, exc)
-            svc.mark_registry(True, f"load of v{version} failed: {str(exc)[:200]}")
-            return
-        svc.mark_registry(True)
-        svc.swap(loaded)
+            log.error("could not load %s v%s (@%s): %s", name, version, alias, exc)
+            return f"load of v{version} (@{alias}) failed: {str(exc)[:200]}"
         seconds = time.monotonic() - started
-        log.info("serving %s v%s from the registry (loaded in %.1f s)", name, version, seconds)
+        log.info("loaded %s v%s (@%s) from the registry in %.1f s", name, version, alias, seconds)
+        return loaded
 
     def start(self, interval: float) -> None:
         """Serve the export at once when it is this model's (no MLflow import: a worker is
@@ -88,3 +122,10 @@ class AliasWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def is_loaded(model: LoadedModel | None, target: tuple[str, str | None]) -> bool:
+    """Whether `model` is the alias's (version, run id). A version number names a model only
+    within one store: an export (or a baked image) from another store may carry the same
+    number for another run."""
+    return model is not None and (model.version, model.run_id) == target

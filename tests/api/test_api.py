@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -11,7 +12,7 @@ from src.common.paths import SMOKE_CONFIG
 from src.common.schema import EXAMPLE_FLIGHT
 from src.serving.prediction_log import read_log
 from src.serving.service import ModelService
-from tests.api.support import CFG, wait_until
+from tests.api.support import CFG, cfg_with, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,10 @@ def test_health_ready_and_model(client):
     assert ready["source"] == "export" and ready["registry"]["reloads"] == [
         {**ready["registry"]["reloads"][0], "from": None, "to": "1", "source": "export"}
     ]
+    assert ready["shadow_version"] is None  # no @challenger in the smoke registry
     info = client.get("/model").json()
     assert info["name"] == CFG.registry.model_name and info["alias"] == "champion"
+    assert info["shadow_version"] is None
     assert info["metadata"]["metrics"]["test_roc_auc"] > 0.6
 
 
@@ -129,12 +132,38 @@ def test_every_prediction_is_logged_by_shutdown(smoke_pipeline, tmp_path, monkey
     with TestClient(create_app(default_service)) as c:
         ids = [c.post("/predict", json=EXAMPLE_FLIGHT).json()["request_id"] for _ in range(25)]
         c.post("/predict/batch", json={"flights": [EXAMPLE_FLIGHT] * 10})
-    rows = read_log(tmp_path / "predictions")
-    assert len(rows) == 35
+    rows, torn = read_log(tmp_path / "predictions")
+    assert len(rows) == 35 and torn == 0
     assert set(ids) <= set(rows["request_id"])
     assert (rows["carrier"] == "UA").all() and rows["delay_probability"].between(0, 1).all()
     assert (rows["model_version"] == "1").all() and rows["wind_gust"].isna().all()
     assert (rows["distance"] == EXAMPLE_FLIGHT["distance"]).all()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["batch_parse", "plain"])
+def test_the_flight_number_is_logged_and_changes_no_answer(
+    smoke_pipeline, tmp_path, monkeypatch, fast
+):
+    """The optional flight number reaches the prediction log (one flight, record and
+    column batches), and the answers are those of the same flights without it."""
+    monkeypatch.setenv("FD_DATA_DIR", str(tmp_path))
+    numbered = [{**EXAMPLE_FLIGHT, "flight": 1545}, {**EXAMPLE_FLIGHT, "hour": 7}]
+    columns = {f: [r.get(f) for r in numbered] for f in (*EXAMPLE_FLIGHT, "flight")}
+    bare = [{k: v for k, v in r.items() if k != "flight"} for r in numbered]
+
+    def answers(c, flights, cols=None) -> list:
+        bodies = [("/predict", f) for f in flights] + [("/predict/batch", {"flights": flights})]
+        bodies += [("/predict/batch", {"columns": cols})] if cols else []
+        out = [c.post(path, json=body).json() for path, body in bodies]
+        return [{k: v for k, v in r.items() if k != "request_id"} for r in out]
+
+    with TestClient(create_app(default_service, cfg_with(fast_paths={"batch_parse": fast}))) as c:
+        with_number = answers(c, numbered, columns)
+        without = answers(c, bare)
+    assert with_number[:3] == without and with_number[3] == without[2]
+    rows, _ = read_log(tmp_path / "predictions")
+    assert list(rows["flight"].head(6)) == [1545, pd.NA, 1545, pd.NA, 1545, pd.NA]
+    assert rows["flight"].tail(4).isna().all()
 
 
 @pytest.mark.slow

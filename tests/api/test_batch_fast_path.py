@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from app import batch_fast_path
 from app.main import create_app, default_service
-from src.common.schema import EXAMPLE_FLIGHT, REQUEST_FIELDS
+from src.common.schema import API_REQUEST_FIELDS, EXAMPLE_FLIGHT
 from tests.api.support import cfg_with, columns_of, records
 
 SECOND = {**EXAMPLE_FLIGHT, "tailnum": None, "wind_gust": 20.7, "origin": "JFK", "day": 31}
@@ -50,7 +50,19 @@ CASES = {
     "unseen airport": body(origin="BOS"),  # fits the pattern: scored as unseen
     "pattern": body(origin="bos"),
     "NaN": body().replace(b'"temp": 78.1', b'"temp": NaN', 1),
+    "flight number": body(flight=1545),
+    "flight number null": body(flight=None),
+    "flight number out of range": body(flight=0),
+    "flight number as string": body(flight="1545"),
+    "flight number fractional": body(flight=1545.5),
+    "flight number and an unknown field": body(flight=1545, gate="B12"),
     "columns": json.dumps({"columns": columns_of([EXAMPLE_FLIGHT, SECOND])}).encode(),
+    "columns with flight numbers": json.dumps(
+        {"columns": {**columns_of([EXAMPLE_FLIGHT, SECOND]), "flight": [1545, None]}}
+    ).encode(),
+    "columns, flight numbers ragged": json.dumps(
+        {"columns": {**columns_of([EXAMPLE_FLIGHT, SECOND]), "flight": [1545]}}
+    ).encode(),
     "columns, optional column omitted": json.dumps(
         {"columns": {k: v for k, v in columns_of([EXAMPLE_FLIGHT]).items() if k != "wind_gust"}}
     ).encode(),
@@ -69,6 +81,8 @@ CASES = {
 VALID = {"valid records", "int as integral float", "int as numeric string", "int as bool"}
 VALID |= {"float as int", "float as string", "optional field omitted", "unseen airport"}
 VALID |= {"columns", "columns, optional column omitted"}
+VALID |= {"flight number", "flight number null", "flight number as string"}
+VALID |= {"columns with flight numbers"}
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +143,7 @@ values = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(field=st.sampled_from(REQUEST_FIELDS), value=values)
+@given(field=st.sampled_from(API_REQUEST_FIELDS), value=values)
 def test_any_single_field_value_is_answered_alike(clients, field, value):
     raw = body(**{field: value})
     assert answer(clients[0], raw) == answer(clients[1], raw)

@@ -114,8 +114,8 @@ def test_graceful_shutdown_keeps_every_prediction(smoke_pipeline, tmp_path, test
                 ids.append(json.loads(r.read())["request_id"])
         os.killpg(master.pid, signal.SIGTERM)  # what `docker stop` and systemd send
         assert master.wait(timeout=60) == 0
-    rows = read_log(tmp_path / "predictions")
-    assert len(rows) == len(ids) == 200
+    rows, torn = read_log(tmp_path / "predictions")
+    assert len(rows) == len(ids) == 200 and torn == 0
     assert set(rows["request_id"]) == set(ids)
     assert rows["delay_probability"].between(0, 1).all() and rows["origin"].notna().all()
 

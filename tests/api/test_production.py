@@ -39,7 +39,8 @@ def test_metrics_count_routes_statuses_decisions_and_model_version(client):
     assert 'fd_http_requests_total{route="unmatched",status="404"}' in text
     assert "/no/such/route" not in text
     assert 'fd_http_request_duration_seconds_bucket{le="0.005",route="/predict/batch"}' in text
-    assert 'fd_model_info{name="flight-delay-smoke",source="export",version="1"} 1.0' in text
+    labels = 'name="flight-delay-smoke",role="champion",source="export",version="1"'
+    assert f"fd_model_info{{{labels}}} 1.0" in text
     scored = sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()

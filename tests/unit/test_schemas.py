@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from app.schemas import BatchRequest, Flight
-from src.common.schema import EXAMPLE_FLIGHT, REQUEST, REQUEST_FIELDS, Column
+from src.common.schema import API_REQUEST, API_REQUEST_FIELDS, EXAMPLE_FLIGHT, REQUEST, Column
 
 # A second real-looking flight: no tail number, a gust reading, the last day of August.
 SECOND = {**EXAMPLE_FLIGHT, "tailnum": None, "wind_gust": 20.7, "origin": "JFK", "day": 31}
 OMIT = object()  # a change that leaves the field out of the record
 FLOAT_FIELDS = [c.name for c in REQUEST if c.kind == "float"]
-INT_FIELDS = [c.name for c in REQUEST if c.kind == "int"]
+INT_FIELDS = [c.name for c in API_REQUEST if c.kind == "int"]  # the flight number too
 REQUIRED_FIELDS = [c.name for c in REQUEST if not c.nullable]
 
 
@@ -95,7 +95,7 @@ anything = st.one_of(
 )
 # One change: a field and a value that is valid for it about half the time; "gate" is a
 # field the schema does not know.
-change = st.sampled_from([*REQUEST, "gate"]).flatmap(
+change = st.sampled_from([*API_REQUEST, "gate"]).flatmap(
     lambda col: (
         st.tuples(st.just(col), anything)
         if col == "gate"
@@ -120,7 +120,7 @@ def test_records_and_columns_accept_and_reject_the_same_batches(batch):
 
 def test_valid_batch_gives_the_same_columns_in_both_shapes():
     records = make_records([{}, {"wind_gust": OMIT}])
-    expected = {f: [r.get(f) for r in records] for f in REQUEST_FIELDS}
+    expected = {f: [r.get(f) for r in records] for f in API_REQUEST_FIELDS}
 
     assert outcome({"flights": records}) == ("ok", expected)
     assert outcome(as_columns_body(records)) == ("ok", expected)
@@ -168,3 +168,16 @@ def test_distance_is_an_int_field_like_the_public_data():
     are accepted and come out as an int."""
     assert Flight.model_validate({**EXAMPLE_FLIGHT, "distance": 719.0}).distance == 719
     assert type(Flight.model_validate(EXAMPLE_FLIGHT).distance) is int
+
+
+def test_the_flight_number_is_optional_and_checked():
+    """The API's flight number (not a model input): omitted or null is missing; given, a
+    whole number 1..9999, named in the error otherwise."""
+    assert Flight.model_validate(EXAMPLE_FLIGHT).flight is None
+    assert Flight.model_validate({**EXAMPLE_FLIGHT, "flight": 1545}).flight == 1545
+    assert errors(Flight, {**EXAMPLE_FLIGHT, "flight": 0}) == [(("flight",), "greater_than_equal")]
+    assert errors(Flight, {**EXAMPLE_FLIGHT, "flight": 10000}) == [(("flight",), "less_than_equal")]
+    records = make_records([{"flight": 1545}, {}])
+    expected = [1545, None]
+    assert outcome({"flights": records})[1]["flight"] == expected
+    assert outcome(as_columns_body(records))[1]["flight"] == expected
