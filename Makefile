@@ -11,7 +11,7 @@ CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
 # One OpenMP thread per process: two on a busy 2-core machine made a 3 s fit take a minute.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-prod bench drift loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-prod bench drift cycle loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -78,7 +78,11 @@ bench: ## Benchmark the API (fast paths on and off) vs `mlflow models serve` (ne
 drift: ## Drift check of a month (MONTH=9) or the prediction log (MONTH=log)
 	$(PY) -m src.drift $(CONFIG_ARG) $(if $(filter log,$(MONTH)),--predictions,$(if $(MONTH),--month $(MONTH)))
 
-loop: ## Replay Aug-Dec: serve, drift, retrain, gate, promote (report in reports/loop/)
+cycle: ## The monitoring cycle, the production job: make cycle AS_OF=2013-10-31 (exit 0/1/2)
+	@test -n "$(AS_OF)" || { echo "usage: make cycle AS_OF=YYYY-MM-DD"; exit 2; }
+	$(PY) -m src.cycle $(CONFIG_ARG) --as-of $(AS_OF)
+
+loop: ## Replay the cycle Aug-Dec through a real server (report in reports/loop/)
 	$(PY) -m src.simulate $(CONFIG_ARG)
 
 rollback: ## Move @champion back to the previous champion (alias history)

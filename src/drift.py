@@ -17,15 +17,19 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
-
 from src.common.config import CONFIG_HELP, Config, load_config
 from src.common.errors import PipelineError
 from src.common.io import read_json, write_atomic, write_json
 from src.common.logs import setup_logging
 from src.common.paths import Paths, get_paths
 from src.data.processed import load_months, load_processed, months_label
-from src.monitoring.drift import check_batch, feature_frame, history_row, one_line
+from src.monitoring.drift import (
+    append_history,
+    check_batch,
+    feature_frame,
+    history_row,
+    one_line,
+)
 from src.serving.loader import load_champion
 from src.serving.prediction_log import read_log
 
@@ -62,13 +66,6 @@ def run(cfg: Config, paths: Paths, months: list[int], predictions: Path | None) 
     write_json(paths.drift_summary(name), summary)
     append_history(paths.drift_history, history_row(summary))
     return summary
-
-
-def append_history(path: Path, row: dict) -> None:
-    """One row per drift run; rewritten atomically so a crash never truncates history."""
-    old = path.read_text() if path.is_file() else ""
-    line = pd.DataFrame([row]).to_csv(index=False, header=not old)
-    write_atomic(path, lambda p: p.write_text(old + line))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

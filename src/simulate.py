@@ -1,216 +1,299 @@
-"""`make loop`: replay August-December 2013 month by month through the monitoring loop.
+"""`make loop`: the monitoring cycle replayed month by month, August to December 2013.
 
     python -m src.simulate [--config configs/default.yml] [--months 8 9 10 11 12]
 
-Each month: the current champion serves the month's flights through the API (in-process app,
-real routes), labels arrive at month end, a pending challenger meets the gate on that month,
-the drift/performance monitor runs, and an alert trains a challenger on every labelled month
-to date (registered as @challenger, gated next month). Everything lives in its own MLflow
-store under reports/loop/, so the real registry is untouched. Writes reports/loop/report.md
-with charts, and decisions.json (identical across runs).
-
-The monitoring issue rewrites this module as a replay of the production cycle; until then it
-is the one module under src/ that imports the app (see the import contracts).
+A sandbox under reports/loop/ (its own MLflow store, models, prediction log and outcomes;
+the real registry is untouched) starts from a champion trained on January-June, the frozen
+model the loop is compared with. Then, for each month, with a simulated clock:
+1. the month's flights are scored through a real API server on 127.0.0.1 (uvicorn, following
+   the sandbox registry's @champion), with their flight numbers, so the log can be joined;
+2. the month ends: its outcomes (the public flights table's departures) arrive in
+   data/outcomes/;
+3. `python -m src.cycle --as-of <month end>` runs in its own process, exactly as cron would;
+4. the next month waits until the server serves whatever @champion the cycle left.
+Writes reports/loop/{decisions.json,report.md,auc.png,drift.png}; decisions.json is identical
+across runs. The report's sensitivity table replays the policy in memory under other
+settings (src/monitoring/policy.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-from fastapi.testclient import TestClient
+import yaml
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
-from app.main import create_app  # the one exception to the layers (pyproject.toml)
 from src.common.config import CONFIG_HELP, Config, load_config
-from src.common.io import write_atomic, write_json
+from src.common.errors import PipelineError
+from src.common.io import read_json, write_atomic, write_json
 from src.common.logs import run_stage
-from src.common.paths import SPLITS, Paths, get_paths
+from src.common.paths import ROOT, SPLITS, Paths, get_paths
 from src.common.render import render
-from src.common.schema import TARGET
+from src.common.schema import FLIGHTS, TARGET
+from src.common.servers import free_port, http_json, stop_server, wait_http
 from src.data.processed import load_processed, months_label
+from src.data.validate import read_snapshot
 from src.model.evaluate import binary_metrics
 from src.model.features import request_columns, request_records
 from src.model.fit import fit_model, score
-from src.monitoring.drift import check_batch, feature_frame
+from src.monitoring.outcomes import OUTCOME_COLUMNS
+from src.monitoring.policy import POOLED_MONTHS, pooled_auc, sensitivity
 from src.registry.export import publish_champion
-from src.registry.promotion import gate
-from src.registry.versions import CHALLENGER, CHAMPION, alias_version, create_version, move_alias
-from src.serving.loader import load_champion
-from src.serving.prediction_log import PredictionLogger
-from src.serving.service import ModelService
+from src.registry.versions import CHAMPION, create_version, move_alias
+from src.serving.prediction_log import read_log
 from src.tracking.runs import log_run
 from src.tracking.store import connect, experiment_id, lineage_tags
 
 log = logging.getLogger("simulate")
-POOLED_MONTHS = [10, 11, 12]
+CYCLE_TIMEOUT = 1800  # seconds: a full-data cycle takes about a minute
 
 
-# ---------------------------------------------------------------- setup
+# ---------------------------------------------------------------- the sandbox
 def loop_config(cfg: Config) -> Config:
-    """The loop's own registered model and experiment (a sandbox beside the real ones)."""
-    registry = cfg.registry.model_copy(
-        update={"model_name": cfg.loop.model_name, "model_card": None}
+    """The loop's own registered model and experiment, and a registry poll of half a second
+    (the replay waits for the server to follow each promotion)."""
+    name = cfg.loop.model_name
+    registry = cfg.registry.model_copy(update={"model_name": name, "model_card": None})
+    serve = cfg.serve.model_copy(update={"reload_seconds": 0.5})
+    train = cfg.train.model_copy(update={"experiment": name})
+    return cfg.model_copy(update={"registry": registry, "train": train, "serve": serve})
+
+
+def sandbox(paths: Paths) -> tuple[Paths, Path]:
+    """Fresh sandbox folders (a repeatable run); processed data linked, never copied. The
+    MLflow store gets a new folder per replay: MLflow caches its database engine per URI, so
+    a store deleted and recreated at one path in one process would be written through a
+    stale engine."""
+    shutil.rmtree(paths.loop, ignore_errors=True)
+    root = paths.loop / "sandbox"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    lpaths = replace(
+        paths,
+        data=root / "data",
+        models=root / "models",
+        reports=root / "reports",
+        mlflow=root / "mlruns" / stamp,
+        tracking=None,
     )
-    train = cfg.train.model_copy(update={"experiment": cfg.loop.model_name})
-    return cfg.model_copy(update={"registry": registry, "train": train})
+    lpaths.data.mkdir(parents=True)
+    (lpaths.data / "processed").symlink_to(paths.processed.resolve(), target_is_directory=True)
+    return lpaths, root / "loop.yml"
 
 
-def with_months(cfg: Config, train: list[int], validation: list[int], test: list[int]) -> Config:
-    months = {"train_months": train, "validation_months": validation, "test_months": test}
-    return cfg.model_copy(update={"split": cfg.split.model_copy(update=months)})
+def sandbox_env(lpaths: Paths, config_file: Path) -> dict[str, str]:
+    """What the server and the cycle run with: the sandbox, whatever the user exported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FD_", "MLFLOW_"))}
+    return env | {
+        "FD_CONFIG": str(config_file),
+        "FD_DATA_DIR": str(lpaths.data),
+        "FD_MODELS_DIR": str(lpaths.models),
+        "FD_REPORTS_DIR": str(lpaths.reports),
+        "FD_MLFLOW_DIR": str(lpaths.mlflow),
+        "MLFLOW_TRACKING_URI": lpaths.tracking_uri,
+        "OMP_NUM_THREADS": "1",
+    }
 
 
-def register_run(client, cfg: Config, paths: Paths, run_id: str, alias: str) -> str:
-    version = create_version(client, run_id, cfg.registry.model_name)
-    move_alias(client, paths, cfg.registry.model_name, alias, version.version, "register")
-    return str(version.version)
-
-
-def initial_champion(client, cfg: Config, paths: Paths, lpaths: Paths, splits: dict):
-    """The config's LightGBM model, logged, registered as @champion and exported: the
-    loop's first champion, and the frozen model it is compared with."""
+def initial_champion(cfg: Config, paths: Paths, lpaths: Paths, splits: dict):
+    """The config's model on its train months, registered as the sandbox's @champion and
+    exported: the loop's first champion, and the frozen model it is compared with."""
+    connect(lpaths)
+    mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, lpaths))
     frozen = fit_model("lightgbm", splits["train"], splits["planes"], cfg)
     metrics, _ = score(frozen, splits)
     run_id = log_run(frozen, metrics, splits, lineage_tags(paths, cfg), cfg, "candidate")
-    register_run(client, cfg, lpaths, run_id, CHAMPION)
+    client, name = MlflowClient(), cfg.registry.model_name
+    move_alias(
+        client, lpaths, name, CHAMPION, create_version(client, run_id, name).version, "register"
+    )
     publish_champion(client, cfg, lpaths)
     return frozen
 
 
-# ---------------------------------------------------------------- the loop's steps
-def serve_month(cfg: Config, paths: Paths, lpaths: Paths, flights: pd.DataFrame, month: int):
-    """Score the month through the API's batch route; returns (probabilities, version)."""
-    logger = PredictionLogger(paths.loop_predictions(months_label([month])))
-
-    def service(settings, config, _paths) -> ModelService:
-        svc = ModelService(config.serve.threshold, logger)
-        svc.swap(load_champion(config, lpaths, settings))
-        return svc
-
+# ---------------------------------------------------------------- one month
+def serve_month(base: str, flights: pd.DataFrame, batch_size: int) -> tuple[np.ndarray, str]:
+    """Score the month through the server's batch route, flight numbers included; returns
+    (probabilities, the one version that served them)."""
     records = request_records(flights)
+    for record, number in zip(records, flights["flight"].tolist(), strict=True):
+        record["flight"] = int(number)
     probs, versions = [], set()
-    with TestClient(create_app(service, cfg)) as client:
-        for start in range(0, len(records), cfg.loop.batch_size):
-            body = {"flights": records[start : start + cfg.loop.batch_size]}
-            r = client.post("/predict/batch", json=body)
-            r.raise_for_status()
-            versions.add(r.json()["model_version"])
-            probs += [p["delay_probability"] for p in r.json()["predictions"]]
-    assert len(versions) == 1, versions  # one champion per month: promotions happen at month end
+    for start in range(0, len(records), batch_size):
+        status, body = http_json(
+            f"{base}/predict/batch", {"flights": records[start : start + batch_size]}, timeout=60
+        )
+        if status != 200:
+            raise PipelineError(f"{base}/predict/batch: {status} {str(body)[:300]}")
+        versions.add(body["model_version"])
+        probs += [p["delay_probability"] for p in body["predictions"]]
+    if len(versions) != 1:  # promotions happen between months, never during one
+        raise PipelineError(f"one month served by several versions: {sorted(versions)}")
     return np.array(probs), versions.pop()
 
 
-def train_challenger(client, data, planes, cfg: Config, paths: Paths, lpaths, month: int) -> str:
-    """Challenger on every labelled month to date; validated later by the gate on month + 1."""
-    ccfg = with_months(cfg, list(range(1, month + 1)), [month + 1], [month + 1])
-    model = fit_model("lightgbm", data[data["month"] <= month], planes, ccfg)
-    run_id = log_run(model, {}, {"train": data}, lineage_tags(paths, ccfg), ccfg, "challenger")
-    return register_run(client, cfg, lpaths, run_id, CHALLENGER)
+def wait_logged(lpaths: Paths, month: int, rows: int, timeout: float = 60) -> None:
+    """Until the server's prediction log holds the month's rows (it flushes every 0.2 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(lpaths.predictions.glob("predictions-*.jsonl")):
+            logged, _ = read_log(lpaths.predictions)
+            if int((logged["month"] == month).sum()) >= rows:
+                return
+        time.sleep(0.2)
+    raise PipelineError(
+        f"{lpaths.predictions}: month {month}'s {rows} predictions not logged in {timeout:.0f} s"
+    )
 
 
-def monitor_month(cfg: Config, paths: Paths, lpaths: Paths, reference, flights, month: int):
-    """The drift and performance check of the month against the current champion."""
-    champion = load_champion(cfg, lpaths)
-    metrics = champion.metadata["metrics"]
-    snapshot, summary = check_batch(champion.model, reference, flights, cfg, metrics)
-    html = paths.loop_drift_report(months_label([month]))
-    write_atomic(html, lambda p: snapshot.save_html(str(p)))
-    return summary
+def publish_outcomes(raw_flights: pd.DataFrame, lpaths: Paths, month: int) -> None:
+    """The month's departures as observed (dep_delay; empty = cancelled) arrive."""
+    observed = raw_flights.loc[raw_flights["month"] == month, list(OUTCOME_COLUMNS)]
+    path = lpaths.outcomes / f"outcomes-{months_label([month])}.csv"
+    write_atomic(path, lambda p: observed.to_csv(p, index=False))
 
 
-def replay_month(ctx: dict, month: int, last: bool) -> dict:
-    """One month of the loop: serve, label, gate, monitor, maybe a new challenger."""
-    cfg, paths, lpaths, client = ctx["cfg"], ctx["paths"], ctx["lpaths"], ctx["client"]
-    flights = ctx["data"][ctx["data"]["month"] == month].reset_index(drop=True)
-    served, serving_version = serve_month(cfg, paths, lpaths, flights, month)
-    y = flights[TARGET].to_numpy()  # labels arrive at month end
-    frozen = ctx["frozen"].predict_proba(request_columns(flights))
-    for key, values in (("loop", served), ("frozen", frozen), ("y", y)):
-        ctx["scores"][key].append(values)
-    ctx["scores"]["month"].append(np.full(len(y), month))
-    row = {"month": month, "serving_version": str(serving_version), "rows": len(flights)}
-    row |= {"delay_rate": float(y.mean()), "loop_auc": binary_metrics(y, served)["roc_auc"]}
-    row["frozen_auc"] = binary_metrics(y, frozen)["roc_auc"]
-    summary = monitor_month(cfg, paths, lpaths, ctx["reference"], flights, month)
-    keys = ("drift_share", "drifted_columns", "performance_alerts", "alert")
-    row |= {key: summary[key] for key in keys}
-    if alias_version(client, cfg.registry.model_name, CHALLENGER):
-        row["gate"] = gate(client, cfg, lpaths, flights, months_label([month])).as_dict()
-    if summary["retrain"] and not last:
-        row["challenger_version"] = train_challenger(
-            client, ctx["data"], ctx["planes"], cfg, paths, lpaths, month
-        )
-    return row
+def run_cycle(env: dict, lpaths: Paths, as_of: str) -> dict:
+    """`python -m src.cycle --as-of` in its own process; its summary."""
+    cmd = [sys.executable, "-m", "src.cycle", "--as-of", as_of]
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=CYCLE_TIMEOUT
+    )
+    if done.returncode not in (0, 1):
+        raise PipelineError(f"cycle {as_of} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    log.info("%s", done.stdout.strip())
+    return read_json(lpaths.cycle_file(as_of, "summary.json"))
 
 
-def run_loop(cfg: Config, paths: Paths, months: list[int]) -> dict:
-    shutil.rmtree(paths.loop, ignore_errors=True)  # a fresh sandbox: repeatable runs
+def wait_serving(base: str, version: str, timeout: float = 60) -> None:
+    """Until the server answers with `version` (it polls the registry every 0.5 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = http_json(f"{base}/model")
+        if status == 200 and body["version"] == version:
+            return
+        time.sleep(0.2)
+    raise PipelineError(f"{base}: still not serving v{version} after {timeout:.0f} s")
+
+
+def month_row(month: int, served, version: str, frozen, y, summary: dict) -> dict:
+    """The month in decisions.json: how it was served, then what its cycle decided."""
+    gate, challenger = summary["gate"] or {}, summary["challenger"] or {}
+    live = [f for f in summary["live"]["figures"] if f["role"] == "champion"]
+    return {
+        "month": month,
+        "serving_version": version,
+        "rows": len(y),
+        "delay_rate": float(y.mean()),
+        "loop_auc": binary_metrics(y, served)["roc_auc"],
+        "frozen_auc": binary_metrics(y, frozen)["roc_auc"],
+        "live_counts": summary["live"]["counts"],
+        "live_auc": live[0]["roc_auc"] if live else None,
+        "drift_share": summary["drift"]["drift_share"],
+        "drifted_columns": summary["drift"]["drifted_columns"],
+        "alerts": summary["alerts"],
+        "decision": summary["decision"],
+        "challenger_trees": challenger.get("trees"),
+        "gate": {k: gate[k] for k in ("auc_gain", "ci_low", "ci_high", "reason")} if gate else None,
+        "champion_after": summary["champion_version"],
+    }
+
+
+# ---------------------------------------------------------------- the replay
+def run_loop(cfg: Config, paths: Paths, months: list[int], splits: dict) -> dict:
     lcfg = loop_config(cfg)
-    lpaths = paths.loop_sandbox(datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
-    connect(lpaths)
-    mlflow.set_experiment(experiment_id=experiment_id(lcfg.train.experiment, lpaths))
-    splits = {name: load_processed(paths, name) for name in (*SPLITS, "planes")}
+    lpaths, config_file = sandbox(paths)
+    write_atomic(config_file, lambda p: p.write_text(yaml.safe_dump(lcfg.model_dump())))
+    env = sandbox_env(lpaths, config_file)
+    data = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
+    raw_flights = read_snapshot(paths, cfg.snapshot)[FLIGHTS.name]
     log.info(
         "initial champion: train %s, validate %s",
         lcfg.split.train_months,
         lcfg.split.validation_months,
     )
-    client = MlflowClient()
-    frozen = initial_champion(client, lcfg, paths, lpaths, splits)
-    ctx = {
-        "cfg": lcfg,
-        "paths": paths,
-        "lpaths": lpaths,
-        "client": client,
-        "frozen": frozen,
-        "data": pd.concat([splits[name] for name in SPLITS], ignore_index=True),
-        "planes": splits["planes"],
-        "reference": feature_frame(load_processed(paths, "reference"), frozen),
-        "scores": {"loop": [], "frozen": [], "y": [], "month": []},
-    }
-    rows = []
-    for month in months:
-        start = time.perf_counter()
-        rows.append(replay_month(ctx, month, last=month == max(months)))
-        log_month(rows[-1], time.perf_counter() - start)
-    return {"months": rows, "pooled_oct_dec": pooled_auc(ctx["scores"], POOLED_MONTHS)}
+    frozen = initial_champion(lcfg, paths, lpaths, splits)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    rows, scores = [], {"loop": [], "frozen": [], "y": [], "month": []}
+    try:
+        wait_http(f"{base}/ready", server)
+        for month in months:
+            started = time.perf_counter()
+            flights = data[data["month"] == month].reset_index(drop=True)
+            served, version = serve_month(base, flights, lcfg.loop.batch_size)
+            wait_logged(lpaths, month, len(flights))
+            publish_outcomes(raw_flights, lpaths, month)
+            as_of = date(2013, month, calendar.monthrange(2013, month)[1]).isoformat()
+            summary = run_cycle(env, lpaths, as_of)
+            wait_serving(base, summary["champion_version"])
+            y = flights[TARGET].to_numpy()
+            frozen_scores = frozen.predict_proba(request_columns(flights))
+            rows.append(month_row(month, served, version, frozen_scores, y, summary))
+            for key, values in zip(
+                scores, (served, frozen_scores, y, np.full(len(y), month)), strict=True
+            ):
+                scores[key].append(values)
+            log_month(rows[-1], time.perf_counter() - started)
+    finally:
+        stop_server(server, signal.SIGINT, timeout=20)
+    pooled = pooled_auc(*(np.concatenate(scores[k]) for k in ("y", "month", "loop", "frozen")))
+    return {"months": rows, "pooled_oct_dec": pooled}
+
+
+def shortfalls(result: dict, cfg: Config) -> list[str]:
+    """Where the loop fails to pay (config `loop:`): empty when it pays."""
+    failures = []
+    pooled = result["pooled_oct_dec"]
+    if pooled and pooled["loop"] - pooled["frozen"] < cfg.loop.min_pooled_gain:
+        gain = pooled["loop"] - pooled["frozen"]
+        failures.append(f"pooled Oct-Dec gain {gain:+.4f} < {cfg.loop.min_pooled_gain:+.4f}")
+    for row in result["months"]:
+        if row["loop_auc"] - row["frozen_auc"] < -cfg.loop.max_month_loss:
+            gap = row["loop_auc"] - row["frozen_auc"]
+            failures.append(f"2013-{row['month']:02d}: {gap:+.4f} vs frozen")
+    return failures
 
 
 def log_month(row: dict, seconds: float) -> None:
-    gate_result = row.get("gate", {}).get("promote", "-")
     log.info(
-        "2013-%02d: served by v%s, AUC %.4f (frozen %.4f), drift share %.2f, alert %s, gate %s "
-        "(%.0fs)",
+        "2013-%02d: served by v%s, AUC %.4f (frozen %.4f); cycle: %s, alerts %s, @champion v%s (%.0f s)",
         row["month"],
         row["serving_version"],
         row["loop_auc"],
         row["frozen_auc"],
-        row["drift_share"],
-        row["alert"],
-        gate_result,
+        row["decision"],
+        row["alerts"] or "none",
+        row["champion_after"],
         seconds,
     )
-
-
-def pooled_auc(scores: dict, months: list[int]) -> dict:
-    """ROC AUC of the loop's served predictions and of the frozen model over `months`."""
-    month = np.concatenate(scores["month"])
-    mask = np.isin(month, months)
-    if not mask.any():
-        return {}
-    y = np.concatenate(scores["y"])[mask]
-    return {
-        name: binary_metrics(y, np.concatenate(scores[name])[mask])["roc_auc"]
-        for name in ("loop", "frozen")
-    }
 
 
 # ---------------------------------------------------------------- report
@@ -239,19 +322,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.simulate", description=__doc__.split("\n")[0])
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--months", type=int, nargs="+", help="months to replay (default: config)")
+    p.add_argument("--no-sensitivity", action="store_true", help="skip the sensitivity table")
+    p.add_argument("--strict", action="store_true", help="exit 1 unless the loop pays (CI)")
     return p.parse_args(argv)
 
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
     cfg, paths = load_config(args.config), get_paths()
-    result = run_loop(cfg, paths, args.months or cfg.loop.months)
+    months = args.months or cfg.loop.months
+    splits = {name: load_processed(paths, name) for name in (*SPLITS, "planes")}
+    result = run_loop(cfg, paths, months, splits)
+    table = None
+    if not args.no_sensitivity:
+        data = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
+        table = sensitivity(cfg, data, splits["planes"], months)
     write_json(paths.loop_file("decisions.json"), result)
+    if table is not None:
+        write_json(paths.loop_file("sensitivity.json"), table)
     charts(result["months"], paths)
-    report = render("loop_report.md.j2", rows=result["months"], pooled=result["pooled_oct_dec"])
+    report = render(
+        "loop_report.md.j2",
+        rows=result["months"],
+        pooled=result["pooled_oct_dec"],
+        sensitivity=table,
+        shortfalls=shortfalls(result, cfg),
+        loop=cfg.loop,
+        pooled_label=months_label(POOLED_MONTHS),
+    )
     write_atomic(paths.loop_file("report.md"), lambda p: p.write_text(report))
     log.info("loop report written to %s", paths.loop_file("report.md"))
-    return 0
+    failures = shortfalls(result, cfg)
+    for failure in failures:
+        log.warning("the loop does not pay: %s", failure)
+    return 1 if failures and args.strict else 0
 
 
 def main(argv=None) -> int:

@@ -149,6 +149,11 @@ class Loop(_Strict):
         "flight-delay-loop"  # its own registered model: the real champion is untouched
     )
     batch_size: int = Field(1000, gt=0)
+    # What "the loop pays" means (`python -m src.simulate --strict` fails otherwise): pooled
+    # October-December ROC AUC at least the frozen model's + min_pooled_gain, and no month
+    # below the frozen model's by more than max_month_loss.
+    min_pooled_gain: float = 0.004
+    max_month_loss: float = 0.002
 
 
 class Config(_Strict):

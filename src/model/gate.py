@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
+from src.common.config import Config
+
 BLOCK_CELLS = 2_000_000  # resamples are drawn in blocks of about this many row indices
 MAX_DRAWS_PER_RESAMPLE = 100  # give up when nearly every resample has a single class
 
@@ -205,4 +207,20 @@ def decide(
         ci_high=high,
         champion_log_loss=ll_champion,
         challenger_log_loss=ll_challenger,
+    )
+
+
+def gate_decision(y, p_champion, p_challenger, cfg: Config) -> GateResult:
+    """`decide` with the config's gate settings: what `register --gate`, the monitoring cycle
+    and the loop's sensitivity table all call."""
+    g = cfg.gate
+    return decide(
+        y,
+        p_champion,
+        p_challenger,
+        n_boot=g.bootstrap,
+        seed=cfg.seed,
+        alpha=g.alpha,
+        max_log_loss_increase=g.max_log_loss_increase,
+        min_auc_gain=g.min_auc_gain,
     )

@@ -15,7 +15,7 @@ from src.common.paths import Paths
 from src.common.schema import TARGET
 from src.model.evaluate import binary_metrics
 from src.model.features import request_columns
-from src.model.gate import GateResult, decide
+from src.model.gate import GateResult, gate_decision
 from src.registry.export import publish_champion
 from src.registry.history import append_event, read_history, rollback_target
 from src.registry.versions import CHALLENGER, CHAMPION, alias_version, move_alias
@@ -34,18 +34,8 @@ def score_aliases(name: str, window: pd.DataFrame) -> dict:
 
 
 def compare(y, scores: dict, cfg: Config) -> GateResult:
-    """src/model/gate.py's decision with the config's settings."""
-    g = cfg.gate
-    return decide(
-        y,
-        scores[CHAMPION],
-        scores[CHALLENGER],
-        n_boot=g.bootstrap,
-        seed=cfg.seed,
-        alpha=g.alpha,
-        max_log_loss_increase=g.max_log_loss_increase,
-        min_auc_gain=g.min_auc_gain,
-    )
+    """The gate's decision on each alias's scores, with the config's settings."""
+    return gate_decision(y, scores[CHAMPION], scores[CHALLENGER], cfg)
 
 
 def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, label: str):

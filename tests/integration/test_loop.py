@@ -1,5 +1,6 @@
-"""The monitoring loop replayed on the smoke slice (train January, replay February-March):
-real API, real registry, real Evidently; two runs make identical decisions."""
+"""`make loop` on the smoke slice (initial champion on January, February and March replayed):
+a real server, the cycle in its own process, the real registry untouched; two replays make
+identical decisions; the in-memory policy replay agrees with the real one."""
 
 from __future__ import annotations
 
@@ -16,39 +17,64 @@ from tests.integration.support import ARGS, CFG
 pytestmark = pytest.mark.slow
 
 
-def replay(paths) -> dict:
-    assert simulate.main([*ARGS, "--months", "2", "3"]) == 0
+def replay(paths, *extra: str) -> dict:
+    assert simulate.main([*ARGS, "--months", "2", "3", *extra]) == 0
     return json.loads(paths.loop_file("decisions.json").read_text())
 
 
-def test_loop_is_repeatable_and_reports(smoke_pipeline):
+@pytest.fixture(scope="module")
+def replays(smoke_pipeline):
+    """Two replays (the first with the sensitivity table), and what they must leave alone."""
+    name = CFG.registry.model_name
+    before = (champion_of(smoke_pipeline, name), smoke_pipeline.alias_history(name).read_bytes())
+    second = replay(smoke_pipeline, "--no-sensitivity")
     first = replay(smoke_pipeline)
-    second = replay(smoke_pipeline)
+    after = (champion_of(smoke_pipeline, name), smoke_pipeline.alias_history(name).read_bytes())
+    return first, second, before, after
+
+
+def test_two_replays_decide_alike(replays):
+    first, second, _, _ = replays
     assert first == second
 
-    months = first["months"]
+
+def test_each_month_is_served_then_cycled(replays, smoke_pipeline):
+    months = replays[0]["months"]
     assert [m["month"] for m in months] == [2, 3]
-    assert all(m["rows"] > 20000 and 0.5 < m["loop_auc"] < 0.9 for m in months)
-    # February is served by the initial champion, which is also the frozen model.
-    assert months[0]["serving_version"] == "1"
+    assert months[0]["serving_version"] == "1"  # the initial champion, also the frozen model
     assert months[0]["loop_auc"] == pytest.approx(months[0]["frozen_auc"], abs=1e-12)
-    if months[0].get("challenger_version"):  # an alert in February puts a challenger to the gate
-        assert months[1]["gate"]["window"] == "2013-03"
-    else:
-        assert "gate" not in months[1]
+    for month in months:
+        assert month["rows"] > 20000 and 0.5 < month["loop_auc"] < 0.9
+        # Every served prediction carried its flight number and met its outcome.
+        assert month["live_counts"]["joined"] == month["rows"]
+        assert month["live_counts"]["unmatched"] == 0
+        assert month["live_auc"] == pytest.approx(month["loop_auc"], abs=1e-9)
+        assert month["decision"] in ("promote", "reject") and month["gate"]["reason"]
+    # March is served by whatever February's cycle left as @champion.
+    assert months[1]["serving_version"] == months[0]["champion_after"]
     report = smoke_pipeline.loop_file("report.md").read_text()
-    assert "| 02 | v1 |" in report
+    assert "| 02 | v1 |" in report and "## Sensitivity" in report
     assert smoke_pipeline.loop_file("auc.png").stat().st_size > 5000
 
 
-def test_loop_leaves_the_real_registry_alone(smoke_pipeline):
-    name = CFG.registry.model_name
-    before = champion_of(smoke_pipeline, name)
-    history = smoke_pipeline.alias_history(name).read_bytes()
-    replay(smoke_pipeline)
-    assert champion_of(smoke_pipeline, name) == before
-    assert smoke_pipeline.alias_history(name).read_bytes() == history
-    assert len(list((smoke_pipeline.loop / "mlruns").glob("*/mlflow.db"))) == 1
+def test_the_policy_replay_in_memory_matches_the_real_one(replays, smoke_pipeline):
+    """The sensitivity table's row for the config's settings is the real replay, redone in
+    memory: the same promotions and the same worst month."""
+    months = replays[0]["months"]
+    table = json.loads(smoke_pipeline.loop_file("sensitivity.json").read_text())
+    chosen = [row for row in table if row["chosen"]]
+    assert len(chosen) == 4  # one per setting varied
+    worst = min(m["loop_auc"] - m["frozen_auc"] for m in months)
+    promotions = sum(m["decision"] == "promote" for m in months)
+    for row in chosen:
+        assert row["promotions"] == promotions
+        assert row["worst_month_gap"] == pytest.approx(worst, abs=1e-9)
+
+
+def test_the_real_registry_is_left_alone(replays, smoke_pipeline):
+    _, _, before, after = replays
+    assert after == before
+    assert len(list((smoke_pipeline.loop / "sandbox" / "mlruns").glob("*/mlflow.db"))) == 1
 
 
 def champion_of(paths, name: str) -> str:

@@ -37,8 +37,9 @@ WEAK = {"n_estimators": 1, "num_leaves": 2}
 
 def explained_by_the_rule(tags: dict, cfg: Config = CFG) -> bool:
     """The gate's decision as its rule states it, from the numeric gate.* tags: promote only
-    if the AUC gain's CI lies above 0 and the log loss is at most the champion's + allowed."""
-    auc_ok = float(tags["gate.ci_low"]) > 0
+    if the AUC gain's CI lies above the margin and the log loss is at most the champion's +
+    allowed."""
+    auc_ok = float(tags["gate.ci_low"]) > cfg.gate.min_auc_gain
     allowed = float(tags["gate.champion_log_loss"]) + cfg.gate.max_log_loss_increase
     loss_ok = float(tags["gate.challenger_log_loss"]) <= allowed
     return auc_ok and loss_ok
