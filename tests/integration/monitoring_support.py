@@ -75,8 +75,13 @@ def query(base: str, promql: str) -> list[dict]:
 
 
 def values(base: str, promql: str) -> dict[tuple, float]:
-    """An instant query as {sorted label items: value}."""
-    return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in query(base, promql)}
+    """An instant query as {sorted label items (the metric name left out): value}."""
+    return {
+        tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(
+            r["value"][1]
+        )
+        for r in query(base, promql)
+    }
 
 
 def active_alerts(base: str) -> dict[str, list[dict]]:
