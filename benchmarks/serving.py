@@ -1,18 +1,24 @@
-"""Serving benchmark: this API under gunicorn, with its fast paths on and off, vs `mlflow
-models serve`, all three serving the same champion.
+"""Serving benchmark: this API under gunicorn, with its fast paths on and off and with a
+challenger in the shadow, vs `mlflow models serve`, all serving the same champion.
 
     python -m benchmarks.serving [--config configs/default.yml] [--rounds 3] [--duration 10]
 
 The servers run on 127.0.0.1 with 2 workers and OMP_NUM_THREADS=1: `mlflow models serve`,
-this API as configured (`app`: `serve.fast_paths` as the config gives them) and this API with
-every fast path off (`app_plain`: lightgbm.Booster and MlflowClient). wrk (closed loop, 16
-connections, benchmarks/wrk_report.lua) drives them interleaved, the first rotating each
-round, with distinct real flights from the test split: one flight per request, then batches
-of 1000 as records and as columns; the app's /bench/echo route gives the HTTP stack's
-ceiling. Each run records the servers' CPU per request and the CPU that other processes used
-meanwhile (these machines are shared). Writes reports/bench/serving.json, prints the figures
-and exits 1 if a goal is missed. The speed and memory goals hold `app` only; `app_plain`'s
-figures are reported beside them. Parity covers both model paths, and no-errors every server.
+this API as configured (`app`: `serve.fast_paths` as the config gives them), this API with
+every fast path off (`app_plain`: lightgbm.Booster and MlflowClient), and this API as
+configured with @challenger set (`app_shadow`: every request also scored by the challenger,
+off the request path). They read a copy of the local tracking store, where the champion's
+model is registered twice under a name of the bench's own, @champion and @challenger, for
+`app_shadow` (the shadow then costs what scoring the champion once more costs). wrk (closed
+loop, 16 connections, benchmarks/wrk_report.lua) drives them interleaved, the first rotating
+each round, with distinct real flights from the test split: one flight per request (every
+server), then batches of 1000 as records and as columns (all but `app_shadow`); the app's
+/bench/echo route gives the HTTP stack's ceiling. Each run records the servers' CPU per
+request and the CPU that other processes used meanwhile (these machines are shared). Writes
+reports/bench/serving.json, prints the figures and exits 1 if a goal is missed. The speed
+and memory goals hold `app` only; `app_plain`'s figures are reported beside them, and
+`app_shadow` has a goal of its own (one-flight throughput vs `app`). Parity covers both
+model paths, and no-errors every server.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +50,18 @@ from src.common.io import write_json
 from src.common.logs import run_stage
 from src.common.paths import DEFAULT_CONFIG, ROOT, Paths, get_paths
 from src.common.schema import REQUEST_FIELDS
-from src.common.servers import free_port, stop_server, wait_http
+from src.common.servers import free_port, http_json, stop_server, wait_http
 from src.model.features import request_records
+from src.serving.loader import CHALLENGER
 
 log = logging.getLogger("bench")
 WORKERS = 2
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
-APPS = ("app", "app_plain")  # this API with its fast paths as configured, and all off
+# This API with its fast paths as configured, with all off, and as configured with a challenger
+# scored in the shadow.
+APPS = ("app", "app_plain", "app_shadow")
 SERVERS = ("mlflow", *APPS)
+COMPARED = ("mlflow", "app", "app_plain")  # the servers every scenario runs on
 PLAIN_PATHS = {name: False for name in FastPaths.model_fields}  # every switch off
 # scenario -> (server, path). Batches go as records (the guarded figure), and as columns:
 # this API's `columns` body against MLflow's `inputs`, the same one-list-per-field JSON. The
@@ -60,6 +71,7 @@ SCENARIOS = {
         ("mlflow", "/invocations"),
         ("app", "/predict"),
         ("app_plain", "/predict"),
+        ("app_shadow", "/predict"),
         ("echo", "/bench/echo"),
     ],
     "batch": [
@@ -94,12 +106,17 @@ LIMITS = {
     "batch_p99_vs_mlflow": ("<=", 0.5),
     "startup_vs_mlflow": ("<=", 0.4),
     "rss_vs_mlflow": ("<=", 0.6),
+    # The challenger in the shadow costs at most 10% of one-flight throughput.
+    "shadow_single_rps_vs_app": (">=", 0.90),
 }
 GOALS = {
     "1_single": ("single_rps_vs_mlflow", "single_p99_vs_mlflow"),
     "2_batch_guard": ("batch_rows_vs_mlflow", "batch_p99_vs_mlflow"),
     "3_startup_memory": ("startup_vs_mlflow", "rss_vs_mlflow"),
+    "6_shadow_cost": ("shadow_single_rps_vs_app",),
 }
+# app_shadow vs app: name -> metric (METRICS).
+SHADOW_METRICS = {"single_rps": "single_rps", "single_p99": "single_p99", "rss": "rss"}
 PARITY_TOLERANCE = 1e-9  # expected 0.0: the same C++ predictor on the same features
 MEDIAN_KEYS = (
     "rps",
@@ -152,8 +169,9 @@ class Bench:
     cfg: Config
     paths: Paths
     args: argparse.Namespace
-    scratch: Path  # bodies, server logs, the apps' prediction logs and metrics
+    scratch: Path  # the store's copy, bodies, server logs, the apps' prediction logs and metrics
     configs: dict[str, Path]  # FD_CONFIG per app variant
+    store: str  # the tracking store's copy (a SQLite URI) the bench's tracking server serves
     registry: str = ""  # the tracking server's URL, once it runs
 
 
@@ -164,9 +182,50 @@ def without_fast_paths(cfg: Config) -> Config:
     return config_from_dict(raw, f"{cfg.name} without fast paths")
 
 
+def serving_name(cfg: Config, name: str) -> Config:
+    """The same config serving another registered model name."""
+    raw = cfg.model_dump(mode="json")
+    raw["registry"]["model_name"] = name
+    return config_from_dict(raw, f"{cfg.name} serving {name}")
+
+
 def write_config(cfg: Config, target: Path) -> Path:
     target.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return target
+
+
+def copy_store(paths: Paths, scratch: Path) -> str:
+    """A copy of the local tracking store (its artifacts stay where they are, read only): the
+    bench registers its shadow model there, never in the user's store. Returns its URI."""
+    source = paths.mlflow / "mlflow.db"
+    if not source.is_file():
+        raise PipelineError(f"{source}: no local tracking store; run `make pipeline` first")
+    shutil.copy(source, scratch / "mlflow.db")
+    return f"sqlite:///{scratch / 'mlflow.db'}"
+
+
+def register_shadow_model(store: str, cfg: Config) -> str:
+    """In the store's copy: the champion's model registered twice under a name of its own,
+    v1 @champion and v2 @challenger (app_shadow's model). Returns the name."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store, store)
+    champion = client.get_model_version_by_alias(cfg.registry.model_name, cfg.registry.alias)
+    name = f"{cfg.registry.model_name}-bench-shadow"
+    client.create_registered_model(name)
+    source = champion.source  # MLflow 3: models:/<id>, the logged model behind the version
+    model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
+    # MLflow finds that logged model through the process's tracking URI, not the client's.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)
+    try:
+        for alias in (cfg.registry.alias, CHALLENGER):
+            mv = client.create_model_version(name, source, champion.run_id, model_id=model_id)
+            client.set_registered_model_alias(name, alias, mv.version)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return name
 
 
 def server_command(name: str, bench: Bench, port: int) -> list[str]:
@@ -174,7 +233,7 @@ def server_command(name: str, bench: Bench, port: int) -> list[str]:
     if name == "registry":
         return [
             str(bindir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--backend-store-uri", bench.paths.tracking_uri,
+            "--workers", "1", "--backend-store-uri", bench.store,
         ]  # fmt: skip
     if name == "mlflow":
         model = f"models:/{bench.cfg.registry.model_name}@{bench.cfg.registry.alias}"
@@ -190,7 +249,7 @@ def server_env(name: str, bench: Bench, port: int) -> dict[str, str]:
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # mlflow runs `uvicorn`
-        "MLFLOW_TRACKING_URI": bench.registry or bench.paths.tracking_uri,
+        "MLFLOW_TRACKING_URI": bench.registry or bench.store,
         # MLflow 3's server otherwise starts 7 job-runner processes (GenAI jobs) that take
         # a core for a minute after start: noise in the very runs being measured.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -414,9 +473,14 @@ def benchmark(cfg: Config, plain: Config, paths: Paths, args: argparse.Namespace
         raise PipelineError("wrk not found: install it (`make system-deps` or apt-get install wrk)")
     scratch = Path(tempfile.mkdtemp(prefix="fd-bench-"))
     try:
-        configs = {"app": Path(args.config).resolve(), "app_plain": scratch / "plain.yml"}
-        write_config(plain, configs["app_plain"])
-        bench = Bench(cfg, paths, args, scratch, configs)
+        store = copy_store(paths, scratch)
+        shadow = serving_name(cfg, register_shadow_model(store, cfg))
+        configs = {
+            "app": Path(args.config).resolve(),
+            "app_plain": write_config(plain, scratch / "plain.yml"),
+            "app_shadow": write_config(shadow, scratch / "shadow.yml"),
+        }
+        bench = Bench(cfg, paths, args, scratch, configs, store)
         files = write_bodies(scratch, flight_records(paths, args.flights), args.batch_rows)
         runs = run(bench, files)
     except BaseException:
@@ -448,7 +512,7 @@ def round_order(rnd: int) -> list[str]:
 
 
 def run_round(bench: Bench, rnd: int, files: dict) -> list[dict]:
-    """Start the three servers, run every scenario, read the workers' RSS, stop them."""
+    """Start the servers, run every scenario, read the workers' RSS, stop them."""
     order, servers, runs = round_order(rnd), {}, []
     try:
         for name in order:
@@ -457,8 +521,12 @@ def run_round(bench: Bench, rnd: int, files: dict) -> list[dict]:
             servers[name] = (proc, base)
             runs.append({"round": rnd, "server": name, "scenario": "startup", "seconds": seconds})
             log.info("round %d: %s ready in %.1f s", rnd, name, seconds)
+            if name == "app_shadow":
+                log.info("round %d: app_shadow scores with v%s too", rnd, shadow_loaded(base))
         for scenario in SCENARIOS:
             runs += run_scenario(bench, rnd, scenario, order, servers, files)
+        counts = scores_counted(servers["app_shadow"][1])
+        runs.append({"round": rnd, "server": "app_shadow", "scenario": "scored", **counts})
         for name, (proc, _) in servers.items():  # after the load: what a worker settles at
             runs.append(
                 {"round": rnd, "server": name, "scenario": "rss", "mib": worker_rss_mib(proc.pid)}
@@ -467,6 +535,33 @@ def run_round(bench: Bench, rnd: int, files: dict) -> list[dict]:
         for proc, _ in servers.values():
             stop_server(proc)
     return runs
+
+
+def shadow_loaded(base: str, in_a_row: int = 20, timeout: float = 60) -> str:
+    """The challenger version app_shadow scores with: `in_a_row` /ready answers in a row
+    (each from either worker) name one. A bench of app_shadow without it would be app's."""
+    deadline, seen, shadow = time.monotonic() + timeout, 0, None
+    while seen < in_a_row:
+        if time.monotonic() > deadline:
+            raise PipelineError(f"app_shadow: no challenger in every worker within {timeout:.0f} s")
+        _, ready = http_json(f"{base}/ready")
+        shadow = ready.get("shadow_version")
+        seen = seen + 1 if shadow else 0
+        if not shadow:
+            time.sleep(0.1)  # a worker still loading it
+    return shadow
+
+
+def scores_counted(base: str) -> dict[str, float]:
+    """Flights each role scored in app_shadow (both workers' fd_prediction_score counts):
+    the challenger scored every flight if the two are equal."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    prefix = 'fd_prediction_score_count{{role="{}"'.format
+    return {
+        role: sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix(role)))
+        for role in ("champion", "challenger")
+    }
 
 
 def run_scenario(bench, rnd, scenario, order, servers, files) -> list[dict]:
@@ -498,17 +593,39 @@ def median_of(runs: list[dict], server: str, scenario: str, key: str) -> float:
 
 
 def ratios_of(runs: list[dict]) -> dict[str, float]:
-    """`app` and `app_plain` vs mlflow, `app_plain` vs `app`, and `app` vs its echo route."""
+    """`app` and `app_plain` vs mlflow, `app_plain` and `app_shadow` vs `app`, and `app` vs
+    its echo route."""
     m = lambda server, name: median_of(runs, server, *METRICS[name])  # noqa: E731
     ratios = {}
     for name in METRICS:
         ratios[f"{name}_vs_mlflow"] = m("app", name) / m("mlflow", name)
         ratios[f"plain_{name}_vs_mlflow"] = m("app_plain", name) / m("mlflow", name)
         ratios[f"plain_{name}_vs_app"] = m("app_plain", name) / m("app", name)
+    for name in SHADOW_METRICS:
+        ratios[f"shadow_{name}_vs_app"] = m("app_shadow", name) / m("app", name)
     ratios["single_rps_vs_echo"] = median_of(runs, "app", "single", "rps") / median_of(
         runs, "echo", "single", "rps"
     )
     return {k: round(v, 3) for k, v in ratios.items()}
+
+
+def shadow_of(runs: list[dict]) -> dict:
+    """app_shadow vs app, round by round (each pair ran in the same round, minutes apart),
+    and whether the challenger scored every flight the champion did."""
+    rounds = sorted({r["round"] for r in runs})
+    rps = {
+        (r["server"], r["round"]): r["rps"]
+        for r in runs
+        if r["scenario"] == "single" and r["server"] in ("app", "app_shadow")
+    }
+    scored = [r for r in runs if r["scenario"] == "scored"]
+    return {
+        "single_rps_vs_app_by_round": [
+            round(rps["app_shadow", n] / rps["app", n], 3) for n in rounds
+        ],
+        "scored": [{k: r[k] for k in ("round", "champion", "challenger")} for r in scored],
+        "challenger_scored_every_flight": all(r["challenger"] == r["champion"] > 0 for r in scored),
+    }
 
 
 def meets(ratio: str, value: float) -> bool:
@@ -533,8 +650,11 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
     errors = {s: 0 for s in (*SERVERS, "echo")}
     for r in runs:
         errors[r["server"]] = errors.get(r["server"], 0) + r.get("errors", 0) + r.get("timeouts", 0)
+    shadow = shadow_of(runs)
     goals = {g: all(meets(k, ratios[k]) for k in keys) for g, keys in GOALS.items()}
     goals["5_no_errors"] = sum(errors.values()) == 0
+    # A shadow that scored nothing would cost nothing: its cost counts only if it ran.
+    goals["6_shadow_cost"] = goals["6_shadow_cost"] and shadow["challenger_scored_every_flight"]
     return {
         "settings": {
             "config": str(args.config),
@@ -545,10 +665,15 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
             "flights": args.flights,
             "workers": WORKERS,
             "cpus": psutil.cpu_count(),
-            "fast_paths": {"app": "as configured", "app_plain": PLAIN_PATHS},
+            "fast_paths": {
+                "app": "as configured",
+                "app_plain": PLAIN_PATHS,
+                "app_shadow": "as configured",
+            },
         },
         "medians": medians_of(runs),
         "ratios": ratios,
+        "shadow": shadow,
         "limits": {k: f"{op} {limit}" for k, (op, limit) in LIMITS.items()},
         "goals": goals,
         "errors": errors,
@@ -573,7 +698,7 @@ def print_summary(result: dict) -> None:
     head = ("", "mlflow", "app", "app_plain", "app/mlflow", "plain/mlflow", "plain/app", "goal")
     print("  {:20s} {:>10s} {:>10s} {:>10s} {:>11s} {:>12s} {:>10s}  {}".format(*head))
     for name in METRICS:
-        values = [median_row(md, s, name) for s in SERVERS]
+        values = [median_row(md, s, name) for s in COMPARED]
         ratios = [r[f"{name}_vs_mlflow"], r[f"plain_{name}_vs_mlflow"], r[f"plain_{name}_vs_app"]]
         limit = " ".join(map(str, LIMITS.get(f"{name}_vs_mlflow", ())))
         print(
@@ -583,12 +708,29 @@ def print_summary(result: dict) -> None:
         )
     echo = md["echo_single"]["rps"]
     print(f"  echo route: {echo:.0f} req/s; app one flight / echo {r['single_rps_vs_echo']:.3f}")
+    print_shadow(result)
     print(f"  errors and timeouts: {result['errors']}")
     if result.get("parity"):
         p = result["parity"]
         print(f"  parity on {p['rows']} test rows: max |path - pyfunc| {p['max_abs_diff']:.2e}")
     for goal, ok in result["goals"].items():
         print(f"  goal {goal:18s} {'SKIPPED' if ok is None else 'PASS' if ok else 'FAIL'}")
+
+
+def print_shadow(result: dict) -> None:
+    """app (no challenger) and app_shadow (@challenger scored in the shadow), one flight."""
+    md, r, shadow = result["medians"], result["ratios"], result["shadow"]
+    app, with_shadow = md["app_single"], md["app_shadow_single"]
+    print("  one flight, app vs app_shadow (@challenger scored in the shadow):")
+    for key, label in (("rps", "req/s"), ("p99_ms", "p99 ms")):
+        print(f"    {label:8s} {app[key]:10.1f} {with_shadow[key]:10.1f}")
+    cpu = "server_cpu_ms_per_request"
+    print(f"    CPU ms/request {app[cpu]:.3f} vs {with_shadow[cpu]:.3f}")
+    print(
+        f"    throughput ratio {r['shadow_single_rps_vs_app']:.3f} (rounds "
+        f"{shadow['single_rps_vs_app_by_round']}); goal {' '.join(map(str, LIMITS['shadow_single_rps_vs_app']))}"
+    )
+    print(f"    flights scored by role, per round: {shadow['scored']}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
