@@ -55,6 +55,16 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def wait_for_value(get: Callable[[], object], expected, timeout: float, what: str):
+    """Poll `get()` until it equals `expected`, at most `timeout` s; then fail showing both."""
+    deadline = time.monotonic() + timeout
+    while (value := get()) != expected:
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: after {timeout:.0f} s, {value!r}; expected {expected!r}")
+        time.sleep(1)
+    return value
+
+
 class PrometheusError(Exception):
     """Prometheus refused a query (its own message: a bad expression, a bad parameter)."""
 

@@ -48,6 +48,7 @@ from tests.integration.monitoring_support import (
     tool,
     values,
     wait_for,
+    wait_for_value,
 )
 from tests.integration.support import CFG
 
@@ -357,11 +358,8 @@ def test_alerts_pending_or_firing(stack):
     if summary["performance"]["alerts"]:
         expected["FlightDelayPerformanceAlert"] = None
 
-    def settled():
-        found = active_alerts(prom)
-        return found if set(found) == set(expected) else None
-
-    found = wait_for(settled, WAIT_S, f"exactly the alerts {sorted(expected)}", interval=1)
+    wait_for_value(lambda: sorted(active_alerts(prom)), sorted(expected), WAIT_S, "alerts")
+    found = active_alerts(prom)
     for name, instances in expected.items():
         if instances is not None:
             assert {a["instance"] for a in found[name]} == instances, (name, found[name])
