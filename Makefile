@@ -83,7 +83,7 @@ cycle: ## The monitoring cycle, the production job: make cycle AS_OF=2013-10-31 
 	$(PY) -m src.cycle $(CONFIG_ARG) --as-of $(AS_OF)
 
 loop: ## Replay the cycle Aug-Dec through a real server (report in reports/loop/)
-	$(PY) -m src.simulate $(CONFIG_ARG)
+	$(PY) -m src.simulate $(CONFIG_ARG) $(LOOP_ARGS)
 
 rollback: ## Move @champion back to the previous champion (alias history)
 	$(PY) -m src.register $(CONFIG_ARG) --rollback

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 POOLED_MONTHS = [10, 11, 12]  # the acceptance window: October-December 2013
 # One setting at a time around the config's value: (section, field, values).
 VARIATIONS = (
-    ("cycle", "early_stopping_patience", (10, 30, 100)),
+    ("cycle", "early_stopping_patience", (10, 20, 30, 50, 100)),
     ("gate", "alpha", (0.01, 0.05, 0.2)),
     ("gate", "max_log_loss_increase", (0.0, 0.002, 0.01)),
     ("gate", "min_auc_gain", (0.0, -0.002, -0.005)),

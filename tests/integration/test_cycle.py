@@ -50,7 +50,7 @@ def cycled(smoke_pipeline, mlflow_client, tmp_path, monkeypatch):
 
 
 def versions_of(client, name: str) -> list[str]:
-    return sorted(v.version for v in client.search_model_versions(f"name = '{name}'"))
+    return sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'"))
 
 
 def test_a_cycle_decides_with_evidence_then_has_nothing_to_do(cycled, mlflow_client, capsys):
@@ -190,7 +190,8 @@ def test_the_cycle_reports_live_figures_from_the_log_joined_with_outcomes(
     february = pd.read_parquet(smoke_pipeline.processed / "validation.parquet").head(3000)
     champion = load_logged_model(f"models:/{cfg.registry.model_name}@{CHAMPION}")
     cols = request_columns(february)
-    flights = {**cols, "flight": february["flight"].astype(object).tolist()}
+    flights = {name: list(values) for name, values in cols.items()}  # as the API logs them
+    flights["flight"] = february["flight"].tolist()
     for i in range(10):
         flights["flight"][i] = None  # no flight number: cannot be joined
     logger = PredictionLogger(paths.predictions)
