@@ -217,16 +217,16 @@ def stack(smoke_pipeline, test_split, tmp_path_factory):
     }
     down = f"127.0.0.1:{free_port()}"  # an API that is down: nothing listens there
     bodies = evening_flights(test_split)
-    with ExitStack() as stack:
-        pushgateway = stack.enter_context(pushgateway_server(work))
-        healthy = stack.enter_context(api_server(env, work / "healthy.log", 2, "/ready"))
-        broken = stack.enter_context(api_server(broken_env, work / "broken.log", 1, "/health"))
-        prometheus = stack.enter_context(
+    with ExitStack() as running:  # stopped in reverse order, whatever fails
+        pushgateway = running.enter_context(pushgateway_server(work))
+        healthy = running.enter_context(api_server(env, work / "healthy.log", 2, "/ready"))
+        broken = running.enter_context(api_server(broken_env, work / "broken.log", 1, "/health"))
+        prometheus = running.enter_context(
             prometheus_server(work, [healthy, broken, down], pushgateway)
         )
         # Steady clients for the stack's life: rates stay fresh for the dashboard's queries.
-        stack.enter_context(Client(f"http://{healthy}", bodies, 0.2, STACK_S))
-        stack.enter_context(Client(f"http://{broken}", bodies, 0.5, STACK_S))
+        running.enter_context(Client(f"http://{healthy}", bodies, 0.2, STACK_S))
+        running.enter_context(Client(f"http://{broken}", bodies, 0.5, STACK_S))
         # The evening rush, scored in batches (logged with their flight numbers).
         batch = [json.loads(b) for b in bodies[:BATCH_FLIGHTS]]
         for start in range(0, BATCH_FLIGHTS, 100):
@@ -294,17 +294,15 @@ def test_series_from_the_api_and_the_cycle(stack):
         (("instance", broken), ("job", API_JOB)): 1.0,
         (("instance", stack["down"]), ("job", API_JOB)): 0.0,
     }
-    # The healthy server: a champion with its out-of-sample baseline, scores observed by
-    # role and version, the registry reached. The broken one: 503s, registry unreachable.
-    info = values(prom, f'fd_model_info{{instance="{healthy}", role="champion"}} == 1')
-    assert info, f"no champion in fd_model_info\n{context(stack)}"
-    served = {dict(labels)["version"] for labels in info}
-    baseline = one(f'max(fd_model_baseline_mean_score{{instance="{healthy}"}})')
-    assert 0.05 < baseline < 0.5
-    scored = one(f'sum(fd_prediction_score_count{{instance="{healthy}", role="champion"}})')
+    # The healthy server: the champion that served the batches (the cycle may have promoted
+    # another since), its out-of-sample baseline, its scores; the registry reached. The
+    # broken one: 503s, no predictions, registry unreachable.
+    first = summary["champion_before"]
+    on_healthy = f'instance="{healthy}", version="{first}"'
+    assert query(prom, f'fd_model_info{{{on_healthy}, role="champion"}}'), context(stack)
+    assert 0.05 < one(f"fd_model_baseline_mean_score{{{on_healthy}}}") < 0.5
+    scored = one(f'sum(fd_prediction_score_count{{{on_healthy}, role="champion"}})')
     assert scored >= BATCH_FLIGHTS
-    versions = values(prom, f'sum by (version) (fd_prediction_score_count{{instance="{healthy}"}})')
-    assert {dict(labels)["version"] for labels in versions} >= served
     assert one(f'sum(fd_predictions_total{{instance="{healthy}"}})') >= BATCH_FLIGHTS
     assert one(f'fd_registry_reachable{{instance="{healthy}"}}') == 1
     assert one(f'fd_registry_reachable{{instance="{broken}"}}') == 0
@@ -329,9 +327,10 @@ def test_series_from_the_api_and_the_cycle(stack):
     assert {dict(k)["column"] for k in columns} == set(CFG.drift.columns)
     assert 0.5 < one(f"fd_cycle_window_roc_auc{{{pushed}}}") < 0.9
     # Live figures: the evening flights the healthy server logged, joined with March's
-    # outcomes.
+    # outcomes. Each was sent with its flight number and departed (the processed data holds
+    # no cancelled flight), so every one joins.
     rows = {dict(k)["state"]: v for k, v in values(prom, f"fd_cycle_live_rows{{{pushed}}}").items()}
-    assert rows["joined"] >= BATCH_FLIGHTS * 0.9, rows  # a few were cancelled
+    assert rows["joined"] >= BATCH_FLIGHTS and rows["unmatched"] == rows["cancelled"] == 0, rows
     assert rows == {k: summary["live"]["counts"][k] for k in rows}
     live = values(prom, f'fd_cycle_live_roc_auc{{{pushed}, role="champion"}}')
     assert live and all(0.5 < v < 0.9 for v in live.values()), live
@@ -345,7 +344,7 @@ def test_alerts_pending_or_firing(stack):
     (their windows are minutes long); the cycle's fire at once. FlightDelayCycleStale, pending
     before the cycle pushed (the fixture waits for it), is gone once it has."""
     prom, summary = stack["prometheus"], stack["summary"]
-    healthy, broken, down = stack["healthy"], stack["broken"], stack["down"]
+    broken, down = stack["broken"], stack["down"]
     expected = {
         "FlightDelayAPIDown": {down},
         "FlightDelayAPIHigh5xxRatio": {broken},
@@ -353,8 +352,10 @@ def test_alerts_pending_or_firing(stack):
         "FlightDelayRegistryUnreachable": {broken},
         "FlightDelayMeanPredictionShift": None,  # by version, checked below
     }
-    if summary["drift"]["drift_detected"]:
-        expected["FlightDelayDriftAlert"] = None
+    # The smoke slice's March drifts (tests/integration/test_drift.py), so the drift alert
+    # fires; the performance alert fires when the cycle says so.
+    assert summary["drift"]["drift_detected"], summary["drift"]
+    expected["FlightDelayDriftAlert"] = None
     if summary["performance"]["alerts"]:
         expected["FlightDelayPerformanceAlert"] = None
 
@@ -363,10 +364,9 @@ def test_alerts_pending_or_firing(stack):
     for name, instances in expected.items():
         if instances is not None:
             assert {a["instance"] for a in found[name]} == instances, (name, found[name])
-    # The healthy server's champion scored the evening rush well above its baseline.
+    # The champion that served the evening rush scored it well above its baseline.
     shifted = {a["version"] for a in found["FlightDelayMeanPredictionShift"]}
-    first = values(prom, f'fd_model_info{{instance="{healthy}", role="champion"}}')
-    assert shifted & {dict(k)["version"] for k in first}, (shifted, first)
+    assert summary["champion_before"] in shifted, shifted
     model = CFG.registry.model_name
     for name in ("FlightDelayDriftAlert", "FlightDelayPerformanceAlert"):
         if name in expected:
