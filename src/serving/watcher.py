@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from src.common.config import Config
 from src.common.errors import ModelNotFoundError, PipelineError
@@ -46,46 +47,43 @@ class AliasWatcher:
 
     def _follow_champion(self, target: Target) -> str | None:
         """Serve the champion alias's version; an error to report, or None."""
+        svc, alias = self.service, self.cfg.registry.alias
         if target is None:
-            return f"{self.cfg.registry.model_name}@{self.cfg.registry.alias} is not set"
-        if is_loaded(self.service.champion, target):
-            return None
-        loaded = self._load(target[0], self.cfg.registry.alias)
-        if isinstance(loaded, str):
-            return loaded
-        self.service.swap(loaded)
-        return None
+            return f"{self.cfg.registry.model_name}@{alias} is not set"
+        return self._follow(svc.champion, target, alias, svc.swap)
 
     def _follow_challenger(self, target: Target) -> str | None:
-        """Score in the shadow of @challenger's version (none once it is unset); an error to
-        report, or None."""
+        """Score in the shadow of @challenger's version, or of none once it is unset; an
+        error to report, or None."""
         svc = self.service
         if target is None:
             if svc.shadow is not None:
-                log.info(
-                    "@%s unset: v%s no longer scores in the shadow", CHALLENGER, svc.shadow.version
-                )
+                log.info("@%s unset: no more shadow scores of v%s", CHALLENGER, svc.shadow.version)
                 svc.swap_shadow(None)
             return None
-        if is_loaded(svc.shadow, target):
-            return None
-        loaded = self._load(target[0], CHALLENGER)
-        if isinstance(loaded, str):
-            return loaded
-        svc.swap_shadow(loaded)
-        return None
+        return self._follow(svc.shadow, target, CHALLENGER, svc.swap_shadow)
 
-    def _load(self, version: str, alias: str) -> LoadedModel | str:
-        """The version, loaded; or, if that failed, the error to report."""
-        name, started = self.cfg.registry.model_name, time.monotonic()
+    def _follow(
+        self,
+        current: LoadedModel | None,
+        target: tuple[str, str | None],
+        alias: str,
+        serve: Callable[[LoadedModel], None],
+    ) -> str | None:
+        """Load the alias's version unless `current` is it, and hand it to `serve`; an error
+        to report, or None. A version that fails to load is tried again next poll."""
+        if is_loaded(current, target):
+            return None
+        name, version, started = self.cfg.registry.model_name, target[0], time.monotonic()
         try:
             loaded = load_version(self.cfg, self.paths, self.registry, version, alias)
         except Exception as exc:
             log.error("could not load %s v%s (@%s): %s", name, version, alias, exc)
             return f"load of v{version} (@{alias}) failed: {str(exc)[:200]}"
+        serve(loaded)
         seconds = time.monotonic() - started
-        log.info("loaded %s v%s (@%s) from the registry in %.1f s", name, version, alias, seconds)
-        return loaded
+        log.info("serving %s v%s as @%s (loaded in %.1f s)", name, version, alias, seconds)
+        return None
 
     def start(self, interval: float) -> None:
         """Serve the export at once when it is this model's (no MLflow import: a worker is
