@@ -45,7 +45,7 @@ pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, ser
 test: ## Run the whole test suite (unit, integration, api; slow tests included)
 	$(PY) -m pytest
 
-lint: ## ruff check + black --check; import contracts (lint-imports); hadolint; compose files
+lint: ## ruff check + black --check; import contracts (lint-imports); hadolint; compose files; promtool
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/black --check .
 	$(VENV)/bin/lint-imports
@@ -53,6 +53,9 @@ lint: ## ruff check + black --check; import contracts (lint-imports); hadolint; 
 	$(VENV)/bin/docker-compose -f docker-compose.yml config -q
 	$(VENV)/bin/docker-compose -f docker-compose.yml -f docker-compose.ci.yml config -q
 	$(VENV)/bin/docker-compose -f docker-compose.yml --profile shared config -q
+	$(VENV)/bin/docker-compose -f docker-compose.yml --profile monitoring config -q
+	promtool check rules monitoring/prometheus/alerts.yml
+	promtool check config monitoring/prometheus/prometheus.yml
 
 format: ## ruff --fix + black
 	$(VENV)/bin/ruff check --fix .
