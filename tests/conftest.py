@@ -86,7 +86,7 @@ def test_split(smoke_pipeline) -> pd.DataFrame:
 
 
 @contextmanager
-def _server(cmd: list[str], env: dict, log: Path | None):
+def server_process(cmd: list[str], env: dict, log: Path | None):
     """A server process in its own session; its output goes to `log` when given."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
@@ -117,7 +117,7 @@ def mlflow_server(backend_uri: str, artifacts: Path, log: Path | None = None):
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runners
     env |= {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     url = f"http://127.0.0.1:{port}"
-    with _server(cmd, env, log) as proc:
+    with server_process(cmd, env, log) as proc:
         wait_or_fail(f"{url}/health", proc, log)
         yield url, proc
 
@@ -130,6 +130,6 @@ def gunicorn(env: dict, workers: int = 2, log: Path | None = None):
     full_env = {**os.environ, **env, "FD_BIND": f"127.0.0.1:{port}", "FD_WORKERS": str(workers)}
     cmd = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app.main:app"]
     base = f"http://127.0.0.1:{port}"
-    with _server(cmd, full_env, log) as proc:
+    with server_process(cmd, full_env, log) as proc:
         wait_or_fail(f"{base}/ready", proc, log)
         yield base, proc

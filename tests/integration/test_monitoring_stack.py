@@ -37,7 +37,7 @@ from src.common.schema import API_REQUEST_FIELDS, FLIGHTS
 from src.common.servers import free_port
 from src.data.validate import read_snapshot
 from src.monitoring.outcomes import OUTCOME_COLUMNS
-from tests.conftest import _server, point_paths_at, wait_or_fail
+from tests.conftest import point_paths_at, server_process, wait_or_fail
 from tests.integration.monitoring_support import (
     ALERT_RULES,
     PROMETHEUS_CONFIG,
@@ -80,7 +80,7 @@ def prometheus_server(workdir: Path, api_targets: list[str], pushgateway: str):
     cmd += [f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"]
     log = workdir / "prometheus.log"
     base = f"http://127.0.0.1:{port}"
-    with _server(cmd, dict(os.environ), log) as proc:
+    with server_process(cmd, dict(os.environ), log) as proc:
         wait_or_fail(f"{base}/-/ready", proc, log, timeout=60)
         yield base
 
@@ -94,7 +94,7 @@ def pushgateway_server(workdir: Path):
     # every run would start with the previous run's cycle (and write outside the test).
     cmd.append("--persistence.file=")
     log = workdir / "pushgateway.log"
-    with _server(cmd, dict(os.environ), log) as proc:
+    with server_process(cmd, dict(os.environ), log) as proc:
         wait_or_fail(f"http://{address}/-/ready", proc, log, timeout=60)
         yield address
 
@@ -106,7 +106,7 @@ def api_server(env: dict, log: Path, workers: int, ready_path: str):
     address = f"127.0.0.1:{free_port()}"
     full_env = {**os.environ, **env, "FD_BIND": address, "FD_WORKERS": str(workers)}
     cmd = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app.main:app"]
-    with _server(cmd, full_env, log) as proc:
+    with server_process(cmd, full_env, log) as proc:
         wait_or_fail(f"http://{address}{ready_path}", proc, log)
         yield address
 
