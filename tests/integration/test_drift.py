@@ -68,8 +68,8 @@ def test_prediction_log_as_batch(smoke_pipeline, test_split, tmp_path):
     expected = np.concatenate(logged)
     assert len(np.unique(expected)) > 1000  # a real model's scores, not a constant
 
-    batch = read_log(tmp_path)
-    assert len(batch) == 3000 and set(batch["model_version"]) == {champion.version}
+    batch, torn = read_log(tmp_path)
+    assert torn == 0 and len(batch) == 3000 and set(batch["model_version"]) == {champion.version}
     np.testing.assert_array_equal(batch[PREDICTION].to_numpy(), expected)
 
     code = drift.main([*ARGS, "--predictions", str(tmp_path)])
