@@ -9,7 +9,9 @@ queue every `flush_seconds`, and `close()` writes what is left, so a graceful sh
 nothing. The queue holds the flights' values as Python objects until then, so the interval
 bounds that memory under load: `make bench` measured 188 MiB per worker with 1 s (commit
 89d9db6) and 136 MiB with 0.2 s (fada5e8), the same otherwise. Each process writes its own
-file (`predictions-<day>-<pid>.jsonl`), so gunicorn workers never interleave lines.
+file (`predictions-<day>-<pid>-<start>.jsonl`), so gunicorn workers never interleave lines,
+and a worker restarted under a killed one's pid never appends to the killed one's torn
+last line (which read_log skips only as the last line of a file).
 
 The challenger (shadow) is scored here, in the flush thread, off the request path: all the
 flights queued with one challenger in one `predict_proba` call. A failure there is logged
@@ -115,6 +117,7 @@ class PredictionLogger:
         self.folder = folder
         self.flush_seconds = flush_seconds
         self.on_scores = on_scores
+        self._file_tag = f"{os.getpid()}-{datetime.now(UTC):%H%M%S%f}"  # this process's files
         self._pending: list[Entry] = []
         self._unwritten: list[tuple[Entry, ShadowScores | None]] = []  # a failed write's
         self._lock = threading.Lock()  # guards _pending (requests append, flush takes)
@@ -160,7 +163,7 @@ class PredictionLogger:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Unbuffered, one line per write: a failed write loses nothing already counted,
             # and no second's worth of lines is ever joined into one large buffer.
-            path = self.folder / f"predictions-{day}-{os.getpid()}.jsonl"
+            path = self.folder / f"predictions-{day}-{self._file_tag}.jsonl"
             with open(path, "ab", buffering=0) as fh:
                 for entry, shadow in todo:
                     fh.write(log_line(entry, shadow))

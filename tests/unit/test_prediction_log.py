@@ -64,6 +64,19 @@ def test_a_torn_last_line_is_skipped_and_counted(tmp_path, caplog):
     assert f"{path}:3: torn last line skipped" in caplog.text
 
 
+def test_a_logger_started_later_never_appends_to_a_torn_file(tmp_path):
+    """A worker restarted under the killed one's pid (here: the same process) writes a file
+    of its own, so the torn line stays the last line of its file."""
+    path, ids = written_log(tmp_path / "log", 2)
+    path.write_bytes(path.read_bytes()[:-10])  # killed mid-write
+    later = PredictionLogger(tmp_path / "log", flush_seconds=3600)
+    log_requests(later, 1)
+    later.close()
+    rows, torn = read_log(tmp_path / "log")
+    assert torn == 1 and len(list((tmp_path / "log").glob("predictions-*.jsonl"))) == 2
+    assert sorted(rows["request_id"]) == ["request-0", "request-0"]
+
+
 def test_a_complete_last_line_without_its_newline_is_read(tmp_path):
     path, ids = written_log(tmp_path / "log", 2)
     path.write_bytes(path.read_bytes().rstrip(b"\n"))
