@@ -113,28 +113,22 @@ def check_live(paths: Paths, window_month: int) -> dict:
 
 
 # ---------------------------------------------------------------- retrain and gate
+def challenger_config(cfg: Config, months: list[int], latest: int, trees: int) -> Config:
+    """The config the challenger's run logs: its tree count and the months it saw (train:
+    every labelled month; validation and test: the latest, its early stopping and gate
+    window), so the run's params and config artifact say what it was trained on."""
+    split = {"train_months": months, "validation_months": [latest], "test_months": [latest]}
+    return with_trees(cfg, trees).model_copy(update={"split": cfg.split.model_copy(update=split)})
+
+
 def challenge(client, cfg: Config, paths: Paths, champion: LoadedModel, labelled, as_of: str):
-    """Train the challenger by the recipe, register it, gate it; returns (evidence, gate)."""
-    recipe = retrain(
-        labelled,
-        load_processed(paths, "planes"),
-        cfg,
-        cfg.cycle.early_stopping_patience,
-        cfg.cycle.max_trees,
-    )
+    """Train the challenger by the recipe, register it, gate it; returns (the challenger's
+    version, trees and months; the gate's result)."""
+    planes = load_processed(paths, "planes")
+    recipe = retrain(labelled, planes, cfg, cfg.cycle.early_stopping_patience, cfg.cycle.max_trees)
     months = sorted(labelled["month"].unique().tolist())
     window = labelled[labelled["month"] == recipe.latest_month]
-    run_cfg = with_trees(cfg, recipe.trees).model_copy(
-        update={
-            "split": cfg.split.model_copy(
-                update={
-                    "train_months": months,
-                    "validation_months": [recipe.latest_month],
-                    "test_months": [recipe.latest_month],
-                }
-            )
-        }
-    )
+    run_cfg = challenger_config(cfg, months, recipe.latest_month, recipe.trees)
     tags = {**lineage_tags(paths, run_cfg), "cycle.as_of": as_of}
     run_id = log_run(recipe.model, {}, {"train": labelled}, tags, run_cfg, CHALLENGER)
     name = cfg.registry.model_name
