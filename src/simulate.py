@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -75,24 +74,13 @@ def loop_config(cfg: Config) -> Config:
 
 
 def sandbox(paths: Paths) -> tuple[Paths, Path]:
-    """Fresh sandbox folders (a repeatable run); processed data linked, never copied. The
-    MLflow store gets a new folder per replay: MLflow caches its database engine per URI, so
-    a store deleted and recreated at one path in one process would be written through a
-    stale engine."""
+    """Fresh sandbox folders (Paths.loop_sandbox: a repeatable run) and the loop config's
+    file; the processed data linked, never copied."""
     shutil.rmtree(paths.loop, ignore_errors=True)
-    root = paths.loop / "sandbox"
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    lpaths = replace(
-        paths,
-        data=root / "data",
-        models=root / "models",
-        reports=root / "reports",
-        mlflow=root / "mlruns" / stamp,
-        tracking=None,
-    )
+    lpaths = paths.loop_sandbox(datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
     lpaths.data.mkdir(parents=True)
     (lpaths.data / "processed").symlink_to(paths.processed.resolve(), target_is_directory=True)
-    return lpaths, root / "loop.yml"
+    return lpaths, lpaths.data.parent / "loop.yml"
 
 
 def sandbox_env(lpaths: Paths, config_file: Path) -> dict[str, str]:

@@ -113,21 +113,22 @@ class Paths:
         return self.reports / "loop"
 
     def loop_file(self, name: str) -> Path:
-        """report.md, decisions.json, auc.png, drift.png"""
+        """report.md, decisions.json, sensitivity.json, auc.png, drift.png"""
         return self.loop / name
 
-    def loop_drift_report(self, batch: str) -> Path:
-        return self.loop / "drift" / f"{batch}.html"
-
-    def loop_predictions(self, batch: str) -> Path:
-        return self.loop / "predictions" / batch
-
     def loop_sandbox(self, run: str) -> Paths:
-        """The loop's own models folder and MLflow store (a new store per replay: MLflow
-        caches its database engine per URI, so a store deleted and recreated at one path in
-        one process would be written through a stale engine)."""
+        """Every folder of the replay's own project under reports/loop/sandbox/: data (its
+        prediction log and outcomes), models, reports, and a new MLflow store per replay
+        (MLflow caches its database engine per URI, so a store deleted and recreated at one
+        path in one process would be written through a stale engine)."""
+        root = self.loop / "sandbox"
         return replace(
-            self, models=self.loop / "models", mlflow=self.loop / "mlruns" / run, tracking=None
+            self,
+            data=root / "data",
+            models=root / "models",
+            reports=root / "reports",
+            mlflow=root / "mlruns" / run,
+            tracking=None,
         )
 
     @property
