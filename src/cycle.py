@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from src.common.config import CONFIG_HELP, Config, load_config
 from src.common.errors import ModelNotFoundError, PipelineError
 from src.common.io import write_atomic, write_json
-from src.common.logs import setup_logging
+from src.common.logs import CRON_ERROR, run_cron_stage
 from src.common.paths import SPLITS, Paths, get_paths
 from src.common.schema import TARGET
 from src.common.settings import Settings
@@ -52,7 +52,7 @@ from src.tracking.runs import log_run
 from src.tracking.store import connect, experiment_id, lineage_tags
 
 log = logging.getLogger("cycle")
-EXIT_NOTHING, EXIT_ACTED, EXIT_ERROR = 0, 1, 2
+EXIT_NOTHING, EXIT_ACTED, EXIT_ERROR = 0, 1, CRON_ERROR
 LAST_AS_OF = "cycle.last_as_of"  # registered model tag: the latest date a cycle completed
 
 
@@ -253,24 +253,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    setup_logging()
+def _main(argv=None) -> int:
     args = parse_args(argv)
+    cfg, paths = load_config(args.config), get_paths()
     try:
-        cfg, paths = load_config(args.config), get_paths()
         summary = run_cycle(cfg, paths, args.as_of)
     except LockHeld as exc:
         if exc.stale:
-            log.error("stale lock: %s", exc)
-            return EXIT_ERROR
+            raise
         print(f"cycle {args.as_of}: nothing done: another cycle is running ({exc})")
         return EXIT_NOTHING
-    except PipelineError as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        return EXIT_ERROR
-    except Exception:  # cron must see "error", not a traceback's exit code 1 (= acted)
-        log.exception("cycle failed")
-        return EXIT_ERROR
     if summary["status"] == "already ran":
         print(f"cycle {args.as_of}: nothing to do: a cycle for {summary['last_as_of']} already ran")
         return EXIT_NOTHING
@@ -284,6 +276,10 @@ def main(argv=None) -> int:
             return EXIT_ERROR
     acted = summary["decision"] != "none" or summary["alerts"]
     return EXIT_ACTED if acted else EXIT_NOTHING
+
+
+def main(argv=None) -> int:
+    return run_cron_stage("cycle", _main, argv)
 
 
 if __name__ == "__main__":

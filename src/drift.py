@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from src.common.config import CONFIG_HELP, Config, load_config
-from src.common.errors import PipelineError
 from src.common.io import read_json, write_atomic, write_json
-from src.common.logs import setup_logging
+from src.common.logs import CRON_ERROR, run_cron_stage
 from src.common.paths import Paths, get_paths
 from src.data.processed import load_months, load_processed, months_label
 from src.monitoring.drift import (
@@ -34,7 +33,7 @@ from src.serving.loader import load_champion
 from src.serving.prediction_log import read_log
 
 log = logging.getLogger("drift")
-EXIT_OK, EXIT_ALERT, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_ALERT, EXIT_ERROR = 0, 1, CRON_ERROR
 
 
 def read_batch(paths: Paths, months: list[int], predictions: Path | None):
@@ -81,23 +80,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    setup_logging()
+def _main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        cfg, paths = load_config(args.config), get_paths()
-        preds = None
-        if args.predictions is not None:
-            preds = Path(args.predictions) if args.predictions else paths.predictions
-        summary = run(cfg, paths, args.month or cfg.drift.current_months, preds)
-    except PipelineError as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        return EXIT_ERROR
-    except Exception:  # cron must see "error", not a traceback's exit code 1 (= drift)
-        log.exception("drift check failed")
-        return EXIT_ERROR
+    cfg, paths = load_config(args.config), get_paths()
+    preds = None
+    if args.predictions is not None:
+        preds = Path(args.predictions) if args.predictions else paths.predictions
+    summary = run(cfg, paths, args.month or cfg.drift.current_months, preds)
     print(one_line(summary), file=sys.stdout)
     return EXIT_ALERT if summary["alert"] else EXIT_OK
+
+
+def main(argv=None) -> int:
+    return run_cron_stage("drift", _main, argv)
 
 
 if __name__ == "__main__":

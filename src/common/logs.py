@@ -47,3 +47,19 @@ def run_stage(name: str, body: Callable[[Sequence[str] | None], int], argv=None)
     except PipelineError as exc:
         logging.getLogger(name).error("%s: %s", type(exc).__name__, exc)
         return 1
+
+
+CRON_ERROR = 2  # exit code 1 means "acted or alerted" for the stages cron runs
+
+
+def run_cron_stage(name: str, body: Callable[[Sequence[str] | None], int], argv=None) -> int:
+    """Run a stage that cron runs (drift, cycle), whose exit code 1 is a result, not a
+    failure: every error, expected or not, becomes exit code 2 and a logged line."""
+    setup_logging()
+    try:
+        return body(argv)
+    except PipelineError as exc:
+        logging.getLogger(name).error("%s: %s", type(exc).__name__, exc)
+    except Exception:  # a traceback's exit code 1 would read as "acted"
+        logging.getLogger(name).exception("%s failed", name)
+    return CRON_ERROR
