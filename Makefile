@@ -11,7 +11,7 @@ CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
 # One OpenMP thread per process: two on a busy 2-core machine made a 3 s fit take a minute.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup lock smoke pipeline test lint format eda mlflow serve serve-prod bench drift cycle loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench drift cycle loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,9 +21,13 @@ setup: ## Create .venv and install the hash-pinned requirements (runtime + dev)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(VENV)/bin/uv pip install --python $(PY) --require-hashes -r requirements.txt -r requirements-dev.txt
 
+setup-spark: ## Add pyspark (its own hash-pinned lock) for `python -m src.predict --engine spark`
+	$(VENV)/bin/uv pip install --python $(PY) --require-hashes -r requirements-spark.txt
+
 lock: ## Re-resolve requirements*.txt from requirements*.in (uv, hash-pinned)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements.in -o requirements.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.txt
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-spark.in -o requirements-spark.txt
 
 # Every stage with one config (arguments: $(1)); drift's exit 1 (= drift found) is a result,
 # not a failure.

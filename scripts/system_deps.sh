@@ -8,13 +8,22 @@
 #   prometheus   Prometheus and promtool: the alert rules' checks (make lint, make test) and
 #                the monitoring stack test (tests/integration/test_monitoring_stack.py)
 #   prometheus-pushgateway  where that test's monitoring cycle pushes its results
+#   openjdk-17-jre-headless  Java for pyspark (python -m src.predict --engine spark)
+#   postgresql   PostgreSQL 15: the registry tests' tracking store (tests start their own
+#                server in a temporary folder, as a non-root user, on loopback)
+#   kubernetes-client  kubectl, whose built-in kustomize renders deploy/k8s for make lint
+#                (only when no kubectl is on PATH: an SDK's newer kubectl is kept)
 # (Debian starts both as system services on :9090 and :9091; the tests run their own on
 # free loopback ports. `systemctl disable --now prometheus prometheus-pushgateway` if unwanted.)
 # Installs only what is missing, with --no-install-recommends; needs root (or sudo).
 # FD_SYSTEM_DEPS="chromium wrk" narrows the list (e.g. where Docker is already installed).
 set -euo pipefail
 
-read -r -a PACKAGES <<<"${FD_SYSTEM_DEPS:-docker.io debootstrap chromium wrk prometheus prometheus-pushgateway}"
+read -r -a PACKAGES <<<"${FD_SYSTEM_DEPS:-docker.io debootstrap chromium wrk prometheus prometheus-pushgateway openjdk-17-jre-headless postgresql}"
+
+if [ -z "${FD_SYSTEM_DEPS:-}" ] && ! command -v kubectl >/dev/null; then
+    PACKAGES+=(kubernetes-client)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
