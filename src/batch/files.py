@@ -1,0 +1,114 @@
+"""What the batch job reads and writes: input files found and read in record batches, the
+output's columns, the lineage stored in the output's metadata, and the run's summary.
+
+Both engines (src/batch/local.py, src/batch/spark.py) share these, so their outputs have the
+same columns and the same lineage, and their summaries read alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from src.common.errors import PipelineError, SchemaError
+from src.common.schema import PREDICTION, REQUEST_FIELDS
+
+FORMATS = (".parquet", ".csv")
+# The output's own columns, after the input's pass-through columns. The decision's name is
+# not `delayed`: in the processed splits that is the observed label, which passes through.
+DECISION = "predicted_delayed"
+MODEL_NAME, MODEL_VERSION = "model_name", "model_version"
+RESULT_COLUMNS = (PREDICTION, DECISION, MODEL_NAME, MODEL_VERSION)
+LINEAGE_KEY = b"flight_delay"  # the output file's metadata key: lineage as JSON
+
+
+def input_files(path: Path) -> list[Path]:
+    """The Parquet and CSV files to score: `path` itself, or the files in the folder (not its
+    subfolders; hidden and `_`-prefixed files, such as Spark's markers, are skipped)."""
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith((".", "_"))
+        )
+        if not files:
+            raise PipelineError(f"{path}: no .parquet or .csv files in this folder")
+        return files
+    if not path.is_file():
+        raise PipelineError(f"{path}: no such file or folder")
+    if path.suffix.lower() not in FORMATS:
+        raise PipelineError(f"{path}: not a .parquet or .csv file")
+    return [path]
+
+
+def count_rows(files: list[Path]) -> int | None:
+    """Rows in all files, from the Parquet footers; None when a CSV file is among them."""
+    if any(f.suffix.lower() == ".csv" for f in files):
+        return None
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def read_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The file's rows in record batches, so memory stays flat however large it is. A CSV
+    file's request fields are read as text: a bad value becomes a rejected row
+    (src/batch/rows.py), not a failed file."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+            return
+        text = {field: pa.string() for field in REQUEST_FIELDS}
+        convert = pa_csv.ConvertOptions(column_types=text, strings_can_be_null=True)
+        reader = pa_csv.open_csv(path, convert_options=convert)
+        yield from reader
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SchemaError(f"{path}: cannot read it ({exc})") from None
+
+
+def passthrough_columns(names: list[str], where: str) -> list[str]:
+    """The input's columns other than the model's fields: they reach the output as read."""
+    clash = sorted(set(names) & set(RESULT_COLUMNS))
+    if clash:
+        raise SchemaError(f"{where}: column(s) {clash} would be overwritten by the output's")
+    return [n for n in names if n not in REQUEST_FIELDS]
+
+
+def with_lineage(schema: pa.Schema, lineage: dict) -> pa.Schema:
+    return schema.with_metadata({LINEAGE_KEY: json.dumps(lineage, sort_keys=True).encode()})
+
+
+def read_lineage(path: Path) -> dict:
+    """The lineage a scored file carries (model, version, run, data hash, commit, ...)."""
+    metadata = pq.read_schema(path).metadata or {}
+    if LINEAGE_KEY not in metadata:
+        raise SchemaError(f"{path}: no {LINEAGE_KEY.decode()} lineage in its metadata")
+    return json.loads(metadata[LINEAGE_KEY])
+
+
+@dataclass
+class Summary:
+    files: int
+    rows: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+    @property
+    def scored(self) -> int:
+        return self.rows - self.rejected
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def line(self, output: Path, rejects: Path) -> str:
+        where = f"-> {output}" + (f" (rejects: {rejects})" if self.rejected else "")
+        return (
+            f"{self.rows:,} rows from {self.files} file(s) in {self.seconds:.1f} s "
+            f"({self.rows_per_second:,.0f} rows/s): {self.scored:,} scored, "
+            f"{self.rejected:,} rejected {where}"
+        )

@@ -1,0 +1,141 @@
+"""Flight records checked row by row: the batch job's version of the API's 422s.
+
+The rules are the API's (app/schemas.py), derived from the same declaration
+(src/common/schema.py): each request field has its kind, whether it may be missing, its bounds
+and its pattern, floats must be finite, and year-month-day must be a date. The API refuses a
+whole request when one field is bad; a batch file sets the bad rows aside, each with the first
+field that failed (in the declaration's order) and why, and scores the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from src.common.errors import SchemaError
+from src.common.schema import REQUEST, Column
+
+REJECT_FIELD, REJECT_REASON = "reject_field", "reject_reason"
+
+
+@dataclass(frozen=True)
+class Checked:
+    valid: pd.DataFrame  # rows that passed; request fields in their declared dtypes
+    rejects: pd.DataFrame  # rows that failed, as read, plus reject_field and reject_reason
+    ok: np.ndarray  # per row of the frame checked: True if it passed
+
+
+def check_rows(frame: pd.DataFrame, where: str) -> Checked:
+    """Split a frame of flight records into valid rows and rejects. A required field missing
+    from the frame altogether is the file's fault, not a row's: SchemaError naming `where`."""
+    missing = [c.name for c in REQUEST if not c.nullable and c.name not in frame]
+    if missing:
+        raise SchemaError(f"{where}: required column(s) {missing} missing")
+    problems = Problems(len(frame))
+    valid = frame.copy(deep=False)
+    for col in REQUEST:
+        if col.name in frame:
+            valid[col.name] = check_column(frame[col.name], col, problems)
+    check_dates(valid, problems)
+    bad = problems.rows()
+    rejects = frame[bad].assign(
+        **{REJECT_FIELD: problems.field[bad], REJECT_REASON: problems.reason[bad]}
+    )
+    return Checked(valid[~bad] if bad.any() else valid, rejects, ~bad)
+
+
+class Problems:
+    """The first problem found per row: its field and reason (None: no problem yet)."""
+
+    def __init__(self, n: int):
+        self.found = np.zeros(n, dtype=bool)
+        self.field = np.full(n, None, dtype=object)
+        self.reason = np.full(n, None, dtype=object)
+
+    def add(self, mask: np.ndarray, field: str, reasons) -> None:
+        """Record `reasons` (one string, or one per row of `mask`) where no problem is yet."""
+        new = np.asarray(mask, dtype=bool) & ~self.found
+        if not new.any():
+            return
+        if not isinstance(reasons, str):
+            reasons = np.asarray(reasons, dtype=object)[new[mask]]
+        self.found |= new
+        self.field[new], self.reason[new] = field, reasons
+
+    def rows(self) -> np.ndarray:
+        return self.found
+
+
+def check_column(values: pd.Series, col: Column, problems: Problems) -> pd.Series:
+    """The column in its declared dtype (int64, float64 or object strings); what cannot be
+    is recorded in `problems`. A bad row's own value is left as NaN/None: it is dropped."""
+    if col.kind == "str":
+        return check_strings(values, col, problems)
+    number = as_numbers(values, col, problems)
+    present = number.notna().to_numpy()
+    x = number.to_numpy(dtype="float64", na_value=np.nan)
+    if not col.nullable:
+        problems.add(~present, col.name, "missing")
+    problems.add(present & ~np.isfinite(np.where(present, x, 0.0)), col.name, "not finite")
+    if col.kind == "int":
+        problems.add(present & (np.floor(x) != x), col.name, "not a whole number")
+    for bound, below in ((col.min, True), (col.max, False)):
+        if bound is not None:
+            out = present & ((x < bound) if below else (x > bound))
+            word = "below the minimum" if below else "above the maximum"
+            problems.add(out, col.name, [f"{v:g} is {word} {bound:g}" for v in x[out]])
+    if col.kind == "int" and not col.nullable:  # a bad row's 0 is never scored
+        whole = np.where(np.isfinite(x) & (np.floor(x) == x), x, 0).astype("int64")
+        return pd.Series(whole, index=values.index)
+    return pd.Series(x, index=values.index)
+
+
+def as_numbers(values: pd.Series, col: Column, problems: Problems) -> pd.Series:
+    """Numbers as they are; text (a CSV column read as strings) parsed, what is not a number
+    recorded. Booleans are not numbers here, as in the API."""
+    if pd.api.types.is_bool_dtype(values):
+        problems.add(values.notna().to_numpy(), col.name, "not a number")
+        return pd.Series(np.nan, index=values.index)
+    if pd.api.types.is_numeric_dtype(values):
+        return values
+    number = pd.to_numeric(values, errors="coerce")
+    unparsed = (values.notna() & number.isna()).to_numpy()
+    problems.add(unparsed, col.name, [f"{v!r} is not a number" for v in values[unparsed]])
+    return number
+
+
+def check_strings(values: pd.Series, col: Column, problems: Problems) -> pd.Series:
+    """Strings as they are; anything else recorded. The pattern is matched once per distinct
+    value: a file's carriers, airports and tail numbers repeat on most rows."""
+    present = values.notna().to_numpy()
+    if not col.nullable:
+        problems.add(~present, col.name, "missing")
+    distinct = pd.unique(values[present])
+    pattern = re.compile(col.pattern) if col.pattern else None
+    bad = [v for v in distinct if not isinstance(v, str) or (pattern and not pattern.fullmatch(v))]
+    if bad:
+        rows = values.isin(bad).to_numpy() & present
+        why = [
+            f"{v!r} does not match {col.pattern}" if isinstance(v, str) else f"{v!r} is not text"
+            for v in values[rows]
+        ]
+        problems.add(rows, col.name, why)
+    return values.astype(object).where(present, None)
+
+
+def check_dates(valid: pd.DataFrame, problems: Problems) -> None:
+    """year-month-day must name a day of the calendar (the API's rule), checked on rows
+    whose three fields passed."""
+    ok = ~problems.rows()
+    ymd = valid.loc[ok, ["year", "month", "day"]]
+    when = pd.to_datetime(ymd, errors="coerce")
+    not_a_day = np.zeros(len(valid), dtype=bool)
+    not_a_day[np.flatnonzero(ok)] = when.isna().to_numpy()
+    rows = valid[not_a_day]
+    why = [
+        f"{y}-{m:02d}-{d:02d} is not a date" for y, m, d in rows[["year", "month", "day"]].values
+    ]
+    problems.add(not_a_day, "day", why)
