@@ -26,6 +26,7 @@ DECISION = "predicted_delayed"
 MODEL_NAME, MODEL_VERSION = "model_name", "model_version"
 RESULT_COLUMNS = (PREDICTION, DECISION, MODEL_NAME, MODEL_VERSION)
 LINEAGE_KEY = b"flight_delay"  # the output file's metadata key: lineage as JSON
+LINEAGE_FILE = "_lineage.json"  # a Parquet folder's (the Spark engine's output) lineage
 
 
 def input_files(path: Path) -> list[Path]:
@@ -64,8 +65,9 @@ def read_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
             return
         text = {field: pa.string() for field in REQUEST_FIELDS}
         convert = pa_csv.ConvertOptions(column_types=text, strings_can_be_null=True)
-        reader = pa_csv.open_csv(path, convert_options=convert)
-        yield from reader
+        for block in pa_csv.open_csv(path, convert_options=convert):  # blocks of ~1 MB
+            for start in range(0, block.num_rows, batch_rows):
+                yield block.slice(start, batch_rows)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SchemaError(f"{path}: cannot read it ({exc})") from None
 
@@ -88,6 +90,16 @@ def read_lineage(path: Path) -> dict:
     if LINEAGE_KEY not in metadata:
         raise SchemaError(f"{path}: no {LINEAGE_KEY.decode()} lineage in its metadata")
     return json.loads(metadata[LINEAGE_KEY])
+
+
+def read_output_lineage(path: Path) -> dict:
+    """The lineage of either engine's output: a Parquet file's metadata (`read_lineage`), or
+    a Parquet folder's LINEAGE_FILE (the Spark engine's; readers of the folder skip it)."""
+    if not path.is_dir():
+        return read_lineage(path)
+    if not (path / LINEAGE_FILE).is_file():
+        raise SchemaError(f"{path}: no {LINEAGE_FILE} in this folder")
+    return json.loads((path / LINEAGE_FILE).read_text())
 
 
 @dataclass

@@ -1,0 +1,194 @@
+"""The batch scoring job, `python -m src.predict`, on the smoke pipeline's real test split:
+what it writes (pass-through columns, the logged model's probabilities, the decision, the
+lineage), folders of Parquet and CSV, bad rows set aside, and errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from src import predict
+from src.batch.files import DECISION, read_lineage
+from src.common.config import load_config
+from src.common.paths import ROOT, SMOKE_CONFIG
+from src.common.schema import PREDICTION, REQUEST_FIELDS
+
+CFG = load_config(SMOKE_CONFIG)
+NAME = CFG.registry.model_name
+
+
+@pytest.fixture(scope="module")
+def flights(test_split) -> pd.DataFrame:
+    """3,000 test flights with an id that passes through, and the observed label."""
+    frame = test_split.head(3000).reset_index(drop=True)
+    return frame[[*REQUEST_FIELDS, "delayed"]].assign(flight_id=[f"f{i}" for i in range(3000)])
+
+
+@pytest.fixture(scope="module")
+def champion(mlflow_client):
+    return mlflow_client.get_model_version_by_alias(NAME, CFG.registry.alias)
+
+
+@pytest.fixture(scope="module")
+def pyfunc_scores(flights, champion) -> np.ndarray:
+    """What the logged model itself says, through MLflow's pyfunc."""
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/{champion.version}")
+    return model.predict(flights[list(REQUEST_FIELDS)])[PREDICTION].to_numpy()
+
+
+def run(*args: str) -> int:
+    return predict.main(["--config", str(SMOKE_CONFIG), "--no-progress", *map(str, args)])
+
+
+def test_a_parquet_file_is_scored_by_the_champion_with_its_lineage(
+    tmp_path, flights, champion, pyfunc_scores
+):
+    flights.to_parquet(tmp_path / "in.parquet", index=False)
+    out = tmp_path / "out" / "scored.parquet"
+    assert run("--input", tmp_path / "in.parquet", "--output", out) == 0
+    scored = pd.read_parquet(out)
+    assert scored.columns.tolist() == [
+        "delayed", "flight_id", PREDICTION, DECISION, "model_name", "model_version"
+    ]  # fmt: skip
+    assert scored["flight_id"].tolist() == flights["flight_id"].tolist()  # row for row
+    np.testing.assert_allclose(scored[PREDICTION], pyfunc_scores, rtol=0, atol=1e-12)
+    decided = scored[PREDICTION] >= CFG.serve.threshold
+    assert (scored[DECISION] == decided).all() and 0 < decided.mean() < 1
+    assert set(scored["model_version"]) == {str(champion.version)}
+    lineage = read_lineage(out)
+    assert lineage["run_id"] == champion.run_id
+    assert lineage["model_uri"] == f"models:/{NAME}/{champion.version}"
+    assert lineage["threshold"] == CFG.serve.threshold and lineage["engine"] == "local"
+    assert len(lineage["data_manifest_sha256"]) == 64 and lineage["git_commit"]
+    assert (tmp_path / "out" / "scored.rejects.jsonl").read_text() == ""
+
+
+def test_a_folder_of_parquet_and_csv_files_scores_alike(tmp_path, flights, pyfunc_scores):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    flights.iloc[:1000].to_parquet(folder / "a.parquet", index=False)
+    flights.iloc[1000:].to_csv(folder / "b.csv", index=False)
+    (folder / "_SUCCESS").write_text("")  # markers other tools leave are not inputs
+    out = tmp_path / "scored.parquet"
+    assert run("--input", folder, "--output", out, "--batch-rows", 700) == 0
+    scored = pd.read_parquet(out)
+    assert scored["flight_id"].tolist() == flights["flight_id"].tolist()
+    np.testing.assert_allclose(scored[PREDICTION], pyfunc_scores, rtol=0, atol=1e-12)
+
+
+def test_bad_rows_go_to_the_rejects_with_field_and_reason(tmp_path, flights, pyfunc_scores):
+    csv = flights.iloc[:50].astype(object)
+    csv.loc[3, "month"] = 13
+    csv.loc[7, "carrier"] = "united"
+    csv.loc[11, "distance"] = "far"
+    csv.loc[20, "hour"] = None
+    csv.loc[30, ["month", "day"]] = [2, 30]
+    csv.to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "scored.parquet"
+    assert run("--input", tmp_path / "in.csv", "--output", out, "--batch-rows", 16) == 1
+    lines = (tmp_path / "scored.rejects.jsonl").read_text().splitlines()
+    rejects = [json.loads(line) for line in lines]
+    got = [(r["source_row"], r["reject_field"], r["flight_id"]) for r in rejects]
+    assert got == [(3, "month", "f3"), (7, "carrier", "f7"), (11, "distance", "f11"),
+                   (20, "hour", "f20"), (30, "day", "f30")]  # fmt: skip
+    assert rejects[2]["reject_reason"] == "'far' is not a number"
+    assert rejects[0]["source_file"] == str(tmp_path / "in.csv")
+    scored = pd.read_parquet(out)
+    kept = [i for i in range(50) if i not in (3, 7, 11, 20, 30)]
+    assert scored["flight_id"].tolist() == [f"f{i}" for i in kept]
+    np.testing.assert_allclose(scored[PREDICTION], pyfunc_scores[kept], rtol=0, atol=1e-12)
+
+
+def test_a_text_value_deep_in_a_large_csv_is_one_rejected_row(tmp_path, flights):
+    """CSV types are inferred from the first block (~1 MB): a value further down that does
+    not fit must still be a row's problem, not the file's."""
+    big = pd.concat([flights] * 5, ignore_index=True).astype({"distance": object})
+    big.loc[len(big) - 5, "distance"] = "far"
+    big.to_csv(tmp_path / "in.csv", index=False)
+    assert (tmp_path / "in.csv").stat().st_size > 2**20
+    out = tmp_path / "scored.parquet"
+    assert run("--input", tmp_path / "in.csv", "--output", out) == 1
+    [reject] = [json.loads(x) for x in (tmp_path / "scored.rejects.jsonl").open()]
+    assert (reject["source_row"], reject["reject_field"]) == (len(big) - 5, "distance")
+    assert pq.read_metadata(out).num_rows == len(big) - 1
+
+
+def test_a_model_folder_and_an_alias_uri_score_alike(tmp_path, flights, smoke_pipeline):
+    flights.iloc[:500].to_parquet(tmp_path / "in.parquet", index=False)
+    by_alias, by_folder = tmp_path / "alias.parquet", tmp_path / "folder.parquet"
+    uri = f"models:/{NAME}@{CFG.registry.alias}"
+    assert run("--input", tmp_path / "in.parquet", "--output", by_alias, "--model", uri) == 0
+    folder = smoke_pipeline.champion  # the export: an MLflow model folder
+    assert run("--input", tmp_path / "in.parquet", "--output", by_folder, "--model", folder) == 0
+    a, b = pd.read_parquet(by_alias), pd.read_parquet(by_folder)
+    np.testing.assert_array_equal(a[PREDICTION], b[PREDICTION])
+    assert read_lineage(by_folder)["run_id"] == read_lineage(by_alias)["run_id"]
+
+
+def test_only_the_model_fields_are_needed(tmp_path, flights):
+    required = ["year", "month", "day", "hour", "minute", "carrier", "origin", "dest", "distance"]
+    flights[required].iloc[:100].to_parquet(tmp_path / "in.parquet", index=False)
+    out = tmp_path / "scored.parquet"
+    assert run("--input", tmp_path / "in.parquet", "--output", out) == 0
+    assert pq.read_metadata(out).num_rows == 100
+
+
+@pytest.mark.parametrize(
+    ("make_input", "extra", "message"),
+    [
+        (lambda d, f: d / "missing.parquet", [], "no such file or folder"),
+        (lambda d, f: f.drop(columns=["carrier"]), [], r"required column\(s\) \['carrier'\]"),
+        (lambda d, f: f.rename(columns={"delayed": "delay_probability"}), [], "overwritten"),
+        (lambda d, f: f, ["--model", "models:/nope"], "expected models:/"),
+        (lambda d, f: f, ["--model", f"models:/{NAME}/999"], "ModelNotFoundError"),
+    ],
+    ids=["no-input", "no-carrier", "clashing-column", "bad-uri", "no-version"],
+)
+def test_errors_exit_2_name_the_cause_and_leave_the_last_output(
+    tmp_path, flights, make_input, extra, message, caplog
+):
+    made = make_input(tmp_path, flights.iloc[:100])
+    source = made if not isinstance(made, pd.DataFrame) else tmp_path / "in.parquet"
+    if isinstance(made, pd.DataFrame):
+        made.to_parquet(source, index=False)
+    out = tmp_path / "scored.parquet"
+    out.write_bytes(b"last run's output")
+    assert run("--input", source, "--output", out, *extra) == 2
+    assert any(pd.Series([r.getMessage() for r in caplog.records]).str.contains(message))
+    assert out.read_bytes() == b"last run's output"  # nothing half-written replaced it
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_second_file_that_fails_mid_run_leaves_nothing(tmp_path, flights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    flights.iloc[:100].to_parquet(folder / "a.parquet", index=False)
+    flights.iloc[:100].drop(columns=["origin"]).to_parquet(folder / "b.parquet", index=False)
+    out = tmp_path / "scored.parquet"
+    assert run("--input", folder, "--output", out) == 2
+    assert list(tmp_path.iterdir()) == [folder]
+
+
+def test_the_output_may_not_sit_in_the_input_folder(tmp_path, flights):
+    flights.iloc[:10].to_parquet(tmp_path / "a.parquet", index=False)
+    assert run("--input", tmp_path, "--output", tmp_path / "scored.parquet") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet"]
+
+
+@pytest.mark.slow
+def test_the_command_line_prints_progress_and_one_summary_line(tmp_path, flights):
+    flights.to_parquet(tmp_path / "in.parquet", index=False)
+    cmd = [sys.executable, "-m", "src.predict", "--config", str(SMOKE_CONFIG)]
+    cmd += ["--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "o.parquet")]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "rows/s" in done.stderr  # tqdm's bar
+    summary = [line for line in done.stderr.splitlines() if "rows from 1 file(s)" in line]
+    assert len(summary) == 1 and "3,000 scored, 0 rejected" in summary[0]
