@@ -35,7 +35,7 @@ from src.common.io import read_json
 from src.common.logs import run_cron_stage
 from src.common.paths import get_paths
 from src.model import model as model_file
-from src.serving.loader import LoadedModel, load_champion
+from src.serving.loader import LoadedModel, booster_for, load_champion
 from src.serving.registry import MlflowRegistry
 
 log = logging.getLogger("predict")
@@ -57,11 +57,11 @@ def resolve_model(arg: str | None, cfg, paths) -> Resolved:
             return Resolved(loaded, f"models:/{loaded.name}/{loaded.version}")
         return Resolved(loaded, str(paths.champion))
     if arg.startswith("models:/"):
-        return Resolved(from_registry(arg, paths), arg)
-    return Resolved(from_folder(Path(arg)), arg)
+        return Resolved(from_registry(arg, cfg, paths), arg)
+    return Resolved(from_folder(Path(arg), cfg), arg)
 
 
-def from_registry(uri: str, paths) -> LoadedModel:
+def from_registry(uri: str, cfg, paths) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
     match = MODEL_URI.fullmatch(uri)
@@ -75,15 +75,13 @@ def from_registry(uri: str, paths) -> LoadedModel:
             if target is None:
                 raise ModelNotFoundError(f"--model {uri}: no alias @{alias} on {name}")
             version = target[0]
-        model, run_id, metadata = registry.load_version(
-            name, version, model_file.LightGBMBooster.from_text
-        )
+        model, run_id, metadata = registry.load_version(name, version, booster_for(cfg))
     except MlflowException as exc:
         raise ModelNotFoundError(f"--model {uri}: {exc.message}") from None
     return LoadedModel(model, name, version, alias or "", "registry", run_id, metadata)
 
 
-def from_folder(folder: Path) -> LoadedModel:
+def from_folder(folder: Path, cfg) -> LoadedModel:
     """A logged model's folder (downloaded, or the export in models/champion/)."""
     spec_file = folder / "MLmodel"
     if not spec_file.is_file():
@@ -94,7 +92,7 @@ def from_folder(folder: Path) -> LoadedModel:
         raise ModelNotFoundError(f"--model {folder}: not a model this project logged")
     export = folder / "metadata.json"  # the export's name, version and lineage, when present
     meta = read_json(export) if export.is_file() else {}
-    model = model_file.load(folder / pyfunc["data"])
+    model = model_file.load(folder / pyfunc["data"], booster_for(cfg))
     version = str(meta.get("version", "unregistered"))
     name = meta.get("name", folder.name)
     return LoadedModel(model, name, version, "", "folder", spec.get("run_id"), meta)
@@ -126,6 +124,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rejects", type=Path, help="default: <output>.rejects.jsonl beside it")
     p.add_argument("--model", help="models:/<name>/<version>, models:/<name>@<alias>, or a folder")
     p.add_argument("--engine", choices=("local", "spark"), default="local")
+    p.add_argument("--spark-master", help="--engine spark: default local[2], or spark-submit's")
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--batch-rows", type=int, default=65536, help="rows per record batch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -146,7 +145,9 @@ def _main(argv=None) -> int:
     if args.engine == "spark":
         from src.batch import spark
 
-        summary = spark.score_files(files, resolved.uri, threshold, output, rejects, about)
+        summary = spark.score_files(
+            files, resolved.uri, threshold, output, rejects, about, master=args.spark_master
+        )
     else:
         from src.batch import local
 
