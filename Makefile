@@ -49,7 +49,7 @@ pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, ser
 test: ## Run the whole test suite (unit, integration, api; slow tests included)
 	$(PY) -m pytest
 
-lint: ## ruff check + black --check; import contracts (lint-imports); hadolint; compose files; promtool
+lint: ## ruff check + black --check; import contracts (lint-imports); hadolint; compose files; promtool; k8s manifests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/black --check .
 	$(VENV)/bin/lint-imports
@@ -60,6 +60,7 @@ lint: ## ruff check + black --check; import contracts (lint-imports); hadolint; 
 	$(VENV)/bin/docker-compose -f docker-compose.yml --profile monitoring config -q
 	promtool check rules monitoring/prometheus/alerts.yml
 	promtool check config monitoring/prometheus/prometheus.yml
+	scripts/k8s_validate.sh
 
 format: ## ruff --fix + black
 	$(VENV)/bin/ruff check --fix .

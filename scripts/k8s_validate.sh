@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make lint`'s Kubernetes check, offline (no cluster): render every overlay of deploy/k8s
+# with kubectl's built-in kustomize, then validate the rendered resources (and the Secret
+# template, which no overlay includes) against the Kubernetes API schemas with
+# kubernetes-validate in strict mode, so a misspelt or unknown field fails too.
+# One line per overlay. docs/kubernetes.md says what the manifests are.
+#   KUBECTL=/path/to/kubectl  FD_K8S_VERSION=1.32 (the schemas' Kubernetes version)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KUBECTL=${KUBECTL:-kubectl}
+VALIDATE=${KUBERNETES_VALIDATE:-.venv/bin/kubernetes-validate}
+K8S_VERSION=${FD_K8S_VERSION:-1.32}
+K8S=deploy/k8s
+
+command -v "$KUBECTL" >/dev/null || {
+    echo "k8s: no kubectl on PATH (make system-deps installs one; or KUBECTL=...)" >&2
+    exit 1
+}
+# The overlays use kustomize v5 fields (resources: ../../base, labels, replicas, patches).
+# kubectl 1.20 (Debian bookworm's kubernetes-client) bundles kustomize v2.0.3, which
+# refuses them, and prints no kustomizeVersion at all.
+kustomize=$("$KUBECTL" version --client -o json 2>/dev/null |
+    sed -n 's/.*"kustomizeVersion": *"v\([0-9][0-9]*\)\..*/\1/p')
+if [ -z "$kustomize" ] || [ "$kustomize" -lt 5 ]; then
+    echo "k8s: $KUBECTL bundles kustomize ${kustomize:+v$kustomize}${kustomize:-of unknown version (an old kubectl)};" \
+        "deploy/k8s needs kustomize v5 (kubectl >= 1.27); KUBECTL=... picks another" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+overlays=0
+for dir in "$K8S"/overlays/*/; do
+    name=$(basename "$dir")
+    [ -f "$dir/kustomization.yaml" ] || continue
+    out="$tmp/$name.yaml"
+    "$KUBECTL" kustomize "$dir" >"$out"
+    # --quiet: only failures and warnings; the exit code is non-zero on any failure.
+    "$VALIDATE" --kubernetes-version "$K8S_VERSION" --strict --quiet "$out"
+    echo "k8s: overlays/$name: $(grep -c '^kind:' "$out") resources rendered, valid against Kubernetes $K8S_VERSION (strict)"
+    overlays=$((overlays + 1))
+done
+[ "$overlays" -gt 0 ] || { echo "k8s: no overlay under $K8S/overlays" >&2; exit 1; }
+
+"$VALIDATE" --kubernetes-version "$K8S_VERSION" --strict --quiet "$K8S/secret.template.yaml"
+echo "k8s: secret.template.yaml: valid against Kubernetes $K8S_VERSION (strict)"
