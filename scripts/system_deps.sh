@@ -11,8 +11,9 @@
 #   openjdk-17-jre-headless  Java for pyspark (python -m src.predict --engine spark)
 #   postgresql   PostgreSQL 15: the registry tests' tracking store (tests start their own
 #                server in a temporary folder, as a non-root user, on loopback)
-#   kubernetes-client  kubectl, whose built-in kustomize renders deploy/k8s for make lint
-#                (only when no kubectl is on PATH: an SDK's newer kubectl is kept)
+# Not here: kubectl, whose kustomize v5 renders deploy/k8s in make lint. Debian's
+# kubernetes-client (1.20) is too old for it; install kubectl >= 1.27 from your platform
+# (make lint skips the manifests without it, and fails when CI is set).
 # (Debian starts both as system services on :9090 and :9091; the tests run their own on
 # free loopback ports. `systemctl disable --now prometheus prometheus-pushgateway` if unwanted.)
 # Installs only what is missing, with --no-install-recommends; needs root (or sudo).
@@ -20,10 +21,6 @@
 set -euo pipefail
 
 read -r -a PACKAGES <<<"${FD_SYSTEM_DEPS:-docker.io debootstrap chromium wrk prometheus prometheus-pushgateway openjdk-17-jre-headless postgresql}"
-
-if [ -z "${FD_SYSTEM_DEPS:-}" ] && ! command -v kubectl >/dev/null; then
-    PACKAGES+=(kubernetes-client)
-fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
