@@ -32,7 +32,8 @@ lock: ## Re-resolve requirements*.txt from requirements*.in (uv, hash-pinned)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-spark.in -o requirements-spark.txt
 
 # Every stage with one config (arguments: $(1)); drift's exit 1 (= drift found) is a result,
-# not a failure.
+# not a failure. The batch job's exit 1 (rows rejected) fails the run: the test split passed
+# preprocessing's checks, so a rejected row there means the two sets of rules disagree.
 define run_stages
 	$(PY) -m src.ingest $(1)
 	$(PY) -m src.preprocess $(1)
@@ -46,7 +47,7 @@ endef
 smoke: ## Every stage on a small slice (train Jan, validate Feb, test + batch scoring + drift Mar)
 	$(call run_stages,--config $(SMOKE))
 
-pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, serve check, drift
+pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, serve check, batch scoring, drift
 	$(call run_stages,$(CONFIG_ARG))
 
 test: ## Run the whole test suite (unit, integration, api; slow tests included)

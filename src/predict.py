@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from src.batch.files import input_files
+from src.batch.files import BATCH_ROWS, input_files
 from src.common.config import CONFIG_HELP, load_config
 from src.common.errors import ModelNotFoundError, PipelineError
 from src.common.io import read_json
@@ -126,9 +126,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--engine", choices=("local", "spark"), default="local")
     p.add_argument("--spark-master", help="--engine spark: default local[2], or spark-submit's")
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument("--batch-rows", type=int, default=65536, help="rows per record batch")
+    p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per record batch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
+
+
+def check_paths(files: list[Path], source: Path, output: Path, rejects: Path) -> None:
+    """No output may replace an input or the other output, or sit where a later run would
+    read it as input."""
+    inputs = {f.resolve() for f in files}
+    out, rej = output.resolve(), rejects.resolve()
+    for flag, path in (("--output", out), ("--rejects", rej)):
+        if path in inputs:
+            raise PipelineError(f"{flag} {path}: is an input file")
+        if source.is_dir() and path.is_relative_to(source.resolve()):
+            raise PipelineError(f"{flag} {path}: inside the input folder, a later run reads it")
+    if out == rej:
+        raise PipelineError(f"--rejects {rej}: the same file as --output")
 
 
 def _main(argv=None) -> int:
@@ -136,27 +150,26 @@ def _main(argv=None) -> int:
     cfg, paths = load_config(args.config), get_paths()
     files = input_files(args.input)
     output, rejects = args.output, args.rejects or rejects_path(args.output)
-    if args.input.is_dir() and output.resolve().is_relative_to(args.input.resolve()):
-        raise PipelineError(f"--output {output}: inside the input folder, a later run reads it")
+    check_paths(files, args.input, output, rejects)
     resolved = resolve_model(args.model, cfg, paths)
-    loaded, threshold = resolved.loaded, cfg.serve.threshold
+    loaded = resolved.loaded
     log.info("scoring %d file(s) with %s v%s", len(files), loaded.name, loaded.version)
-    about = lineage(resolved, threshold, args.engine)
+    about = lineage(resolved, cfg.serve.threshold, args.engine)
     if args.engine == "spark":
         from src.batch import spark
 
         summary = spark.score_files(
-            files, resolved.uri, threshold, output, rejects, about, master=args.spark_master
+            files, resolved.uri, about["threshold"], output, rejects, about, args.spark_master
         )
     else:
         from src.batch import local
 
-        model_id = (loaded.name, loaded.version)
         summary = local.score_files(
-            files, loaded.model, model_id, threshold, output, rejects, about,
-            batch_rows=args.batch_rows, progress=not args.no_progress,
-        )  # fmt: skip
+            files, loaded.model, output, rejects, about, args.batch_rows, not args.no_progress
+        )
     log.info(summary.line(output, rejects))
+    if summary.rows and not summary.scored:
+        log.warning("every row was rejected: %s says why", rejects)
     return 1 if summary.rejected else 0
 
 

@@ -7,7 +7,9 @@ same columns and the same lineage, and their summaries read alike.
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from src.batch.rows import REJECT_FIELD, REJECT_REASON
 from src.common.errors import PipelineError, SchemaError
-from src.common.schema import PREDICTION, REQUEST_FIELDS
+from src.common.schema import PREDICTION, REQUEST, REQUEST_FIELDS
 
 FORMATS = (".parquet", ".csv")
 # The output's own columns, after the input's pass-through columns. The decision's name is
@@ -27,6 +30,13 @@ MODEL_NAME, MODEL_VERSION = "model_name", "model_version"
 RESULT_COLUMNS = (PREDICTION, DECISION, MODEL_NAME, MODEL_VERSION)
 LINEAGE_KEY = b"flight_delay"  # the output file's metadata key: lineage as JSON
 LINEAGE_FILE = "_lineage.json"  # a Parquet folder's (the Spark engine's output) lineage
+RESULT_SCHEMA = (
+    pa.field(PREDICTION, pa.float64()),
+    pa.field(DECISION, pa.bool_()),
+    pa.field(MODEL_NAME, pa.string()),
+    pa.field(MODEL_VERSION, pa.string()),
+)
+BATCH_ROWS = 65536  # rows per record batch: a few MB of columns, and LightGBM's calls stay long
 
 
 def input_files(path: Path) -> list[Path]:
@@ -48,6 +58,30 @@ def input_files(path: Path) -> list[Path]:
     return [path]
 
 
+def input_schema(path: Path) -> pa.Schema:
+    """A file's columns, read before any row: a Parquet footer, or a CSV header (every CSV
+    column is text, see read_batches)."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pq.read_schema(path)
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SchemaError(f"{path}: cannot read it ({exc})") from None
+    return pa.schema([(name, pa.string()) for name in header])
+
+
+def check_input(path: Path, names: list[str]) -> None:
+    """A file's own faults, found from its columns before scoring starts: a required field
+    missing, or a column named like one of the output's."""
+    missing = [c.name for c in REQUEST if not c.nullable and c.name not in names]
+    if missing:
+        raise SchemaError(f"{path}: required column(s) {missing} missing")
+    clash = sorted(set(names) & set(RESULT_COLUMNS))
+    if clash:
+        raise SchemaError(f"{path}: column(s) {clash} would be overwritten by the output's")
+
+
 def count_rows(files: list[Path]) -> int | None:
     """Rows in all files, from the Parquet footers; None when a CSV file is among them."""
     if any(f.suffix.lower() == ".csv" for f in files):
@@ -56,28 +90,55 @@ def count_rows(files: list[Path]) -> int | None:
 
 
 def read_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The file's rows in record batches, so memory stays flat however large it is. A CSV
-    file's request fields are read as text: a bad value becomes a rejected row
-    (src/batch/rows.py), not a failed file."""
+    """The file's rows in record batches, so memory stays flat however large it is.
+
+    Every CSV column is read as text, and only an empty cell is missing: Arrow would infer
+    types from the first block (~1 MB), so a value further down that does not fit would fail
+    the whole file, and its default missing markers ("NA", "NULL", ...) would turn valid
+    text into gaps. The row checks parse the request fields (src/batch/rows.py); the other
+    columns pass through as text."""
     try:
         if path.suffix.lower() == ".parquet":
             yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
             return
-        text = {field: pa.string() for field in REQUEST_FIELDS}
-        convert = pa_csv.ConvertOptions(column_types=text, strings_can_be_null=True)
-        for block in pa_csv.open_csv(path, convert_options=convert):  # blocks of ~1 MB
+        text = {name: pa.string() for name in input_schema(path).names}
+        convert = pa_csv.ConvertOptions(
+            column_types=text, null_values=[""], strings_can_be_null=True
+        )
+        for block in pa_csv.open_csv(path, convert_options=convert):
             for start in range(0, block.num_rows, batch_rows):
                 yield block.slice(start, batch_rows)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SchemaError(f"{path}: cannot read it ({exc})") from None
 
 
-def passthrough_columns(names: list[str], where: str) -> list[str]:
+def passthrough_columns(names: list[str]) -> list[str]:
     """The input's columns other than the model's fields: they reach the output as read."""
-    clash = sorted(set(names) & set(RESULT_COLUMNS))
-    if clash:
-        raise SchemaError(f"{where}: column(s) {clash} would be overwritten by the output's")
     return [n for n in names if n not in REQUEST_FIELDS]
+
+
+def output_schema(schema: pa.Schema) -> pa.Schema:
+    """The output's columns for an input's: its pass-through columns, then the results."""
+    keep = [schema.field(n) for n in passthrough_columns(schema.names)]
+    return pa.schema([*keep, *RESULT_SCHEMA])
+
+
+def json_safe(value):
+    """NaN as missing (null), as the row checks read it; an infinity as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
+
+
+def reject_line(source_file: str, source_row: int, field: str, reason: str, values: dict) -> str:
+    """One rejected row as a JSON line: where it came from, why, and its values as read
+    (strict JSON: see json_safe)."""
+    safe = {
+        k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()
+    }
+    record = {"source_file": source_file, "source_row": source_row, REJECT_FIELD: field,
+              REJECT_REASON: reason, "values": safe}  # fmt: skip
+    return json.dumps(record, default=str, allow_nan=False) + "\n"
 
 
 def with_lineage(schema: pa.Schema, lineage: dict) -> pa.Schema:

@@ -71,7 +71,7 @@ class Problems:
 
 def check_column(values: pd.Series, col: Column, problems: Problems) -> pd.Series:
     """The column in its declared dtype (int64, float64 or object strings); what cannot be
-    is recorded in `problems`. A bad row's own value is left as NaN/None: it is dropped."""
+    is recorded in `problems` (the row is set aside, so its value here does not matter)."""
     if col.kind == "str":
         return check_strings(values, col, problems)
     number = as_numbers(values, col, problems)
@@ -88,14 +88,16 @@ def check_column(values: pd.Series, col: Column, problems: Problems) -> pd.Serie
             word = "below the minimum" if below else "above the maximum"
             problems.add(out, col.name, [f"{v:g} is {word} {bound:g}" for v in x[out]])
     if col.kind == "int" and not col.nullable:  # a bad row's 0 is never scored
-        whole = np.where(np.isfinite(x) & (np.floor(x) == x), x, 0).astype("int64")
+        fits = present & (np.floor(x) == x) & (np.abs(x) < 2**53)
+        whole = np.where(fits, x, 0).astype("int64")
         return pd.Series(whole, index=values.index)
     return pd.Series(x, index=values.index)
 
 
 def as_numbers(values: pd.Series, col: Column, problems: Problems) -> pd.Series:
     """Numbers as they are; text (a CSV column read as strings) parsed, what is not a number
-    recorded. Booleans are not numbers here, as in the API."""
+    recorded. Stricter than the API in one way: a boolean column is not numbers here (the
+    API's lax parsing takes true as 1)."""
     if pd.api.types.is_bool_dtype(values):
         problems.add(values.notna().to_numpy(), col.name, "not a number")
         return pd.Series(np.nan, index=values.index)
@@ -127,8 +129,8 @@ def check_strings(values: pd.Series, col: Column, problems: Problems) -> pd.Seri
 
 
 def check_dates(valid: pd.DataFrame, problems: Problems) -> None:
-    """year-month-day must name a day of the calendar (the API's rule), checked on rows
-    whose three fields passed."""
+    """year-month-day must name a day of the calendar (the API's rule), checked on the rows
+    with no problem yet."""
     ok = ~problems.rows()
     ymd = valid.loc[ok, ["year", "month", "day"]]
     when = pd.to_datetime(ymd, errors="coerce")

@@ -38,6 +38,7 @@ from src.batch.files import (
     MODEL_NAME,
     MODEL_VERSION,
     Summary,
+    check_input,
     passthrough_columns,
 )
 from src.batch.rows import REJECT_FIELD, REJECT_REASON, check_rows
@@ -142,20 +143,12 @@ def spark_session(master: str | None = None):
 
 
 def read_file(spark, path: Path):
-    """The file as a DataFrame. A CSV file's request fields are text (the row checks parse
-    them); its other columns are typed as Spark infers them, whole numbers as bigint."""
+    """The file as a DataFrame. Every CSV column is text and an empty cell is missing, as in
+    the local engine (src/batch/files.py, read_batches): the row checks parse the fields."""
     where = str(path.absolute())
     if path.suffix.lower() == ".parquet":
         return nanos_as_timestamps(spark.read.parquet(where), path)
-    from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
-
-    inferred = spark.read.csv(where, header=True, inferSchema=True).schema
-    fields = []
-    for f in inferred.fields:
-        kind = StringType() if f.name in REQUEST_FIELDS else f.dataType
-        kind = LongType() if isinstance(kind, IntegerType) else kind
-        fields.append(StructField(f.name, kind, True))
-    return spark.read.csv(where, header=True, schema=StructType(fields))
+    return spark.read.csv(where, header=True, inferSchema=False)
 
 
 def nanos_as_timestamps(frame, path: Path):
@@ -192,10 +185,7 @@ def numbered(frame, path: Path):
     here, before any row is read, with check_rows's message."""
     from pyspark.sql import functions as F
 
-    missing = [c.name for c in REQUEST if not c.nullable and c.name not in frame.columns]
-    if missing:
-        raise SchemaError(f"{path}: required column(s) {missing} missing")
-    passthrough_columns(frame.columns, str(path))  # a clash with the output's columns
+    check_input(path, frame.columns)
     return frame.withColumn(ROW_ID, F.monotonically_increasing_id())
 
 
@@ -238,13 +228,13 @@ def checked_file(frame, path: Path, first_row):
             F.lit(where).alias("source_file"),
             source_row.alias("source_row"),
             *problem,
-            *[json_value(frame, name) for name in columns],
+            F.struct(*[json_value(frame, name) for name in columns]).alias("values"),
         ),
         {"ignoreNullFields": "false"},
     )
     fields = [F.col(f"_check.{c.name}").alias(c.name) for c in REQUEST]
     return frame.select(
-        *passthrough_columns(columns, where),
+        *passthrough_columns(columns),
         F.struct(*fields).alias(CHECKED),
         F.when(F.col(f"_check.{REJECT_FIELD}").isNotNull(), line).alias(REJECT_LINE),
     )

@@ -95,10 +95,11 @@ def test_bad_rows_go_to_the_rejects_with_field_and_reason(tmp_path, flights, pyf
     assert run("--input", tmp_path / "in.csv", "--output", out, "--batch-rows", 16) == 1
     lines = (tmp_path / "scored.rejects.jsonl").read_text().splitlines()
     rejects = [json.loads(line) for line in lines]
-    got = [(r["source_row"], r["reject_field"], r["flight_id"]) for r in rejects]
+    got = [(r["source_row"], r["reject_field"], r["values"]["flight_id"]) for r in rejects]
     assert got == [(3, "month", "f3"), (7, "carrier", "f7"), (11, "distance", "f11"),
                    (20, "hour", "f20"), (30, "day", "f30")]  # fmt: skip
     assert rejects[2]["reject_reason"] == "'far' is not a number"
+    assert rejects[2]["values"]["distance"] == "far" and rejects[3]["values"]["hour"] is None
     assert rejects[0]["source_file"] == str(tmp_path / "in.csv")
     scored = pd.read_parquet(out)
     kept = [i for i in range(50) if i not in (3, 7, 11, 20, 30)]
@@ -118,6 +119,33 @@ def test_a_text_value_deep_in_a_large_csv_is_one_rejected_row(tmp_path, flights)
     [reject] = [json.loads(x) for x in (tmp_path / "scored.rejects.jsonl").open()]
     assert (reject["source_row"], reject["reject_field"]) == (len(big) - 5, "distance")
     assert pq.read_metadata(out).num_rows == len(big) - 1
+
+
+def test_a_csv_pass_through_column_is_text_whatever_it_holds_further_down(tmp_path, flights):
+    """Arrow would type a column from the first ~1 MB: one empty at the top and filled with
+    text further down would fail the file. Every CSV column is read as text instead."""
+    big = pd.concat([flights] * 5, ignore_index=True).assign(note="")
+    big.loc[len(big) - 1, "note"] = "late change"
+    big.to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "scored.parquet"
+    assert run("--input", tmp_path / "in.csv", "--output", out) == 0
+    scored = pd.read_parquet(out, columns=["note", "delayed"])
+    assert scored["note"].iloc[-1] == "late change" and scored["note"].iloc[0] is None
+    assert scored["delayed"].iloc[:3].tolist() == flights["delayed"].iloc[:3].astype(str).tolist()
+
+
+def test_rejects_are_strict_json_and_numbered_by_position(tmp_path, flights):
+    """An infinite value is written as text, and a pandas index saved in the file (here of
+    labels) is not what numbers the rows: their position in the file is."""
+    frame = flights.iloc[:20].copy()
+    frame.loc[4, "temp"] = np.inf
+    frame.set_index("flight_id").iloc[::-1].to_parquet(tmp_path / "in.parquet")
+    out = tmp_path / "scored.parquet"
+    assert run("--input", tmp_path / "in.parquet", "--output", out) == 1
+    line = (tmp_path / "scored.rejects.jsonl").read_text()
+    reject = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert (reject["source_row"], reject["reject_field"]) == (15, "temp")
+    assert reject["values"]["temp"] == "inf" and reject["values"]["flight_id"] == "f4"
 
 
 def test_a_model_folder_and_an_alias_uri_score_alike(tmp_path, flights, smoke_pipeline):
@@ -176,10 +204,26 @@ def test_a_second_file_that_fails_mid_run_leaves_nothing(tmp_path, flights):
     assert list(tmp_path.iterdir()) == [folder]
 
 
-def test_the_output_may_not_sit_in_the_input_folder(tmp_path, flights):
-    flights.iloc[:10].to_parquet(tmp_path / "a.parquet", index=False)
-    assert run("--input", tmp_path, "--output", tmp_path / "scored.parquet") == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet"]
+@pytest.mark.parametrize(
+    ("output", "rejects", "message"),
+    [
+        ("in/scored.parquet", None, "inside the input folder"),
+        ("in/a.parquet", None, "is an input file"),
+        ("scored.parquet", "in/a.parquet", "is an input file"),
+        ("scored.parquet", "scored.parquet", "the same file as --output"),
+    ],
+)
+def test_no_output_may_replace_an_input_or_the_other_output(
+    tmp_path, flights, output, rejects, message, caplog
+):
+    (tmp_path / "in").mkdir()
+    flights.iloc[:10].to_parquet(tmp_path / "in" / "a.parquet", index=False)
+    before = (tmp_path / "in" / "a.parquet").read_bytes()
+    extra = ["--rejects", tmp_path / rejects] if rejects else []
+    assert run("--input", tmp_path / "in", "--output", tmp_path / output, *extra) == 2
+    assert message in caplog.text
+    assert (tmp_path / "in" / "a.parquet").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.parquet", "in"]
 
 
 @pytest.mark.slow
