@@ -3,8 +3,8 @@ and against `mlflow models predict`, the same model on the same files.
 
     python -m benchmarks.batch [--rows 1000000] [--big-rows 5000000] [--rounds 3]
 
-The input is the test split repeated to --rows (Parquet, and CSV: the one format both
-commands read), with the flight number as a pass-through column. Each round measures, in
+The input is the processed test split repeated to --rows (Parquet, and CSV: the one format
+both commands read); its label, flight number and UTC hour pass through. Each round measures, in
 turn:
 - in-process: the exported champion's `predict_proba` (features plus booster) over the
   rows in memory, in the job's batches: the ceiling for any job;
@@ -37,18 +37,17 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from src.batch.files import BATCH_ROWS
 from src.common.config import load_config
 from src.common.errors import PipelineError
 from src.common.io import write_json
 from src.common.logs import run_stage
 from src.common.paths import ROOT, get_paths
-from src.common.schema import REQUEST_FIELDS
 from src.model import model as model_file
 from src.model.features import request_columns
 from src.serving.loader import booster_for
 
 log = logging.getLogger("bench.batch")
-BATCH_ROWS = 65536  # the job's default (src/predict.py)
 # name: (what is compared, the bound); ratios are medians over rounds.
 GOALS = {
     "job_vs_in_process": ("job rows/s over in-process rows/s (Parquet)", 0.80),
@@ -59,15 +58,15 @@ SUMMARY = re.compile(r"\(([\d,]+) rows/s\)")
 
 
 def write_inputs(folder: Path, rows: int, big_rows: int) -> dict[str, Path]:
-    """The test split repeated to `rows` (Parquet and CSV) and to `big_rows` (Parquet)."""
-    test = pd.read_parquet(get_paths().processed_file("test"), columns=[*REQUEST_FIELDS, "flight"])
-    table = pa.Table.from_pandas(test, preserve_index=False)
+    """The processed test split, every column (the label, the flight number and the UTC hour
+    pass through), repeated to `rows` (Parquet and CSV) and to `big_rows` (Parquet), in row
+    groups of pyarrow's default size (1 Mi rows), as most writers leave them."""
+    test = pq.read_table(get_paths().processed_file("test"))
     files = {"parquet": folder / "small.parquet", "csv": folder / "small.csv"}
     files["big"] = folder / "big.parquet"
     for name, n in (("parquet", rows), ("big", big_rows)):
-        with pq.ParquetWriter(files[name], table.schema) as writer:
-            for start in range(0, n, len(table)):
-                writer.write_table(table.slice(0, min(len(table), n - start)))
+        repeated = pa.concat_tables([test] * -(-n // len(test))).slice(0, n)  # no copies
+        pq.write_table(repeated, files[name])
     pa_csv.write_csv(pq.read_table(files["parquet"]), files["csv"])
     return files
 
