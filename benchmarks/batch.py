@@ -11,7 +11,9 @@ turn:
 - the job on the Parquet file, and on the CSV file (its own rows/s for the scoring loop,
   and wall time from process start to exit);
 - `mlflow models predict` on the CSV file (wall time; --env-manager local);
-- the job on the Parquet file of --big-rows: its peak RSS against the 1M-row run's.
+- the job on the Parquet file of --big-rows: its peak RSS against the 1M-row run's;
+- with pyspark installed (make setup-spark), the Spark engine on the Parquet file, on
+  local[2]: reported, with no goal (the same two cores, plus a JVM).
 Peak RSS is the kernel's (os.wait4's ru_maxrss), not sampled. Every process runs with
 OMP_NUM_THREADS=1. Each run records the CPU other processes used meanwhile (these machines
 are shared). Writes reports/bench/batch.json, prints the medians and the range over rounds,
@@ -21,6 +23,7 @@ and exits 1 if a goal is missed (GOALS).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import re
@@ -113,13 +116,17 @@ def busy_seconds() -> float:
     return t.user + t.system + t.nice + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
 
 
-def job(source: Path, out: Path, model_dir: Path) -> dict:
+def job(source: Path, out: Path, model_dir: Path, engine: str = "local") -> dict:
     cmd = [sys.executable, "-m", "src.predict", "--input", str(source), "--output", str(out)]
-    run = timed([*cmd, "--model", str(model_dir), "--no-progress"])
+    run = timed([*cmd, "--model", str(model_dir), "--engine", engine, "--no-progress"])
     match = SUMMARY.search(run.pop("stderr"))
     if match is None:
         raise PipelineError(f"src.predict printed no summary for {source}")
     return run | {"rows_per_s": float(match.group(1).replace(",", ""))}
+
+
+def spark_installed() -> bool:
+    return importlib.util.find_spec("pyspark") is not None
 
 
 def mlflow_predict(source: Path, out: Path, model_dir: Path) -> dict:
@@ -140,6 +147,8 @@ def one_round(files: dict[str, Path], model_dir: Path, scratch: Path) -> dict:
     result["job_csv"] = job(files["csv"], scratch / "out-csv.parquet", model_dir)
     result["mlflow_csv"] = mlflow_predict(files["csv"], scratch / "mlflow.json", model_dir)
     result["job_big"] = job(files["big"], scratch / "out-big.parquet", model_dir)
+    if spark_installed():  # reported beside the others; no goal (local[2] on the same 2 cores)
+        result["spark_parquet"] = job(files["parquet"], scratch / "spark", model_dir, "spark")
     result["ratios"] = {
         "job_vs_in_process": result["job_parquet"]["rows_per_s"] / result["in_process_rows_per_s"],
         "job_vs_mlflow": result["mlflow_csv"]["wall_s"] / result["job_csv"]["wall_s"],
@@ -193,6 +202,11 @@ def print_summary(result: dict) -> None:
         print(
             f"  {label:<15} {median(key, 'rows_per_s'):>10,.0f} rows/s  wall {median(key, 'wall_s'):6.1f} s"
             f"  peak RSS {median(key, 'peak_rss_mib'):6.0f} MiB"
+        )
+    if all("spark_parquet" in r for r in rounds):
+        print(
+            f"  {'spark, Parquet':<15} {median('spark_parquet', 'rows_per_s'):>10,.0f} rows/s"
+            f"  wall {median('spark_parquet', 'wall_s'):6.1f} s  (local[2]; its JVM's memory not counted)"
         )
     print(
         f"  mlflow, CSV     {'':>17}  wall {median('mlflow_csv', 'wall_s'):6.1f} s"

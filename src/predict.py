@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,6 +128,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--spark-master", help="--engine spark: default local[2], or spark-submit's")
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per record batch")
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="local engine: processes that score batches (default: one per CPU; 1: this one)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -165,8 +170,9 @@ def _main(argv=None) -> int:
         from src.batch import local
 
         summary = local.score_files(
-            files, loaded.model, output, rejects, about, args.batch_rows, not args.no_progress
-        )
+            files, loaded.model, output, rejects, about,
+            args.batch_rows, not args.no_progress, max(1, args.workers),
+        )  # fmt: skip
     log.info(summary.line(output, rejects))
     if summary.rows and not summary.scored:
         log.warning("every row was rejected: %s says why", rejects)

@@ -7,12 +7,21 @@ batch is read (pyarrow), its rows checked (src/batch/rows.py), scored by the mod
 with its pass-through columns; bad rows go to the rejects file with their field and reason.
 Both files are written beside their targets and renamed into place only when the run
 succeeds, so a failed run leaves no partial output.
+
+Fast path (switch: `workers`, `--workers`; default one per CPU): batches are checked and
+scored in that many threads, results written in input order. One thread scores at the
+model's single-core rate; LightGBM's C code and numpy let go of the GIL, so a second core
+nearly doubles it (benchmarks/batch.py gives the figures). `workers=1` is the plain path:
+everything in this thread, in turn. tests/integration/test_predict.py checks that both
+write the same files.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +39,7 @@ from src.batch.files import (
     check_input,
     count_rows,
     input_schema,
+    numbers_parsed,
     output_schema,
     passthrough_columns,
     read_batches,
@@ -48,7 +58,12 @@ class Batch(NamedTuple):
     source: str  # the file it came from
     offset: int  # its first row's number in that file (0-based)
     rows: pa.RecordBatch  # as read
-    checked: Checked  # its request fields, checked
+
+
+class Scored(NamedTuple):
+    rows: int  # rows in the batch
+    table: pa.Table  # the output's rows for its valid rows
+    rejects: list[str]  # a JSON line per rejected row
 
 
 def score_files(
@@ -59,6 +74,7 @@ def score_files(
     lineage: dict,
     batch_rows: int = BATCH_ROWS,
     progress: bool = True,
+    workers: int = 1,
 ) -> Summary:
     """Score every row of `files` into the Parquet file `output`; rows that fail the checks
     go to `rejects` (JSON lines). `lineage` names the model (model_name, model_version,
@@ -67,22 +83,58 @@ def score_files(
     summary = Summary(files=len(files))
     bar = tqdm(total=count_rows(files), unit=" rows", unit_scale=True, disable=not progress)
     start = time.perf_counter()
+    batches = read_all(files, batch_rows)
+    if workers > 1:
+        scored = in_threads(batches, model, lineage, schema, workers)
+    else:
+        scored = (score_batch(batch, model, lineage, schema) for batch in batches)
     with (
         atomic_path(output) as out_tmp,
         atomic_path(rejects) as rej_tmp,
         open(rej_tmp, "w") as rejected,
         pq.ParquetWriter(out_tmp, schema) as writer,
     ):
-        for batch in checked_batches(files, batch_rows):
-            proba = model.predict_proba(request_columns(batch.checked.valid))
-            writer.write_table(output_table(batch, proba, lineage, schema))
-            rejected.writelines(reject_lines(batch))
-            summary.rows += batch.rows.num_rows
-            summary.rejected += int((~batch.checked.ok).sum())
-            bar.update(batch.rows.num_rows)
+        for result in scored:
+            writer.write_table(result.table)
+            rejected.writelines(result.rejects)
+            summary.rows += result.rows
+            summary.rejected += len(result.rejects)
+            bar.update(result.rows)
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def read_all(files: list[Path], batch_rows: int) -> Iterator[Batch]:
+    for path in files:
+        offset = 0
+        for rows in read_batches(path, batch_rows):
+            yield Batch(str(path), offset, rows)
+            offset += rows.num_rows
+
+
+def score_batch(batch: Batch, model, lineage: dict, schema: pa.Schema) -> Scored:
+    """Check a batch's rows, score the valid ones: the output's rows and the rejects."""
+    fields = [n for n in batch.rows.schema.names if n in REQUEST_FIELDS]
+    # Only the model's fields go through pandas (the checks); the others stay Arrow.
+    frame = numbers_parsed(batch.rows.select(fields)).to_pandas(ignore_metadata=True)
+    checked = check_rows(frame, batch.source)
+    proba = model.predict_proba(request_columns(checked.valid))
+    table = output_table(batch, checked, proba, lineage, schema)
+    return Scored(batch.rows.num_rows, table, list(reject_lines(batch, checked)))
+
+
+def in_threads(batches, model, lineage, schema, workers: int) -> Iterator[Scored]:
+    """score_batch in `workers` threads, results in input order; at most two batches per
+    thread in flight, so memory stays flat."""
+    pending: deque = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
+        for batch in batches:
+            pending.append(pool.submit(score_batch, batch, model, lineage, schema))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def common_output_schema(files: list[Path]) -> pa.Schema:
@@ -103,21 +155,10 @@ def common_output_schema(files: list[Path]) -> pa.Schema:
     return first
 
 
-def checked_batches(files: list[Path], batch_rows: int) -> Iterator[Batch]:
-    for path in files:
-        offset = 0
-        for rows in read_batches(path, batch_rows):
-            fields = [n for n in rows.schema.names if n in REQUEST_FIELDS]
-            # Only the model's fields go through pandas (the checks); the others stay Arrow.
-            frame = rows.select(fields).to_pandas(ignore_metadata=True)
-            yield Batch(str(path), offset, rows, check_rows(frame, str(path)))
-            offset += rows.num_rows
-
-
-def output_table(batch: Batch, proba: np.ndarray, lineage: dict, schema: pa.Schema) -> pa.Table:
+def output_table(batch: Batch, checked: Checked, proba, lineage: dict, schema) -> pa.Table:
     """The batch's valid rows: their pass-through columns, then the result columns, in the
     output's column order and types (a later file's are cast to the first's)."""
-    valid = batch.rows.filter(pa.array(batch.checked.ok))
+    valid = batch.rows.filter(pa.array(checked.ok))
     n = len(proba)
     columns = {name: valid.column(name) for name in passthrough_columns(valid.schema.names)}
     columns[PREDICTION] = pa.array(proba, pa.float64())
@@ -131,13 +172,13 @@ def output_table(batch: Batch, proba: np.ndarray, lineage: dict, schema: pa.Sche
         raise SchemaError(f"{batch.source}: a pass-through column's type differs ({exc})") from None
 
 
-def reject_lines(batch: Batch) -> Iterator[str]:
+def reject_lines(batch: Batch, checked: Checked) -> Iterator[str]:
     """The batch's rejected rows, numbered by position in their file, values as read."""
-    bad = ~batch.checked.ok
+    bad = ~checked.ok
     if not bad.any():
         return
     positions = np.flatnonzero(bad)
     records = batch.rows.filter(pa.array(bad)).to_pylist()
-    problems = batch.checked.rejects[[REJECT_FIELD, REJECT_REASON]].itertuples(index=False)
+    problems = checked.rejects[[REJECT_FIELD, REJECT_REASON]].itertuples(index=False)
     for position, values, (field, reason) in zip(positions, records, problems, strict=True):
         yield reject_line(batch.source, batch.offset + int(position), field, reason, values)

@@ -148,6 +148,24 @@ def test_rejects_are_strict_json_and_numbered_by_position(tmp_path, flights):
     assert reject["values"]["temp"] == "inf" and reject["values"]["flight_id"] == "f4"
 
 
+def test_one_thread_and_several_write_the_same_files(tmp_path, flights):
+    """--workers 1 is the plain path (one thread, batch after batch); more threads must
+    write the same rows in the same order, rejects included."""
+    frame = pd.concat([flights] * 3, ignore_index=True).astype({"carrier": object})
+    frame.loc[[10, 4000, 8999], "carrier"] = "??"
+    frame.to_parquet(tmp_path / "in.parquet", index=False)
+    outputs = {}
+    for workers in (1, 3):
+        out = tmp_path / f"w{workers}.parquet"
+        args = ["--input", tmp_path / "in.parquet", "--output", out, "--batch-rows", 1000]
+        assert run(*args, "--workers", workers) == 1
+        rejects = (tmp_path / f"w{workers}.rejects.jsonl").read_text()
+        outputs[workers] = (pq.read_table(out), rejects)
+    (plain, plain_rejects), (threaded, threaded_rejects) = outputs[1], outputs[3]
+    assert plain.num_rows == len(frame) - 3 and plain.equals(threaded)
+    assert plain_rejects == threaded_rejects and plain_rejects.count("\n") == 3
+
+
 def test_a_model_folder_and_an_alias_uri_score_alike(tmp_path, flights, smoke_pipeline):
     flights.iloc[:500].to_parquet(tmp_path / "in.parquet", index=False)
     by_alias, by_folder = tmp_path / "alias.parquet", tmp_path / "folder.parquet"
