@@ -130,7 +130,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per record batch")
     p.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1,
-        help="local engine: processes that score batches (default: one per CPU; 1: this one)",
+        help="local engine: threads that score batches (default: one per CPU; 1: the plain path)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -159,18 +159,24 @@ def _main(argv=None) -> int:
     resolved = resolve_model(args.model, cfg, paths)
     loaded = resolved.loaded
     log.info("scoring %d file(s) with %s v%s", len(files), loaded.name, loaded.version)
-    about = lineage(resolved, cfg.serve.threshold, args.engine)
+    run_lineage = lineage(resolved, cfg.serve.threshold, args.engine)
     if args.engine == "spark":
         from src.batch import spark
 
         summary = spark.score_files(
-            files, resolved.uri, about["threshold"], output, rejects, about, args.spark_master
+            files,
+            resolved.uri,
+            run_lineage["threshold"],
+            output,
+            rejects,
+            run_lineage,
+            args.spark_master,
         )
     else:
         from src.batch import local
 
         summary = local.score_files(
-            files, loaded.model, output, rejects, about,
+            files, loaded.model, output, rejects, run_lineage,
             args.batch_rows, not args.no_progress, max(1, args.workers),
         )  # fmt: skip
     log.info(summary.line(output, rejects))
