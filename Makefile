@@ -8,12 +8,13 @@ SMOKE := configs/smoke.yml
 # API the config its exported champion was registered with.
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
-# Where the stages keep their data (src/common/paths.py reads the same variable).
+# Where the stages keep data and reports (src/common/paths.py reads the same variables).
 DATA := $(or $(FD_DATA_DIR),data)
+REPORTS := $(or $(FD_REPORTS_DIR),reports)
 # One OpenMP thread per process: two on a busy 2-core machine made a 3 s fit take a minute.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict drift cycle loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -126,6 +127,10 @@ browser-test: ## The browser tests alone (Debian's chromium via Playwright)
 
 lock-shared: ## Re-lock docker/mlflow-shared.txt (the `shared` profile's MLflow server)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes docker/mlflow-shared.in -o docker/mlflow-shared.txt
+
+model-card: ## Refresh the committed MODEL_CARD.md from the full pipeline's card (after make pipeline)
+	@test -f $(REPORTS)/model_card/flight-delay.md || { echo "no $(REPORTS)/model_card/flight-delay.md: run make pipeline first"; exit 2; }
+	cp $(REPORTS)/model_card/flight-delay.md MODEL_CARD.md
 
 clean: ## Remove generated data, models, reports and the local MLflow store (keeps data/raw)
 	rm -rf data/processed data/predictions data/scored models/champion reports mlruns

@@ -67,7 +67,7 @@ def loop_config(cfg: Config) -> Config:
     """The loop's own registered model and experiment, and a registry poll of half a second
     (the replay waits for the server to follow each promotion)."""
     name = cfg.loop.model_name
-    registry = cfg.registry.model_copy(update={"model_name": name, "model_card": None})
+    registry = cfg.registry.model_copy(update={"model_name": name})
     serve = cfg.serve.model_copy(update={"reload_seconds": 0.5})
     train = cfg.train.model_copy(update={"experiment": name})
     return cfg.model_copy(update={"registry": registry, "train": train, "serve": serve})

@@ -67,9 +67,6 @@ class Train(_Strict):
 class Registry(_Strict):
     model_name: str = "flight-delay"
     alias: str = "champion"
-    # Relative to the repo root; None writes it under reports/ (smoke runs keep the
-    # committed MODEL_CARD.md, which comes from the full pipeline's champion).
-    model_card: str | None = "MODEL_CARD.md"
 
 
 class FastPaths(_Strict):

@@ -83,10 +83,10 @@ class Paths:
         return self.models / "registry" / f"{model_name}.alias-history.jsonl"
 
     # ---- reports
-    def model_card(self, model_name: str, in_repo: str | None) -> Path:
-        """`registry.model_card` (relative to the repo) if the config names one, else
-        reports/model_card/<name>.md."""
-        return ROOT / in_repo if in_repo else self.reports / "model_card" / f"{model_name}.md"
+    def model_card(self, model_name: str) -> Path:
+        """Written by every export. The committed MODEL_CARD.md is a copy of the full
+        pipeline's, refreshed on purpose (`make model-card`), so no run dirties the tree."""
+        return self.reports / "model_card" / f"{model_name}.md"
 
     def drift_report(self, batch: str) -> Path:
         return self.reports / "drift" / batch / "report.html"

@@ -67,6 +67,6 @@ def publish_champion(client: MlflowClient, cfg: Config, paths: Paths) -> None:
     run = client.get_run(version.run_id)
     meta = metadata(version, run, cfg)
     export(f"models:/{name}@{CHAMPION}", meta, cfg, paths)
-    card = paths.model_card(name, cfg.registry.model_card)
+    card = paths.model_card(name)
     write_atomic(card, lambda p: p.write_text(render_model_card(meta, run.data.params)))
     log.info("model card written to %s", card)

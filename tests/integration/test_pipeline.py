@@ -69,7 +69,7 @@ def test_register_sets_alias_and_exports_champion(smoke_pipeline, mlflow_client)
     assert smoke_pipeline.champion_model.is_file()  # models/champion/data/model.pkl
     assert not list(smoke_pipeline.champion.rglob("servable.pkl"))  # that format is gone
     assert read_json(smoke_pipeline.champion_config) == CFG.model_dump(mode="json")
-    card = smoke_pipeline.model_card(CFG.registry.model_name, CFG.registry.model_card)
+    card = smoke_pipeline.model_card(CFG.registry.model_name)
     assert f"`{CFG.registry.model_name}` version {version.version} " in card.read_text()
 
 

@@ -89,7 +89,7 @@ def catalog(paths: Paths) -> dict[str, object]:
         "champion_metadata": paths.champion_metadata,
         "champion_config": paths.champion_config,
         "alias_history": paths.alias_history("m"),
-        "model_card": paths.model_card("m", None),
+        "model_card": paths.model_card("m"),
         "drift_report": paths.drift_report("b"),
         "drift_summary": paths.drift_summary("b"),
         "drift_history": paths.drift_history,
@@ -132,7 +132,6 @@ def test_unset_folders_are_the_repo_folders(env):
     paths = get_paths()
     assert (paths.data, paths.models) == (ROOT / "data", ROOT / "models")
     assert (paths.reports, paths.mlflow) == (ROOT / "reports", ROOT / "mlruns")
-    assert paths.model_card("m", "MODEL_CARD.md") == ROOT / "MODEL_CARD.md"
 
 
 # ---------------------------------------------------------------- which config
