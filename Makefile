@@ -19,15 +19,16 @@ export OMP_NUM_THREADS := 1
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: ## Create .venv and install the hash-pinned requirements (runtime + dev)
+setup: ## Create .venv with exactly the hash-pinned locks (runtime + dev): anything else is removed
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(VENV)/bin/uv pip install --python $(PY) --require-hashes -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-uv.txt
+	$(VENV)/bin/uv pip sync --python $(PY) --require-hashes requirements.txt requirements-dev.txt
 
-setup-spark: ## Add pyspark (its own hash-pinned lock) for `python -m src.predict --engine spark`
+setup-spark: ## Add pyspark (its own hash-pinned lock) for `--engine spark`; after make setup, which removes it
 	$(VENV)/bin/uv pip install --python $(PY) --require-hashes -r requirements-spark.txt
 
 lock: ## Re-resolve requirements*.txt from requirements*.in (uv, hash-pinned)
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-uv.in -o requirements-uv.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements.in -o requirements.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-spark.in -o requirements-spark.txt
