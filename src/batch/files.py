@@ -152,9 +152,7 @@ def json_safe(value):
 def reject_line(source_file: str, source_row: int, field: str, reason: str, values: dict) -> str:
     """One rejected row as a JSON line: where it came from, why, and its values as read
     (strict JSON: see json_safe)."""
-    safe = {
-        k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()
-    }
+    safe = {k: json_safe(v) for k, v in values.items()}
     record = {"source_file": source_file, "source_row": source_row, REJECT_FIELD: field,
               REJECT_REASON: reason, "values": safe}  # fmt: skip
     return json.dumps(record, default=str, allow_nan=False) + "\n"
