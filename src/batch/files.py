@@ -29,15 +29,15 @@ FORMATS = (".parquet", ".csv")
 # not `delayed`: in the processed splits that is the observed label, which passes through.
 DECISION = "predicted_delayed"
 MODEL_NAME, MODEL_VERSION = "model_name", "model_version"
-RESULT_COLUMNS = (PREDICTION, DECISION, MODEL_NAME, MODEL_VERSION)
-LINEAGE_KEY = b"flight_delay"  # the output file's metadata key: lineage as JSON
-LINEAGE_FILE = "_lineage.json"  # a Parquet folder's (the Spark engine's output) lineage
 RESULT_SCHEMA = (
     pa.field(PREDICTION, pa.float64()),
     pa.field(DECISION, pa.bool_()),
     pa.field(MODEL_NAME, pa.string()),
     pa.field(MODEL_VERSION, pa.string()),
 )
+RESULT_COLUMNS = tuple(field.name for field in RESULT_SCHEMA)
+LINEAGE_KEY = b"flight_delay"  # the output file's metadata key: lineage as JSON
+LINEAGE_FILE = "_lineage.json"  # a Parquet folder's (the Spark engine's output) lineage
 NUMERIC_FIELDS = frozenset(c.name for c in REQUEST if c.kind in ("int", "float"))
 CSV_BLOCK_BYTES = 16 * 2**20
 BATCH_ROWS = 65536  # rows per record batch: a few MB of columns, and LightGBM's calls stay long
