@@ -51,15 +51,18 @@ async def predict_batch(request: Request, svc: Service) -> BatchResponse:
     raw = await request.body()
     limit = request.app.state.config.serve.max_batch
     limiter = one_batch_at_a_time(request)
-    answer = await anyio.to_thread.run_sync(score_if_valid, raw, svc, limit, limiter=limiter)
+    request_id = request.state.request_id  # set by app.middleware.ObserveAndLimit
+    answer = await anyio.to_thread.run_sync(
+        score_if_valid, raw, svc, limit, request_id, limiter=limiter
+    )
     if answer is None:  # not a body this path takes: the plain route parses it and answers
         return await PLAIN_ROUTE(request)
     return answer
 
 
-def score_if_valid(raw: bytes, svc, limit: int) -> BatchResponse | None:
+def score_if_valid(raw: bytes, svc, limit: int, request_id: str) -> BatchResponse | None:
     cols = columns_if_valid(raw)
-    return None if cols is None else batch_response(svc, cols, limit)
+    return None if cols is None else batch_response(svc, cols, limit, request_id)
 
 
 def columns_if_valid(raw: bytes) -> dict[str, list] | None:

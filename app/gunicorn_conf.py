@@ -34,6 +34,19 @@ preload_app = False
 accesslog = None  # request metrics go to /metrics; per-request log lines cost throughput
 errorlog = "-"
 loglevel = settings.log_level
+# FD_LOG_FORMAT=json: gunicorn's own lines (start, workers booted and exited) as JSON too,
+# in the format of the app's lines (src/common/logs.py). Complete: gunicorn updates its
+# defaults with these keys, so a default logger left out would name a missing handler.
+if settings.log_format == "json":
+    to_json = {"handlers": ["json"], "propagate": False}
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "src.common.logs.JsonFormatter"}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "root": {"level": "INFO", "handlers": ["json"]},
+        "loggers": {"gunicorn.error": to_json, "gunicorn.access": to_json},
+    }
 
 
 # prometheus-client multiprocess mode: each worker writes its counters to files in this

@@ -97,8 +97,9 @@ async def prometheus(request: Request) -> Response:
 # One flight costs a fraction of a millisecond of CPU: scored on the event loop, since a
 # hop to the thread pool would cost about as much as the scoring.
 @router.post("/predict", dependencies=guarded)
-async def predict(flight: Flight, svc: Service) -> PredictionResponse:  # type: ignore[valid-type]
-    request_id, p, champ = svc.predict_one(flight.model_dump())
+async def predict(flight: Flight, request: Request, svc: Service) -> PredictionResponse:  # type: ignore[valid-type]
+    request_id = request.state.request_id  # set by app.middleware.ObserveAndLimit
+    p, champ = svc.predict_one(flight.model_dump(), request_id)
     delayed = p >= svc.threshold
     metrics.count_predictions(champ.version, int(delayed), 1)
     return PredictionResponse(
@@ -116,15 +117,19 @@ async def predict(flight: Flight, svc: Service) -> PredictionResponse:  # type: 
 # and the event loop keeps answering health checks and single flights meanwhile.
 @router.post("/predict/batch", dependencies=guarded)
 def predict_batch(body: BatchRequest, request: Request, svc: Service) -> BatchResponse:
-    return batch_response(svc, body.as_columns(), request.app.state.config.serve.max_batch)
+    limit = request.app.state.config.serve.max_batch
+    return batch_response(svc, body.as_columns(), limit, request.state.request_id)
 
 
-def batch_response(svc: ModelService, cols: dict[str, list], limit: int) -> BatchResponse:
-    """Score flights given as columns (413 over `limit`), count them, log them, answer."""
+def batch_response(
+    svc: ModelService, cols: dict[str, list], limit: int, request_id: str
+) -> BatchResponse:
+    """Score flights given as columns (413 over `limit`), count them, log them under
+    `request_id`, answer."""
     n = len(cols["year"])
     if n > limit:
         raise HTTPException(413, f"{n} flights exceed the batch limit of {limit}")
-    request_id, proba, champ = svc.predict_many(cols)
+    proba, champ = svc.predict_many(cols, request_id)
     delayed = proba >= svc.threshold
     metrics.count_predictions(champ.version, int(delayed.sum()), len(proba))
     predictions = [

@@ -16,12 +16,16 @@ NOISY = ("alembic", "urllib3", "git", "matplotlib", "numba", "httpx")
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record. A record's `fields` (`extra={"fields": {...}}`, as the
+    API's request lines pass them) become keys of their own, for a collector to query."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **getattr(record, "fields", {}),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -32,6 +36,12 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if Settings().log_format == "json":
         handler.setFormatter(JsonFormatter())
+        # uvicorn's and gunicorn's own loggers write plain text through handlers of their
+        # own: send them through this one. The API writes its own request lines
+        # (app.middleware), so uvicorn's access lines are dropped.
+        for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
+            logging.getLogger(name).handlers, logging.getLogger(name).propagate = [], True
+        logging.getLogger("uvicorn.access").disabled = True
     else:
         handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
     logging.basicConfig(level=level, handlers=[handler])
@@ -39,7 +49,11 @@ def setup_logging(level: int = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_stage(name: str, body: Callable[[Sequence[str] | None], int], argv=None) -> int:
+def run_stage(
+    name: str,
+    body: Callable[[Sequence[str] | None], int],
+    argv: Sequence[str] | None = None,
+) -> int:
     """Run a stage's body: a PipelineError becomes one line on stderr and exit code 1."""
     setup_logging()
     try:
@@ -52,7 +66,11 @@ def run_stage(name: str, body: Callable[[Sequence[str] | None], int], argv=None)
 CRON_ERROR = 2  # exit code 1 means "acted or alerted" for the stages cron runs
 
 
-def run_cron_stage(name: str, body: Callable[[Sequence[str] | None], int], argv=None) -> int:
+def run_cron_stage(
+    name: str,
+    body: Callable[[Sequence[str] | None], int],
+    argv: Sequence[str] | None = None,
+) -> int:
     """Run a stage that cron runs (drift, cycle), whose exit code 1 is a result, not a
     failure: every error, expected or not, becomes exit code 2 and a logged line."""
     setup_logging()

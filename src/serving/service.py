@@ -11,7 +11,6 @@ the request path: no answer depends on it.
 from __future__ import annotations
 
 import gc
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -87,26 +86,26 @@ class ModelService:
         if self.on_registry is not None:
             self.on_registry(reachable)
 
-    def predict_one(self, record: dict) -> tuple[str, float, LoadedModel]:
-        """One flight (a record of API_REQUEST fields; the model reads its own):
-        (request id, probability, model)."""
+    def predict_one(self, record: dict, request_id: str) -> tuple[float, LoadedModel]:
+        """One flight (a record of API_REQUEST fields; the model reads its own), logged
+        under `request_id`: (probability, model)."""
         champ = self.champion
         proba = champ.model.predict_one(record)
-        return self._log(champ, {k: [v] for k, v in record.items()}, [proba]), proba, champ
+        self._log(request_id, champ, {k: [v] for k, v in record.items()}, [proba])
+        return proba, champ
 
-    def predict_many(self, cols: dict) -> tuple[str, np.ndarray, LoadedModel]:
-        """Flights as columns (each API_REQUEST field -> its values): (request id,
-        probabilities, model)."""
+    def predict_many(self, cols: dict, request_id: str) -> tuple[np.ndarray, LoadedModel]:
+        """Flights as columns (each API_REQUEST field -> its values), logged under
+        `request_id`: (probabilities, model)."""
         champ = self.champion
         proba = champ.model.predict_proba(cols)
-        return self._log(champ, cols, proba), proba, champ
+        self._log(request_id, champ, cols, proba)
+        return proba, champ
 
-    def _log(self, champ: LoadedModel, cols: dict, proba) -> str:
+    def _log(self, request_id: str, champ: LoadedModel, cols: dict, proba) -> None:
         """Queue the request for the prediction log, with the challenger of this moment."""
-        request_id = uuid.uuid4().hex
         if self.logger is not None:
             self.logger.log(request_id, champ.name, champ.version, cols, proba, self.shadow)
-        return request_id
 
     def close(self) -> None:
         if self.watcher is not None:
