@@ -14,10 +14,28 @@ REPORTS := $(or $(FD_REPORTS_DIR),reports)
 # One OpenMP thread per process: two on a busy 2-core machine made a 3 s fit take a minute.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help ci setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+# Everything CI checks, in order, after `make system-deps`. .ci/run (run on a clean clone)
+# and .github/workflows/ci.yml run this target and nothing else, so the two cannot drift
+# (tests/unit/test_deploy_files.py). The full pipeline enforces the quality thresholds, the
+# loop must beat the frozen model, and smoke runs last so the image docker-verify builds
+# bakes in the smoke export, as for a user whose last command was `make smoke`.
+CI_STEPS := setup setup-spark lint test pipeline loop smoke docker-verify
+ci: export CI := 1# tests needing Debian tools (promtool, kubectl...) fail, not skip, without them
+ci: export FD_REQUIRE_BROWSER := 1# the browser tests fail, not skip, without chromium
+ci: export HYPOTHESIS_PROFILE := ci# the same generated cases every run (tests/conftest.py)
+ci: export LOOP_ARGS := --strict# make loop fails unless the loop pays
+ci: export MLFLOW_DISABLE_TELEMETRY := true# nothing may leave loopback
+ci: export DO_NOT_TRACK := true
+ci: ## What CI runs, in order (after make system-deps): setup, lint, test, pipeline, loop, smoke, docker-verify
+	@start=$$SECONDS; for step in $(CI_STEPS); do \
+		echo "== make ci [$$((SECONDS - start)) s]: make $$step"; \
+		$(MAKE) --no-print-directory $$step || exit; \
+	done; echo "== make ci: finished in $$((SECONDS - start)) s"
 
 setup: ## Create .venv with exactly the hash-pinned locks (runtime + dev): anything else is removed
 	$(PYTHON) -m venv $(VENV)

@@ -247,33 +247,44 @@ def test_ci_triggers_and_jobs():
     assert isinstance(triggers, dict), "expected a mapping of triggers"
     assert {"push", "pull_request", "schedule"} <= set(triggers)
     assert triggers["schedule"] and all("cron" in s for s in triggers["schedule"])
-    assert {"test", "docker", "audit"} <= set(ci["jobs"])
+    assert set(ci["jobs"]) == {"ci", "audit"}
 
 
-def test_ci_jobs_do_the_work():
+def ci_steps() -> list[str]:
+    """The make targets `make ci` runs, in order (the Makefile's CI_STEPS)."""
+    found = re.search(r"^CI_STEPS := (.+)$", _read("Makefile"), flags=re.M)
+    assert found, "the Makefile has no CI_STEPS"
+    return found.group(1).split()
+
+
+def test_one_ci_definition():
+    """GitHub runs .ci/run, .ci/run runs `make system-deps` and `make ci`, and `make ci` runs
+    CI_STEPS: one list of checks, wherever CI runs, the weekly run included."""
     jobs = _ci()["jobs"]
-    setup = [
-        s for s in jobs["test"]["steps"] if s.get("uses", "").startswith("actions/setup-python")
-    ]
-    assert setup and str(setup[0]["with"]["python-version"]) == "3.11"
-    assert {"setup", "lint", "test", "smoke"} <= make_invocations(_run_steps(jobs["test"]))
-
-    docker_cmds = " ".join(_run_steps(jobs["docker"]))
-    assert "docker build" in docker_cmds
-    assert "docker compose config -q" in docker_cmds
-    audit_cmds = " ".join(_run_steps(jobs["audit"]))
-    assert re.search(r"pip-audit\b.*-r requirements\.txt", audit_cmds)
+    runs = _run_steps(jobs["ci"])
+    assert any(re.search(r"(^|\s)bash \.ci/run\b", r) for r in runs), "ci job must run .ci/run"
+    assert make_invocations(runs) == set(), "the ci job runs make targets of its own"
+    # The Debian release .ci/run's packages come from: the same chromium as on a CI machine.
+    assert jobs["ci"]["container"]["image"] == "debian:bookworm"
+    workflow = _read(".github/workflows/ci.yml")
+    assert "google-chrome" not in workflow and "FD_CHROMIUM" not in workflow
+    script = [line for line in _read(".ci/run").splitlines() if not line.lstrip().startswith("#")]
+    assert make_invocations(script) == {"system-deps", "ci"}
+    # The audit job is the one extra (it needs the vulnerability database online).
+    audit = " ".join(_run_steps(jobs["audit"]))
+    assert re.search(r"pip-audit\b.*-r requirements\.txt", audit)
+    assert make_invocations(_run_steps(jobs["audit"])) == set() and "pytest" not in audit
+    must = ["setup", "lint", "test", "pipeline", "loop", "smoke", "docker-verify"]
+    assert [s for s in ci_steps() if s in must] == must, "CI's checks, in this order"
 
 
 def test_ci_make_targets_exist_in_makefile():
-    called = set()
+    script = _read(".ci/run").splitlines()
+    called = make_invocations(script) | set(ci_steps())
     for job in _ci()["jobs"].values():
         called |= make_invocations(_run_steps(job))
-    assert called, "ci.yml calls no make target"
-    makefile = ROOT / "Makefile"
-    assert makefile.is_file(), "Makefile missing: CI calls " + ", ".join(sorted(called))
-    missing = called - makefile_targets(makefile.read_text(encoding="utf-8"))
-    assert not missing, f"ci.yml calls make targets absent from the Makefile: {missing}"
+    missing = called - makefile_targets(_read("Makefile"))
+    assert not missing, f"CI calls make targets absent from the Makefile: {missing}"
 
 
 def test_helper_parsers():
