@@ -1,5 +1,6 @@
-"""The docs name only what exists: every `make` target, every `python -m src.<stage>` flag and
-every FD_* variable that README.md, CONTRIBUTING.md and docs/ mention."""
+"""The docs name only what exists: every `make` target, every `python -m src.<stage>` flag,
+every FD_* variable and every relative link (file and heading) that README.md,
+CONTRIBUTING.md and docs/ mention."""
 
 from __future__ import annotations
 
@@ -92,7 +93,50 @@ def test_every_stage_flag_named_exists(doc, stage, flag):
     assert flag in stage_help(stage), f"{doc}: python -m src.{stage} has no {flag}"
 
 
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings: lower case, punctuation dropped,
+    spaces as hyphens (a repeated heading's `-1` suffix is not needed here)."""
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*$", without_code_blocks(text), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def without_code_blocks(text: str) -> str:
+    return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+
+
+def relative_links() -> list[tuple[str, str]]:
+    """(doc, target) for every Markdown link that is not a URL."""
+    found = []
+    for doc, text in doc_text().items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", without_code_blocks(text)):
+            if not re.match(r"[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                found.append((doc, target))
+    return sorted(set(found))
+
+
+def broken_link(doc: str, target: str) -> str | None:
+    """Why `target`, linked from `doc`, does not resolve; None when it does."""
+    file_part, _, anchor = target.partition("#")
+    path = (ROOT / doc).parent / file_part if file_part else ROOT / doc
+    if not path.exists():
+        return f"{doc}: {target}: no such file"
+    if anchor and path.suffix == ".md" and anchor not in heading_anchors(path.read_text()):
+        return f"{doc}: {target}: no heading #{anchor} in {path.relative_to(ROOT)}"
+    return None
+
+
+def test_every_relative_link_resolves():
+    links = relative_links()
+    assert any(doc == "README.md" for doc, _ in links)  # the scan finds the README's links
+    broken = [why for doc, target in links if (why := broken_link(doc, target))]
+    assert not broken, broken
+
+
 def test_the_checks_see_what_does_not_exist():
     assert "no-such-target" not in make_targets() and "model-card" in make_targets()
     assert "FD_NO_SUCH" not in variables_read() and "FD_BIND" in variables_read()
     assert "--no-such-flag" not in stage_help("predict") and "--workers" in stage_help("predict")
+    assert broken_link("README.md", "docs/no-such-page.md")
+    assert broken_link("README.md", "docs/batch.md#no-such-heading")
+    assert broken_link("docs/batch.md", "../README.md#quick-start") is None
+    assert heading_anchors("## `make loop`: the cycle, Aug–Dec") == {"make-loop-the-cycle-augdec"}
