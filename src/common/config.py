@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -187,7 +187,7 @@ def load_config(path: str | Path | None = None) -> Config:
     return config_from_dict(raw, str(path))
 
 
-def config_from_dict(raw, where: str) -> Config:
+def config_from_dict(raw: Any, where: str) -> Config:
     """Validate a config; the error names `where` (a file, a run's artifact) and the field."""
     try:
         return Config.model_validate(raw)

@@ -6,9 +6,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -19,12 +23,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_json(obj) -> str:
+def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @contextmanager
-def atomic_path(target: Path):
+def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it over `target` only on success."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -38,19 +42,21 @@ def atomic_path(target: Path):
             os.unlink(tmp)
 
 
-def write_atomic(target: Path, writer: Callable[[Path], None]) -> None:
+def write_atomic(target: Path, writer: Callable[[Path], object]) -> None:
+    """Run `writer` on a temporary path, then rename it over `target`; what it returns
+    (Path.write_text's count, say) is ignored."""
     with atomic_path(target) as tmp:
         writer(tmp)
 
 
-def write_json(target: Path, obj) -> None:
+def write_json(target: Path, obj: Any) -> None:
     write_atomic(target, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
-def write_parquet(target: Path, df) -> None:  # df: pandas.DataFrame
+def write_parquet(target: Path, df: pd.DataFrame) -> None:
     # Fixed engine and no pandas index so the same frame always gives the same bytes.
     write_atomic(target, lambda p: df.to_parquet(p, engine="pyarrow", index=False))
 
 
-def read_json(path: Path):
+def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())

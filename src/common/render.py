@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -23,7 +24,7 @@ def _environment() -> Environment:
     return env
 
 
-def fmt(value, digits: int = 4) -> str:
+def fmt(value: float | None, digits: int = 4) -> str:
     """A figure for a table: '–' when missing, thousands separators for counts."""
     if value is None:
         return "–"
@@ -32,5 +33,5 @@ def fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def render(template: str, **context) -> str:
+def render(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(**context)

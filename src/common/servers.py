@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 from src.common.errors import PipelineError
 
@@ -18,10 +19,13 @@ from src.common.errors import PipelineError
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]  # (host, port) for an IPv4 socket
+        return port
 
 
-def http_json(url: str, body: dict | None = None, timeout: float = 10) -> tuple[int, dict]:
+def http_json(
+    url: str, body: dict[str, Any] | None = None, timeout: float = 10
+) -> tuple[int, dict[str, Any]]:
     """GET (or POST `body` as JSON); returns (status, decoded body), 4xx/5xx included."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -32,7 +36,7 @@ def http_json(url: str, body: dict | None = None, timeout: float = 10) -> tuple[
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
     """Poll `url` until it answers 200; fail fast if `proc` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -48,7 +52,9 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     raise PipelineError(f"{url}: no 200 within {timeout:.0f} s")
 
 
-def stop_server(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+def stop_server(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30
+) -> int:
     """Stop a server started with `start_new_session=True`, workers included: `sig` to its
     process group, SIGKILL if it is still running after `timeout` seconds."""
     if proc.poll() is None:

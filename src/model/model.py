@@ -10,6 +10,7 @@ a pickle: load only files this project wrote (the same trust as any MLflow pyfun
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,11 @@ class Estimator(Protocol):
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
     def predict_one(self, row: np.ndarray) -> float: ...
+
+
+# What builds the estimator from LightGBM model text: LightGBMBooster.from_text, or the
+# API's C-API fast path (src.serving.lgb_capi.CApiBooster).
+BoosterFromText = Callable[[str], Estimator]
 
 
 class LightGBMBooster:
@@ -91,13 +97,17 @@ def to_bytes(model: FlightDelayModel) -> bytes:
     """The model file: kind, feature state, and the estimator (LightGBM as model text)."""
     if isinstance(model.estimator, LightGBMBooster):
         estimator = model.estimator.to_text()
-    else:
+    elif isinstance(model.estimator, LogisticEstimator):
         estimator = model.estimator.pipeline
+    else:  # the API's C-API booster is built from a file, never written to one
+        raise TypeError(f"cannot write a model with a {type(model.estimator).__name__}")
     payload = {"kind": model.kind, "state": model.state, "estimator": estimator}
     return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def from_bytes(data: bytes, booster=LightGBMBooster.from_text) -> FlightDelayModel:
+def from_bytes(
+    data: bytes, booster: BoosterFromText = LightGBMBooster.from_text
+) -> FlightDelayModel:
     """The model back from its file. `booster` builds the estimator from LightGBM model text:
     the plain `lightgbm.Booster` by default, the API's C-API fast path when it asks."""
     payload = pickle.loads(data)  # noqa: S301 - our own export or registry
@@ -108,7 +118,7 @@ def from_bytes(data: bytes, booster=LightGBMBooster.from_text) -> FlightDelayMod
     return FlightDelayModel(payload["state"], estimator, payload["kind"])
 
 
-def load(path: Path, booster=LightGBMBooster.from_text) -> FlightDelayModel:
+def load(path: Path, booster: BoosterFromText = LightGBMBooster.from_text) -> FlightDelayModel:
     return from_bytes(Path(path).read_bytes(), booster)
 
 

@@ -40,7 +40,7 @@ def _check(ret: int) -> None:
         raise RuntimeError(f"LightGBM: {_lib().LGBM_GetLastError().decode()}")
 
 
-def _doubles(array: np.ndarray):
+def _doubles(array: np.ndarray) -> ctypes._Pointer[ctypes.c_double]:
     return array.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
 
 
@@ -118,7 +118,7 @@ class CApiBooster:
             _check(_lib().LGBM_BoosterPredictForMatSingleRowFast(*self._one_args))
             return float(self._one[0])
 
-    def __del__(self):
+    def __del__(self) -> None:
         # getattr: __init__ may have failed before the handles existed.
         fast, handle = getattr(self, "_fast", None), getattr(self, "_handle", None)
         if fast is not None and fast.value:

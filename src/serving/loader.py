@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from src.common.config import Config, config_from_dict, load_config
 from src.common.errors import ModelNotFoundError
@@ -18,8 +19,8 @@ from src.common.io import read_json
 from src.common.paths import DEFAULT_CONFIG, Paths
 from src.common.settings import Settings
 from src.model import model as model_file
-from src.model.model import FlightDelayModel, LightGBMBooster
-from src.serving.registry import MlflowRegistry
+from src.model.model import BoosterFromText, FlightDelayModel, LightGBMBooster
+from src.serving.registry import MlflowRegistry, Registry
 
 log = logging.getLogger(__name__)
 # The roles a worker serves a model in: the champion answers requests; the challenger, when
@@ -42,11 +43,11 @@ class LoadedModel:
     alias: str
     source: str  # "registry" | "export"
     run_id: str | None
-    metadata: dict  # metrics, lineage tags, the version's tags
+    metadata: dict[str, Any]  # metrics, lineage tags, the version's tags
     loaded_at: str = field(default_factory=utc_now)
 
 
-def booster_for(cfg: Config):
+def booster_for(cfg: Config) -> BoosterFromText:
     """What builds a LightGBM estimator from model text: the C API (fast) or lightgbm."""
     if cfg.serve.fast_paths.lightgbm_c_api:
         from src.serving.lgb_capi import CApiBooster
@@ -55,7 +56,7 @@ def booster_for(cfg: Config):
     return LightGBMBooster.from_text
 
 
-def registry_for(cfg: Config, paths: Paths, settings: Settings):
+def registry_for(cfg: Config, paths: Paths, settings: Settings) -> Registry:
     """The REST reader (fast) for an http(s) tracking server, else MlflowClient."""
     uri = paths.tracking_uri
     if cfg.serve.fast_paths.registry_rest and uri.startswith(("http://", "https://")):
@@ -85,7 +86,7 @@ def load_export(cfg: Config, paths: Paths) -> LoadedModel:
 
 
 def load_version(
-    cfg: Config, paths: Paths, registry, version: str, alias: str | None = None
+    cfg: Config, paths: Paths, registry: Registry, version: str, alias: str | None = None
 ) -> LoadedModel:
     """One registered version, by number, so a moving alias cannot race the load. `alias`:
     the one it was found under (default: the config's, the champion's)."""

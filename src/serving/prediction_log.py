@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -39,6 +39,7 @@ from src.serving.loader import CHALLENGER, CHAMPION
 if TYPE_CHECKING:
     import pandas as pd
 
+    from src.model.features import Columns
     from src.serving.loader import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ SHADOW_VERSION, SHADOW_PROBABILITY = "shadow_version", "shadow_probability"
 COLUMNS = (*META, *API_REQUEST_FIELDS, PREDICTION, SHADOW_VERSION, SHADOW_PROBABILITY)
 # on_scores(role, version, probabilities): told of every score once, at flush.
 ScoresCallback = Callable[[str, str, np.ndarray], None]
+Probabilities = np.ndarray | list[float]  # the champion's, as the service has them
 
 
 class Entry(NamedTuple):
@@ -58,8 +60,8 @@ class Entry(NamedTuple):
     logged_at: str
     model_name: str
     model_version: str
-    flights: dict  # API_REQUEST field -> values
-    proba: object  # the champion's probabilities (a list or an array)
+    flights: Columns  # API_REQUEST field -> values
+    proba: Probabilities  # the champion's probabilities
     shadow: LoadedModel | None
 
 
@@ -79,7 +81,7 @@ def log_line(entry: Entry, shadow: ShadowScores | None) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
 
 
-def concatenated(requests: list[dict]) -> dict[str, list]:
+def concatenated(requests: list[Columns]) -> dict[str, list[Any]]:
     """The model's input columns (REQUEST fields) of several requests, one after another."""
     return {f: list(chain.from_iterable(r[f] for r in requests)) for f in REQUEST_FIELDS}
 
@@ -95,6 +97,7 @@ def shadow_scores(batch: list[Entry]) -> list[ShadowScores | None]:
     scores: list[ShadowScores | None] = [None] * len(batch)
     for rows in by_model.values():
         shadow = batch[rows[0]].shadow
+        assert shadow is not None  # by_model holds only requests logged with a challenger
         try:
             flights = concatenated([batch[i].flights for i in rows])
             proba = np.ascontiguousarray(shadow.model.predict_proba(flights), float)
@@ -131,8 +134,8 @@ class PredictionLogger:
         request_id: str,
         model_name: str,
         model_version: str,
-        cols: dict,
-        proba,
+        cols: Columns,
+        proba: Probabilities,
         shadow: LoadedModel | None = None,
     ) -> None:
         """Queue one request's predictions; `cols` maps each API_REQUEST field to its
@@ -177,7 +180,7 @@ class PredictionLogger:
         model version, not one per flight."""
         if self.on_scores is None or not scored:
             return
-        groups: dict[tuple[str, str], list] = {}
+        groups: dict[tuple[str, str], list[Probabilities]] = {}
         for entry, shadow in scored:
             groups.setdefault((CHAMPION, entry.model_version), []).append(entry.proba)
             if shadow is not None:
@@ -210,7 +213,7 @@ def read_log(folder: Path) -> tuple[pd.DataFrame, int]:
     files = sorted(folder.glob("predictions-*.jsonl"))
     if not files:
         raise PipelineError(f"{folder}: no prediction log files (predictions-*.jsonl)")
-    columns: dict[str, list] = {c: [] for c in COLUMNS}
+    columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     torn = 0
     for path in files:
         lines = path.read_bytes().splitlines()
@@ -233,7 +236,7 @@ def read_log(folder: Path) -> tuple[pd.DataFrame, int]:
     return frame, torn
 
 
-def parse_line(line: bytes) -> dict[str, list]:
+def parse_line(line: bytes) -> dict[str, list[Any]]:
     """One log line's flights as COLUMNS; ValueError saying what is wrong with it."""
     try:
         record = orjson.loads(line)

@@ -5,17 +5,37 @@ over REST without importing MLflow; src/serving/loader.py picks one (`registry_f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from src.common.errors import ModelNotFoundError
 from src.common.paths import Paths
+from src.model.model import BoosterFromText, FlightDelayModel
 from src.tracking.store import LINEAGE_TAGS
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# What an alias points at: (version, run id), or None when the alias is not set.
+AliasTarget = tuple[str, str | None] | None
+# A loaded version: (model, run id, metadata: run metrics, lineage tags, the version's tags).
+Version = tuple[FlightDelayModel, str | None, dict[str, Any]]
+
+
+class Registry(Protocol):
+    """The two questions serving asks a registry: MlflowRegistry here, or RestRegistry."""
+
+    def resolve_alias(self, name: str, alias: str) -> AliasTarget: ...
+
+    def load_version(self, name: str, version: str, booster: BoosterFromText) -> Version | None:
+        """None when this reader cannot read the version's artifact store."""
+        ...
 
 
 class MlflowRegistry:
     def __init__(self, paths: Paths):
         self.paths = paths
 
-    def _client(self):
+    def _client(self) -> MlflowClient:
         # MLflow is imported on first use only: with the REST fast path a worker never does.
         from mlflow import MlflowClient
 
@@ -24,7 +44,7 @@ class MlflowRegistry:
         connect(self.paths)
         return MlflowClient()
 
-    def resolve_alias(self, name: str, alias: str) -> tuple[str, str | None] | None:
+    def resolve_alias(self, name: str, alias: str) -> AliasTarget:
         """(version, run id) that `name@alias` points at; None if the alias is not set.
         Raises if the store or the registered model is missing."""
         uri = self.paths.tracking_uri
@@ -38,7 +58,7 @@ class MlflowRegistry:
             return None
         return str(version), client.get_model_version(name, str(version)).run_id
 
-    def load_version(self, name: str, version: str, booster) -> tuple:
+    def load_version(self, name: str, version: str, booster: BoosterFromText) -> Version:
         """(model, run id, metadata: run metrics, lineage tags and the version's tags)."""
         from src.tracking.runs import load_logged_model
 
@@ -53,7 +73,9 @@ class MlflowRegistry:
         return model, mv.run_id, version_metadata(metrics, tags, mv.tags or {})
 
 
-def version_metadata(metrics: dict, run_tags: dict, version_tags: dict) -> dict:
+def version_metadata(
+    metrics: dict[str, float], run_tags: dict[str, str], version_tags: dict[str, str]
+) -> dict[str, Any]:
     """What the API shows of a registry version (both readers): its run's metrics and
     lineage tags, then the version's own tags (gate evidence)."""
     lineage = {k: v for k, v in run_tags.items() if k in LINEAGE_TAGS}

@@ -17,12 +17,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from src.common.errors import ModelNotFoundError
 from src.common.paths import MODEL_DATA
 from src.common.settings import Settings
-from src.model.model import from_bytes
-from src.serving.registry import no_model_file, version_metadata
+from src.model.model import BoosterFromText, from_bytes
+from src.serving.registry import AliasTarget, Version, no_model_file, version_metadata
 
 
 class RestRegistry:
@@ -30,16 +31,18 @@ class RestRegistry:
         self.uri, self.timeout = uri.rstrip("/"), timeout
         self.headers = auth_headers(settings)
 
-    def _get(self, path: str, params: dict | None = None) -> bytes:
+    def _get(self, path: str, params: dict[str, str] | None = None) -> bytes:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         request = urllib.request.Request(f"{self.uri}/{path}{query}", headers=self.headers)
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            return response.read()
+            body: bytes = response.read()
+            return body
 
-    def _get_json(self, path: str, params: dict) -> dict:
-        return json.loads(self._get(f"api/2.0/mlflow/{path}", params))
+    def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        answer: dict[str, Any] = json.loads(self._get(f"api/2.0/mlflow/{path}", params))
+        return answer
 
-    def resolve_alias(self, name: str, alias: str) -> tuple[str, str | None] | None:
+    def resolve_alias(self, name: str, alias: str) -> AliasTarget:
         """(version, run id) that `name@alias` points at; None if the alias is not set.
         Raises if the server or the registered model is missing."""
         # The model's alias table, not registered-models/alias: that reports a missing alias
@@ -52,7 +55,7 @@ class RestRegistry:
         mv = self._get_registry_json(name, "model-versions/get", query)["model_version"]
         return str(mv["version"]), mv.get("run_id")
 
-    def _get_registry_json(self, name: str, path: str, params: dict) -> dict:
+    def _get_registry_json(self, name: str, path: str, params: dict[str, str]) -> dict[str, Any]:
         """`_get_json`, an HTTP error raised as ModelNotFoundError naming the model."""
         try:
             return self._get_json(path, params)
@@ -60,7 +63,7 @@ class RestRegistry:
             detail = exc.read()[:200]
             raise ModelNotFoundError(f"{self.uri}: {name}: HTTP {exc.code} {detail!r}") from None
 
-    def load_version(self, name: str, version: str, booster) -> tuple | None:
+    def load_version(self, name: str, version: str, booster: BoosterFromText) -> Version | None:
         """(model, run id, metadata) of one version; None when its artifact store is one only
         MLflow's own clients read (S3, ...)."""
         query = {"name": name, "version": version}

@@ -13,11 +13,17 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from src.common.errors import ModelNotFoundError
 from src.serving.loader import CHALLENGER, CHAMPION, LoadedModel, utc_now
-from src.serving.prediction_log import PredictionLogger
+from src.serving.prediction_log import PredictionLogger, Probabilities
+
+if TYPE_CHECKING:
+    from src.model.features import Columns
+    from src.serving.watcher import AliasWatcher
 
 # on_swap(role, old, new): a model changed in a role (new is None: the challenger removed).
 SwapCallback = Callable[[str, LoadedModel | None, LoadedModel | None], None]
@@ -28,9 +34,9 @@ class RegistryStatus:
     reachable: bool | None = None  # None: not asked yet
     checked_at: str | None = None
     error: str | None = None
-    history: list[dict] = field(default_factory=list)  # swaps: from/to version, when
+    history: list[dict[str, Any]] = field(default_factory=list)  # swaps: from/to version, when
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "reachable": self.reachable,
             "checked_at": self.checked_at,
@@ -59,11 +65,19 @@ class ModelService:
         self.on_swap = on_swap
         self.on_registry = on_registry
         self.registry = RegistryStatus()
-        self.watcher = None  # src.serving.watcher.AliasWatcher, stopped by close()
+        self.watcher: AliasWatcher | None = None  # stopped by close()
 
     @property
     def ready(self) -> bool:
         return self.champion is not None
+
+    def loaded_champion(self) -> LoadedModel:
+        """The champion (read once: a swap may land meanwhile). ModelNotFoundError before one
+        is loaded; the API answers 503 before it gets here (app.routes.get_service)."""
+        champ = self.champion
+        if champ is None:
+            raise ModelNotFoundError("no model loaded")
+        return champ
 
     def swap(self, loaded: LoadedModel) -> None:
         old, self.champion = self.champion, loaded
@@ -86,23 +100,25 @@ class ModelService:
         if self.on_registry is not None:
             self.on_registry(reachable)
 
-    def predict_one(self, record: dict, request_id: str) -> tuple[float, LoadedModel]:
+    def predict_one(self, record: dict[str, Any], request_id: str) -> tuple[float, LoadedModel]:
         """One flight (a record of API_REQUEST fields; the model reads its own), logged
         under `request_id`: (probability, model)."""
-        champ = self.champion
+        champ = self.loaded_champion()
         proba = champ.model.predict_one(record)
         self._log(request_id, champ, {k: [v] for k, v in record.items()}, [proba])
         return proba, champ
 
-    def predict_many(self, cols: dict, request_id: str) -> tuple[np.ndarray, LoadedModel]:
+    def predict_many(self, cols: Columns, request_id: str) -> tuple[np.ndarray, LoadedModel]:
         """Flights as columns (each API_REQUEST field -> its values), logged under
         `request_id`: (probabilities, model)."""
-        champ = self.champion
+        champ = self.loaded_champion()
         proba = champ.model.predict_proba(cols)
         self._log(request_id, champ, cols, proba)
         return proba, champ
 
-    def _log(self, request_id: str, champ: LoadedModel, cols: dict, proba) -> None:
+    def _log(
+        self, request_id: str, champ: LoadedModel, cols: Columns, proba: Probabilities
+    ) -> None:
         """Queue the request for the prediction log, with the challenger of this moment."""
         if self.logger is not None:
             self.logger.log(request_id, champ.name, champ.version, cols, proba, self.shadow)

@@ -18,14 +18,14 @@ from src.common.config import Config
 from src.common.errors import ModelNotFoundError, PipelineError
 from src.common.paths import Paths
 from src.serving.loader import CHALLENGER, LoadedModel, load_export, load_version
+from src.serving.registry import AliasTarget, Registry
 from src.serving.service import ModelService
 
 log = logging.getLogger(__name__)
-Target = tuple[str, str | None] | None  # what an alias points at: (version, run id), or unset
 
 
 class AliasWatcher:
-    def __init__(self, service: ModelService, cfg: Config, paths: Paths, registry):
+    def __init__(self, service: ModelService, cfg: Config, paths: Paths, registry: Registry):
         self.service, self.cfg, self.paths, self.registry = service, cfg, paths, registry
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -45,14 +45,14 @@ class AliasWatcher:
         errors = [self._follow_champion(champion), self._follow_challenger(challenger)]
         svc.mark_registry(True, "; ".join(e for e in errors if e) or None)
 
-    def _follow_champion(self, target: Target) -> str | None:
+    def _follow_champion(self, target: AliasTarget) -> str | None:
         """Serve the champion alias's version; an error to report, or None."""
         svc, alias = self.service, self.cfg.registry.alias
         if target is None:
             return f"{self.cfg.registry.model_name}@{alias} is not set"
         return self._follow(svc.champion, target, alias, svc.swap)
 
-    def _follow_challenger(self, target: Target) -> str | None:
+    def _follow_challenger(self, target: AliasTarget) -> str | None:
         """Score in the shadow of @challenger's version, or of none once it is unset; an
         error to report, or None."""
         svc = self.service
