@@ -172,7 +172,7 @@ def nanos_as_timestamps(frame, path: Path):
             name: (
                 F.timestamp_micros(micros[name])
                 if tz
-                else F.timestampadd("MICROSECOND", micros[name], F.expr(EPOCH_NTZ))
+                else F.timestamp_add("MICROSECOND", micros[name], F.expr(EPOCH_NTZ))
             )
             for name, tz in nanos.items()
         }
@@ -258,7 +258,9 @@ def check_udf(where: str):
     fields = [f"{c.name} {SPARK_TYPES[c.kind]}" for c in REQUEST]
     result = ", ".join([*fields, f"{REJECT_FIELD} string", f"{REJECT_REASON} string"])
 
-    @pandas_udf(result)
+    # The type-hint form (Spark >= 3.0: the UDF type read from the hints) is missing from
+    # pyspark's stub, which knows only the forms that pass a functionType.
+    @pandas_udf(result)  # type: ignore[call-overload]
     def check(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in batches:
             yield checked_columns(frame, where)
