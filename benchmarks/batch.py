@@ -15,9 +15,11 @@ turn:
 - with pyspark installed (make setup-spark), the Spark engine on the Parquet file, on
   local[2]: reported, with no goal (the same two cores, plus a JVM).
 Peak RSS is the kernel's (os.wait4's ru_maxrss), not sampled. Every process runs with
-OMP_NUM_THREADS=1. Each run records the CPU other processes used meanwhile (these machines
-are shared). Writes reports/bench/batch.json, prints the medians and the range over rounds,
-and exits 1 if a goal is missed (GOALS).
+OMP_NUM_THREADS=1. Each run records the load before it and the CPU other processes used
+meanwhile (these machines are shared), and the result the run's conditions
+(benchmarks/conditions.py: machine, load, versions, commit). Writes reports/bench/batch.json,
+prints the medians and the range over rounds and the conditions, warns if the machine was
+busy, and exits 1 if a goal is missed (GOALS).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import importlib.util
 import logging
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,11 +38,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from benchmarks import conditions
 from src.batch.files import BATCH_ROWS
 from src.common.config import load_config
 from src.common.errors import PipelineError
@@ -74,22 +77,34 @@ def write_inputs(folder: Path, rows: int, big_rows: int) -> dict[str, Path]:
     return files
 
 
-def in_process_rate(model_dir: Path, parquet: Path) -> float:
+def in_process(model_dir: Path, parquet: Path) -> dict:
     """Rows/s of features plus booster over the rows already in memory (the booster the
-    job uses: the configured one, src.serving.loader.booster_for)."""
+    job uses: the configured one, src.serving.loader.booster_for), in this process."""
     model = model_file.load(model_dir / "data" / "model.pkl", booster_for(load_config()))
     frame = pd.read_parquet(parquet)
+    before, cpu0 = conditions.run_start(), own_cpu_seconds()
     start = time.perf_counter()
     for i in range(0, len(frame), BATCH_ROWS):
         model.predict_proba(request_columns(frame.iloc[i : i + BATCH_ROWS]))
-    return len(frame) / (time.perf_counter() - start)
+    wall, own = time.perf_counter() - start, own_cpu_seconds() - cpu0
+    return {
+        "rows_per_s": len(frame) / wall,
+        "wall_s": wall,
+        "cpu_s": own,
+        **conditions.run_conditions(before, own, wall),
+    }
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed(cmd: list[str]) -> dict:
     """Run a command; its wall time, peak RSS and CPU, the CPU other processes used
     meanwhile (as a share of the machine), and its stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    busy_before = busy_seconds()
+    before = conditions.run_start()
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -101,19 +116,13 @@ def timed(cmd: list[str]) -> dict:
     if proc.returncode != 0:
         raise PipelineError(f"{' '.join(cmd[:4])} ... exit {proc.returncode}:\n{stderr[-2000:]}")
     own = usage.ru_utime + usage.ru_stime
-    others = max(0.0, busy_seconds() - busy_before - own)
     return {
         "wall_s": wall,
         "peak_rss_mib": usage.ru_maxrss / 1024,
         "cpu_s": own,
-        "others_cpu_share": others / (wall * psutil.cpu_count()),
+        **conditions.run_conditions(before, own, wall),
         "stderr": stderr,
     }
-
-
-def busy_seconds() -> float:
-    t = psutil.cpu_times()
-    return t.user + t.system + t.nice + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
 
 
 def job(source: Path, out: Path, model_dir: Path, engine: str = "local") -> dict:
@@ -123,6 +132,16 @@ def job(source: Path, out: Path, model_dir: Path, engine: str = "local") -> dict
     if match is None:
         raise PipelineError(f"src.predict printed no summary for {source}")
     return run | {"rows_per_s": float(match.group(1).replace(",", ""))}
+
+
+def spark_job(source: Path, out: Path, model_dir: Path) -> dict:
+    """The job on the Spark engine. pyspark never waits for the JVM it starts, so the JVM's
+    CPU is neither in the job's (os.wait4) nor taken out of the machine's: the keys say so,
+    and the run stays out of the conditions' other-processes figures."""
+    run = job(source, out, model_dir, "spark")
+    run["cpu_s_without_jvm"] = run.pop("cpu_s")
+    run["other_cpu_share_with_jvm"] = run.pop("other_cpu_share")
+    return run
 
 
 def spark_installed() -> bool:
@@ -138,19 +157,19 @@ def mlflow_predict(source: Path, out: Path, model_dir: Path) -> dict:
 
 
 def one_round(files: dict[str, Path], model_dir: Path, scratch: Path) -> dict:
-    load = os.getloadavg()[0]
     result = {
-        "load_1m_before": load,
-        "in_process_rows_per_s": in_process_rate(model_dir, files["parquet"]),
+        "load_before": round(os.getloadavg()[0], 2),
+        "in_process": in_process(model_dir, files["parquet"]),
     }
     result["job_parquet"] = job(files["parquet"], scratch / "out.parquet", model_dir)
     result["job_csv"] = job(files["csv"], scratch / "out-csv.parquet", model_dir)
     result["mlflow_csv"] = mlflow_predict(files["csv"], scratch / "mlflow.json", model_dir)
     result["job_big"] = job(files["big"], scratch / "out-big.parquet", model_dir)
     if spark_installed():  # reported beside the others; no goal (local[2] on the same 2 cores)
-        result["spark_parquet"] = job(files["parquet"], scratch / "spark", model_dir, "spark")
+        result["spark_parquet"] = spark_job(files["parquet"], scratch / "spark", model_dir)
     result["ratios"] = {
-        "job_vs_in_process": result["job_parquet"]["rows_per_s"] / result["in_process_rows_per_s"],
+        "job_vs_in_process": result["job_parquet"]["rows_per_s"]
+        / result["in_process"]["rows_per_s"],
         "job_vs_mlflow": result["mlflow_csv"]["wall_s"] / result["job_csv"]["wall_s"],
         "big_vs_small_rss": result["job_big"]["peak_rss_mib"]
         / result["job_parquet"]["peak_rss_mib"],
@@ -160,70 +179,64 @@ def one_round(files: dict[str, Path], model_dir: Path, scratch: Path) -> dict:
 
 
 def summarize(rounds: list[dict], args) -> dict:
+    """Each goal's ratio: its median, its value round by round and their range."""
     ratios = {}
     for name, (meaning, bound) in GOALS.items():
         values = [r["ratios"][name] for r in rounds]
         median = statistics.median(values)
         met = median <= bound if name == "big_vs_small_rss" else median >= bound
-        ratios[name] = {"meaning": meaning, "goal": bound, "median": median,
+        ratios[name] = {"meaning": meaning, "goal": bound, "median": median, "rounds": values,
                         "range": [min(values), max(values)], "met": met}  # fmt: skip
-    return {
-        "rows": args.rows,
-        "big_rows": args.big_rows,
-        "cpu": cpu_model(),
-        "cores": psutil.cpu_count(),
-        "goals": ratios,
-        "rounds": rounds,
-    }
+    return {"rows": args.rows, "big_rows": args.big_rows, "goals": ratios, "rounds": rounds}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+def measured_runs(rounds: list[dict]) -> list[dict]:
+    """Every measured run of every round (in-process, the jobs, mlflow)."""
+    return [run for r in rounds for run in r.values() if isinstance(run, dict) and "wall_s" in run]
+
+
+# (round key, label, what to print); Spark's only if every round ran it.
+ROWS = (
+    ("in_process", "in-process", ("rows_per_s",)),
+    ("job_parquet", "job, Parquet", ("rows_per_s", "wall_s", "peak_rss_mib")),
+    ("job_csv", "job, CSV", ("rows_per_s", "wall_s", "peak_rss_mib")),
+    ("job_big", "job, big", ("rows_per_s", "wall_s", "peak_rss_mib")),
+    ("spark_parquet", "spark, Parquet", ("rows_per_s", "wall_s")),  # JVM memory not counted
+    ("mlflow_csv", "mlflow, CSV", ("wall_s", "peak_rss_mib")),
+)
+# field -> (label, number format)
+FIELDS = {
+    "rows_per_s": ("rows/s", "{:,.0f}"),
+    "wall_s": ("wall s", "{:.1f}"),
+    "peak_rss_mib": ("peak RSS MiB", "{:.0f}"),
+}
 
 
 def print_summary(result: dict) -> None:
+    """Medians with their range over rounds, the goals, then the conditions."""
     rounds = result["rounds"]
-
-    def median(key, field):
-        return statistics.median(r[key][field] for r in rounds)
-
-    print(f"\nbatch scoring, {result['rows']:,} rows, {len(rounds)} round(s), {result['cpu']}")
-    print(
-        f"  in-process      {statistics.median(r['in_process_rows_per_s'] for r in rounds):>10,.0f} rows/s"
-    )
-    for key, label in (
-        ("job_parquet", "job, Parquet"),
-        ("job_csv", "job, CSV"),
-        ("job_big", "job, big"),
-    ):
-        print(
-            f"  {label:<15} {median(key, 'rows_per_s'):>10,.0f} rows/s  wall {median(key, 'wall_s'):6.1f} s"
-            f"  peak RSS {median(key, 'peak_rss_mib'):6.0f} MiB"
-        )
-    if all("spark_parquet" in r for r in rounds):
-        print(
-            f"  {'spark, Parquet':<15} {median('spark_parquet', 'rows_per_s'):>10,.0f} rows/s"
-            f"  wall {median('spark_parquet', 'wall_s'):6.1f} s  (local[2]; its JVM's memory not counted)"
-        )
-    print(
-        f"  mlflow, CSV     {'':>17}  wall {median('mlflow_csv', 'wall_s'):6.1f} s"
-        f"  peak RSS {median('mlflow_csv', 'peak_rss_mib'):6.0f} MiB"
-    )
+    print(f"\nbatch scoring, {result['rows']:,} rows, {len(rounds)} round(s); medians (range)")
+    for key, label, fields in ROWS:
+        if not all(key in r for r in rounds):
+            continue
+        cells = []
+        for field in fields:
+            name, number = FIELDS[field]
+            values = [r[key][field] for r in rounds]
+            low, mid, high = (
+                number.format(v) for v in (min(values), statistics.median(values), max(values))
+            )
+            cells.append(f"{name} {mid} ({low}-{high})")
+        print(f"  {label:<15} " + "; ".join(cells))
     for name, goal in result["goals"].items():
         low, high = goal["range"]
         verdict = "ok" if goal["met"] else "MISSED"
         print(
             f"  {name:<18} {goal['median']:.2f} (range {low:.2f}-{high:.2f}; goal {goal['goal']}) {verdict}"
         )
-    others = [r[k]["others_cpu_share"] for r in rounds for k in ("job_parquet", "mlflow_csv")]
-    loads = ", ".join(f"{r['load_1m_before']:.2f}" for r in rounds)
-    print(
-        f"  other processes' CPU during runs: {min(others):.0%}-{max(others):.0%} of the machine;"
-        f" load before rounds: {loads}"
-    )
+    loads = ", ".join(f"{r['load_before']:.2f}" for r in rounds)
+    print(f"  load before rounds: {loads}")
+    print("\n".join(conditions.describe(result["conditions"])))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -239,6 +252,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
+    started = conditions.start()  # before the bench's own work loads the machine
     paths = get_paths()
     model_dir = paths.champion
     if not (model_dir / "MLmodel").is_file():
@@ -249,6 +263,7 @@ def _main(argv=None) -> int:
         files = write_inputs(scratch, args.rows, args.big_rows)
         rounds = [one_round(files, model_dir, scratch) for _ in range(args.rounds)]
     result = summarize(rounds, args)
+    result["conditions"] = conditions.finish(started, measured_runs(rounds))
     write_json(args.out or paths.reports / "bench" / "batch.json", result)
     print_summary(result)
     return 0 if all(g["met"] for g in result["goals"].values()) else 1

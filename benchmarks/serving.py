@@ -12,10 +12,14 @@ model is registered twice under a name of the bench's own, @champion and @challe
 `app_shadow` (the shadow then costs what scoring the champion once more costs). wrk (closed
 loop, 16 connections, benchmarks/wrk_report.lua) drives them interleaved, the first rotating
 each round, with distinct real flights from the test split: one flight per request (every
-server), then batches of 1000 as records and as columns (all but `app_shadow`); the app's
-/bench/echo route gives the HTTP stack's ceiling. Each run records the servers' CPU per
-request and the CPU that other processes used meanwhile (these machines are shared). Writes
-reports/bench/serving.json, prints the figures and exits 1 if a goal is missed. The speed
+server), the same one flight in every request (`single_fixed`: all but `app_shadow`; both
+servers then parse the same body every time), then batches of 1000 as records and as columns
+(all but `app_shadow`); the app's /bench/echo route gives the HTTP stack's ceiling. Each run
+records the servers' CPU per request, wrk's, and the load before it and the CPU other
+processes used meanwhile (these machines are shared); the result holds the run's conditions
+(benchmarks/conditions.py: machine, load, versions, commit) and each ratio's value round by
+round with its range. Writes reports/bench/serving.json, prints the figures and the
+conditions, warns if the machine was busy, and exits 1 if a goal is missed. The speed
 and memory goals hold `app` only; `app_plain`'s figures are reported beside them, and
 `app_shadow` has a goal of its own (one-flight throughput vs `app`). Parity covers both
 model paths, and no-errors every server.
@@ -29,6 +33,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,6 +49,7 @@ import pandas as pd
 import psutil
 import yaml
 
+from benchmarks import conditions
 from src.common.config import Config, FastPaths, config_from_dict, load_config
 from src.common.errors import PipelineError
 from src.common.io import write_json
@@ -74,6 +80,13 @@ SCENARIOS = {
         ("app_shadow", "/predict"),
         ("echo", "/bench/echo"),
     ],
+    # One flight, the same body in every request: the servers' request parsing on equal terms
+    # (distinct flights differ in length and values from one request to the next).
+    "single_fixed": [
+        ("mlflow", "/invocations"),
+        ("app", "/predict"),
+        ("app_plain", "/predict"),
+    ],
     "batch": [
         ("mlflow", "/invocations"),
         ("app", "/predict/batch"),
@@ -86,10 +99,13 @@ SCENARIOS = {
     ],
 }
 SERVED_BY = {"echo": "app"}  # the echo route runs in the `app` server
+ONE_FLIGHT = ("single", "single_fixed")  # scenarios of one flight per request
 # Compared figures: name -> (scenario, median key).
 METRICS = {
     "single_rps": ("single", "rps"),
     "single_p99": ("single", "p99_ms"),
+    "single_fixed_rps": ("single_fixed", "rps"),
+    "single_fixed_p99": ("single_fixed", "p99_ms"),
     "batch_rows": ("batch", "rows_per_s"),
     "batch_p99": ("batch", "p99_ms"),
     "batch_columns_rows": ("batch_columns", "rows_per_s"),
@@ -125,7 +141,9 @@ MEDIAN_KEYS = (
     "p99_ms",
     "server_cpu_ms_per_request",
     "main_thread_cpu_share",
+    "wrk_cpu_share",
     "other_cpu_share",
+    "steal_share",
 )
 
 
@@ -149,6 +167,8 @@ def write_bodies(folder: Path, records: list[dict], batch_rows: int) -> dict[tup
     bodies = {
         ("single", "app"): records,
         ("single", "mlflow"): [{"dataframe_records": [r]} for r in records],
+        ("single_fixed", "app"): records[:1],
+        ("single_fixed", "mlflow"): [{"dataframe_records": records[:1]}],
         ("batch", "app"): [{"flights": b} for b in batches],
         ("batch", "mlflow"): [{"dataframe_records": b} for b in batches],
         ("batch_columns", "app"): [{"columns": as_columns(b)} for b in batches],
@@ -352,21 +372,29 @@ def wait_idle(busy_percent: float = 15, timeout: float = 15) -> None:
             return
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have ended: wrk's, around one wrk run
+    (the servers are reaped only when stopped, after every run of their round)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measured_run(url, bodies, seconds, connections, server_pid, rows) -> dict:
-    """wrk against one server, with the CPU other processes used meanwhile."""
+    """wrk against one server, with the load before it and the CPU the server, wrk and other
+    processes used meanwhile."""
     ours = tree(server_pid)
-    cpu0, (ours0, main0) = psutil.cpu_times(), cpu_seconds(ours)
+    before = conditions.run_start()
+    (ours0, main0), wrk0 = cpu_seconds(ours), children_cpu_seconds()
     result = run_wrk(url, bodies, seconds, connections)
-    cpu1, (ours1, main1) = psutil.cpu_times(), cpu_seconds(ours)
-    busy = sum(
-        getattr(cpu1, f) - getattr(cpu0, f) for f in ("user", "system", "nice", "irq", "softirq")
-    )
+    (ours1, main1), wrk1 = cpu_seconds(ours), children_cpu_seconds()
+    server, wrk = ours1 - ours0, wrk1 - wrk0
+    # Other processes: all but the server and wrk (the load generator is part of the bench).
+    result |= conditions.run_conditions(before, server + wrk, result["seconds"])
     wall = result["seconds"] * psutil.cpu_count()
-    result["server_cpu_share"] = round((ours1 - ours0) / wall, 3)
-    # Everything else, wrk included: wrk's own share is the same for every server.
-    result["other_cpu_share"] = round(max(0.0, busy - (ours1 - ours0)) / wall, 3)
-    result["server_cpu_ms_per_request"] = (ours1 - ours0) * 1000 / max(result["requests"], 1)
-    result["main_thread_cpu_share"] = round((main1 - main0) / max(ours1 - ours0, 1e-9), 3)
+    result["server_cpu_share"] = round(server / wall, 3)
+    result["wrk_cpu_share"] = round(wrk / wall, 3)
+    result["server_cpu_ms_per_request"] = server * 1000 / max(result["requests"], 1)
+    result["main_thread_cpu_share"] = round((main1 - main0) / max(server, 1e-9), 3)
     result["rps"] = result["requests"] / result["seconds"]
     result["rows_per_s"] = result["rps"] * rows
     return result
@@ -481,14 +509,17 @@ def benchmark(cfg: Config, plain: Config, paths: Paths, args: argparse.Namespace
             "app_shadow": write_config(shadow, scratch / "shadow.yml"),
         }
         bench = Bench(cfg, paths, args, scratch, configs, store)
-        files = write_bodies(scratch, flight_records(paths, args.flights), args.batch_rows)
+        records = flight_records(paths, args.flights)
+        files = write_bodies(scratch, records, args.batch_rows)
         runs = run(bench, files)
     except BaseException:
         # Kept for a look: a failed start names its server's log in there.
         log.error("scratch folder (server logs, bodies) kept: %s", scratch)
         raise
     shutil.rmtree(scratch, ignore_errors=True)
-    return summarize(runs, args)
+    result = summarize(runs, args)
+    result["settings"]["fixed_flight"] = records[0]  # single_fixed's body
+    return result
 
 
 def run(bench: Bench, files: dict) -> list[dict]:
@@ -566,7 +597,7 @@ def scores_counted(base: str) -> dict[str, float]:
 
 def run_scenario(bench, rnd, scenario, order, servers, files) -> list[dict]:
     """One scenario against each server in this round's order, the echo route last."""
-    rows = 1 if scenario == "single" else bench.args.batch_rows
+    rows = 1 if scenario in ONE_FLIGHT else bench.args.batch_rows
     rank = lambda t: order.index(t[0]) if t[0] in order else len(order)  # noqa: E731
     runs = []
     for name, path in sorted(SCENARIOS[scenario], key=rank):
@@ -578,9 +609,11 @@ def run_scenario(bench, rnd, scenario, order, servers, files) -> list[dict]:
         result = measured_run(url, body, args.duration, args.connections, proc.pid, rows)
         runs.append({"round": rnd, "server": name, "scenario": scenario, **result})
         log.info(
-            "round %d %-13s %-9s %8.0f req/s %9.0f rows/s p99 %7.1f ms errors %d other CPU %.0f%%",
+            "round %d %-13s %-9s %8.0f req/s %9.0f rows/s p99 %7.1f ms errors %d"
+            " load before %.2f, other CPU %.0f%%, wrk %.0f%%",
             rnd, scenario, name, result["rps"], result["rows_per_s"], result["p99_ms"],
-            result["errors"] + result["timeouts"], 100 * result["other_cpu_share"],
+            result["errors"] + result["timeouts"], result["load_before"],
+            100 * result["other_cpu_share"], 100 * result["wrk_cpu_share"],
         )  # fmt: skip
     return runs
 
@@ -607,6 +640,22 @@ def ratios_of(runs: list[dict]) -> dict[str, float]:
         runs, "echo", "single", "rps"
     )
     return {k: round(v, 3) for k, v in ratios.items()}
+
+
+def ratio_ranges(runs: list[dict]) -> dict[str, dict]:
+    """Each ratio round by round (ratios_of over one round's runs) with its min and max: the
+    spread to quote beside the median, as one round can fall on a slow spell of the machine.
+    With an odd number of rounds the ratio of the medians lies within [min, max]."""
+    rounds = sorted({r["round"] for r in runs})
+    by_round = [ratios_of([r for r in runs if r["round"] == n]) for n in rounds]
+    return {
+        name: {
+            "rounds": [ratios[name] for ratios in by_round],
+            "min": min(ratios[name] for ratios in by_round),
+            "max": max(ratios[name] for ratios in by_round),
+        }
+        for name in by_round[0]
+    }
 
 
 def shadow_of(runs: list[dict]) -> dict:
@@ -672,7 +721,8 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
             },
         },
         "medians": medians_of(runs),
-        "ratios": ratios,
+        "ratios": ratios,  # median over median, every round's runs
+        "ratio_ranges": ratio_ranges(runs),
         "shadow": shadow,
         "limits": {k: f"{op} {limit}" for k, (op, limit) in LIMITS.items()},
         "goals": goals,
@@ -692,20 +742,12 @@ def median_row(medians: dict, server: str, metric: str) -> float:
 
 def print_summary(result: dict) -> None:
     md, r = result["medians"], result["ratios"]
+    print_table(result)
     print(
-        f"\nmedians over {result['settings']['rounds']} interleaved rounds (plain: fast paths off):"
+        f"  one flight, the same body in every request: app/mlflow {r['single_fixed_rps_vs_mlflow']:.3f}"
+        f" (distinct flights {r['single_rps_vs_mlflow']:.3f}), plain/mlflow"
+        f" {r['plain_single_fixed_rps_vs_mlflow']:.3f} ({r['plain_single_rps_vs_mlflow']:.3f})"
     )
-    head = ("", "mlflow", "app", "app_plain", "app/mlflow", "plain/mlflow", "plain/app", "goal")
-    print("  {:20s} {:>10s} {:>10s} {:>10s} {:>11s} {:>12s} {:>10s}  {}".format(*head))
-    for name in METRICS:
-        values = [median_row(md, s, name) for s in COMPARED]
-        ratios = [r[f"{name}_vs_mlflow"], r[f"plain_{name}_vs_mlflow"], r[f"plain_{name}_vs_app"]]
-        limit = " ".join(map(str, LIMITS.get(f"{name}_vs_mlflow", ())))
-        print(
-            "  {:20s} {:10.1f} {:10.1f} {:10.1f} {:11.3f} {:12.3f} {:10.3f}  {}".format(
-                name, *values, *ratios, limit
-            )
-        )
     echo = md["echo_single"]["rps"]
     print(f"  echo route: {echo:.0f} req/s; app one flight / echo {r['single_rps_vs_echo']:.3f}")
     print_shadow(result)
@@ -715,6 +757,28 @@ def print_summary(result: dict) -> None:
         print(f"  parity on {p['rows']} test rows: max |path - pyfunc| {p['max_abs_diff']:.2e}")
     for goal, ok in result["goals"].items():
         print(f"  goal {goal:18s} {'SKIPPED' if ok is None else 'PASS' if ok else 'FAIL'}")
+    print("\n".join(conditions.describe(result["conditions"])))
+
+
+def print_table(result: dict) -> None:
+    """Medians per server, and the ratios: of the medians, and app/mlflow's range over rounds."""
+    md, r, ranges = result["medians"], result["ratios"], result["ratio_ranges"]
+    print(
+        f"\nmedians over {result['settings']['rounds']} interleaved rounds (plain: fast paths off):"
+    )
+    head = ("", "mlflow", "app", "app_plain", "app/mlflow", "rounds", "plain/mlflow", "plain/app")
+    print("  {:20s} {:>10s} {:>10s} {:>10s} {:>11s} {:>13s} {:>12s} {:>10s}  goal".format(*head))
+    for name in METRICS:
+        values = [median_row(md, s, name) for s in COMPARED]
+        ratios = [r[f"{name}_vs_mlflow"], r[f"plain_{name}_vs_mlflow"], r[f"plain_{name}_vs_app"]]
+        spread = ranges[f"{name}_vs_mlflow"]
+        spread = f"{spread['min']:.3g}-{spread['max']:.3g}"
+        limit = " ".join(map(str, LIMITS.get(f"{name}_vs_mlflow", ())))
+        print(
+            "  {:20s} {:10.1f} {:10.1f} {:10.1f} {:11.3f} {:>13s} {:12.3f} {:10.3f}  {}".format(
+                name, *values, ratios[0], spread, *ratios[1:], limit
+            )
+        )
 
 
 def print_shadow(result: dict) -> None:
@@ -752,6 +816,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
+    started = conditions.start()  # before the bench's own processes load the machine
     cfg, paths = load_config(args.config), get_paths()
     plain = without_fast_paths(cfg)
     check = None if args.skip_parity else parity(cfg, plain, paths, args.batch_rows)
@@ -762,6 +827,7 @@ def _main(argv=None) -> int:
         None if check is None else check["max_abs_diff"] <= PARITY_TOLERANCE
     )
     result["goals"] = dict(sorted(result["goals"].items()))  # numbered: printed in order
+    result["conditions"] = conditions.finish(started, result["runs"])
     out = args.out or paths.bench
     write_json(out, result)
     print_summary(result)

@@ -1,0 +1,291 @@
+"""The benchmarks' record of their conditions (benchmarks/conditions.py) and the ratios and
+ranges they compute from their runs, on small fixtures shaped like real run records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import namedtuple
+
+import pytest
+
+from benchmarks import batch, conditions, serving
+from src.common.schema import EXAMPLE_FLIGHT
+
+CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal")
+
+
+def cpu_times(user, system, steal, idle=0.0) -> CpuTimes:
+    return CpuTimes(user, 0.0, system, idle, 0.0, 0.0, 0.0, steal)
+
+
+@pytest.fixture
+def two_cpus(monkeypatch):
+    monkeypatch.setattr(conditions.psutil, "cpu_count", lambda *a, **k: 2)
+
+
+def test_cpu_model_reads_cpuinfo_and_falls_back(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n")
+    assert conditions.cpu_model(info) == "AMD EPYC 7B13"
+    assert conditions.cpu_model(tmp_path / "missing") == (
+        conditions.platform.processor() or "unknown"
+    )
+
+
+def test_start_records_the_machine_the_code_and_the_load(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    c = conditions.start()
+    assert c["logical_cpus"] >= 1 and c["memory_gib"] > 0 and c["cpu_model"]
+    assert len(c["load_before"]) == 3 and all(x >= 0 for x in c["load_before"])
+    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", c["git_commit"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", c["started_utc"])
+    assert c["python"].startswith("3.") and c["lightgbm"] and c["mlflow"]
+    assert c["omp_num_threads"] == "1"
+
+
+def test_git_commit_marks_changed_tracked_files_dirty(tmp_path):
+    assert conditions.git_commit(tmp_path) == "unknown"  # not a checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "serving.py").write_text("WORKERS = 2\n")
+    subprocess.run([*git, "add", "serving.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "bench"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (tmp_path / "serving.json").write_text("{}")  # an untracked report: still clean
+    assert conditions.git_commit(tmp_path) == head
+    (tmp_path / "serving.py").write_text("WORKERS = 4\n")
+    assert conditions.git_commit(tmp_path) == f"{head}-dirty"
+
+
+def test_run_conditions_takes_our_cpu_out_of_the_machines(two_cpus):
+    before = {"load": 0.4321, "cpu": cpu_times(user=100.0, system=10.0, steal=5.0)}
+    # 10 s on 2 CPUs: the machine busy 6 CPU s, 4 of them ours, 1 s stolen by other VMs.
+    after = cpu_times(user=105.0, system=11.0, steal=6.0, idle=13.0)
+    run = conditions.run_conditions(before, ours=4.0, wall=10.0, after=after)
+    assert run == {"load_before": 0.43, "other_cpu_share": 0.1, "steal_share": 0.05}
+    # Our processes' CPU read a little above the machine's (clock ticks): never negative.
+    assert conditions.run_conditions(before, 6.5, 10.0, after)["other_cpu_share"] == 0.0
+
+
+def conditions_of(load_1m: float, others: list[float]) -> dict:
+    started = {**conditions.start(), "load_before": [load_1m, 0.5, 0.5], "logical_cpus": 2}
+    runs = [
+        {"load_before": 1.0 + i, "other_cpu_share": o, "steal_share": 0.01}
+        for i, o in enumerate(others)
+    ]
+    runs.append({"scenario": "startup", "seconds": 1.3})  # not a measured run
+    return conditions.finish(started, runs)
+
+
+def test_finish_records_the_runs_spread():
+    c = conditions_of(0.2, [0.02, 0.15, 0.04])
+    assert c["measured_runs"] == 3 and c["busy_runs"] == 1
+    assert c["load_before_runs"] == [1.0, 3.0]
+    assert c["other_cpu_share_runs"] == [0.02, 0.15]
+    assert c["steal_share_runs"] == [0.01, 0.01]
+    assert c["finished_utc"] >= c["started_utc"]
+    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", c["git_commit_at_end"])
+
+
+def test_busy_warning_on_load_before_or_other_processes():
+    assert conditions.busy_warning(conditions_of(0.8, [0.02, 0.03])) is None  # 0.4 per CPU
+    loaded = conditions.busy_warning(conditions_of(1.2, [0.02, 0.03]))  # 0.6 per CPU
+    assert loaded and "load 0.60 per CPU" in loaded and "flatter us" in loaded
+    busy = conditions.busy_warning(conditions_of(0.2, [0.02, 0.15, 0.04]))
+    assert busy and "in 1 of 3 runs (up to 15%)" in busy
+
+
+def test_describe_ends_with_the_warning():
+    quiet = conditions.describe(conditions_of(0.2, [0.01, 0.02]))
+    assert not any("WARNING" in line for line in quiet)
+    assert "other processes 1%-2% of the CPU" in quiet[-1]
+    busy = conditions.describe(conditions_of(0.2, [0.3]))
+    assert busy[-1].startswith("WARNING: busy machine")
+    landed = conditions_of(0.2, [0.01]) | {"git_commit": "862fd38", "git_commit_at_end": "f0ab515"}
+    assert conditions.describe(landed)[0].endswith("commit 862fd38 (f0ab515 at the end)")
+
+
+# ------------------------------------------------------------------ serving
+# (server, scenario) -> rps in rounds 1, 2, 3: MLflow swings, as it does on a shared machine.
+RPS = {
+    ("mlflow", "single"): (200, 460, 215),
+    ("app", "single"): (5600, 5900, 5700),
+    ("app_plain", "single"): (4400, 4500, 4600),
+    ("app_shadow", "single"): (5300, 5400, 5200),
+    ("echo", "single"): (9000, 9200, 9100),
+    ("mlflow", "single_fixed"): (250, 500, 260),
+    ("app", "single_fixed"): (6000, 6200, 6100),
+    ("app_plain", "single_fixed"): (5000, 5100, 5200),
+    ("mlflow", "batch"): (40, 45, 50),
+    ("app", "batch"): (80, 75, 85),
+    ("app_plain", "batch"): (65, 60, 70),
+    ("mlflow", "batch_columns"): (95, 90, 100),
+    ("app", "batch_columns"): (170, 160, 180),
+    ("app_plain", "batch_columns"): (120, 125, 130),
+}
+
+
+def serving_runs() -> list[dict]:
+    runs = []
+    for rnd in (1, 2, 3):
+        for (server, scenario), rps in RPS.items():
+            rows = 1 if scenario in serving.ONE_FLIGHT else 1000
+            runs.append({
+                "round": rnd, "server": server, "scenario": scenario, "rps": rps[rnd - 1],
+                "rows_per_s": rps[rnd - 1] * rows, "p50_ms": 1000 / rps[rnd - 1],
+                "p99_ms": 4000 / rps[rnd - 1], "errors": 0, "timeouts": 0,
+                "server_cpu_ms_per_request": 1.0, "main_thread_cpu_share": 0.9,
+                "wrk_cpu_share": 0.08, "load_before": 1.5, "other_cpu_share": 0.02,
+                "steal_share": 0.0,
+            })  # fmt: skip
+        for server in serving.SERVERS:
+            startup = 11.0 + rnd if server == "mlflow" else 1.3
+            mib = 280.0 if server == "mlflow" else 96.0 + rnd
+            runs.append({"round": rnd, "server": server, "scenario": "startup", "seconds": startup})
+            runs.append({"round": rnd, "server": server, "scenario": "rss", "mib": mib})
+        runs.append({"round": rnd, "server": "app_shadow", "scenario": "scored",
+                     "champion": 1000.0, "challenger": 1000.0})  # fmt: skip
+    return runs
+
+
+def serving_args() -> argparse.Namespace:
+    return serving.parse_args(["--rounds", "3"])
+
+
+def test_serving_ratios_of_medians_and_their_range_over_rounds():
+    result = serving.summarize(serving_runs(), serving_args())
+    ratios, ranges = result["ratios"], result["ratio_ranges"]
+    assert ratios["single_rps_vs_mlflow"] == round(5700 / 215, 3)  # median over median
+    assert ranges["single_rps_vs_mlflow"] == {
+        "rounds": [round(5600 / 200, 3), round(5900 / 460, 3), round(5700 / 215, 3)],
+        "min": round(5900 / 460, 3),
+        "max": round(5600 / 200, 3),
+    }
+    # The fixed body: a ratio of its own, beside the distinct flights'; the goals unchanged.
+    assert ratios["single_fixed_rps_vs_mlflow"] == round(6100 / 260, 3)
+    assert ratios["plain_single_fixed_rps_vs_app"] == round(5100 / 6100, 3)
+    assert ranges["single_fixed_rps_vs_mlflow"]["min"] == round(6200 / 500, 3)
+    assert result["medians"]["app_single_fixed"]["rps"] == 6100
+    assert set(result["goals"]) == {*serving.GOALS, "5_no_errors"}
+    assert result["goals"]["1_single"] and not result["goals"]["2_batch_guard"]  # 80/45 < 1.8
+    # Odd rounds: every ratio of medians lies within its round range.
+    for name, value in ratios.items():
+        assert ranges[name]["min"] <= value <= ranges[name]["max"], name
+    assert ranges["shadow_single_rps_vs_app"]["rounds"] == (
+        result["shadow"]["single_rps_vs_app_by_round"]
+    )
+
+
+def test_serving_summary_prints_ranges_fixed_body_and_conditions(capsys):
+    result = serving.summarize(serving_runs(), serving_args())
+    result["parity"] = None
+    result["conditions"] = conditions_of(0.2, [0.02, 0.12])
+    serving.print_summary(result)
+    out = capsys.readouterr().out
+    table = {line.split()[0]: line for line in out.splitlines() if line.startswith("  single")}
+    assert "12.8-28" in table["single_rps"]  # app/mlflow over rounds
+    assert "12.4-24" in table["single_fixed_rps"]
+    assert "same body in every request: app/mlflow 23.462 (distinct flights 26.512)" in out
+    assert "conditions: " in out and "WARNING: busy machine" in out
+
+
+def test_measured_run_keeps_wrk_apart_from_other_processes(monkeypatch):
+    """wrk's CPU (a child of the bench) is its own figure, not the other processes'."""
+    burn = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
+
+    def fake_wrk(url, bodies, seconds, connections):
+        subprocess.run([sys.executable, "-c", burn], check=True)
+        return {"requests": 100, "seconds": 0.5, "errors": 0, "timeouts": 0, "p99_ms": 1.0}
+
+    measured = []  # the CPU seconds counted as the bench's own, not other processes'
+    run_conditions = conditions.run_conditions
+    monkeypatch.setattr(serving, "run_wrk", fake_wrk)
+    monkeypatch.setattr(
+        conditions,
+        "run_conditions",
+        lambda before, ours, wall: measured.append(ours) or run_conditions(before, ours, wall),
+    )
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        run = serving.measured_run("http://127.0.0.1:1/", None, 1, 1, server.pid, rows=1)
+    finally:
+        server.kill()
+        server.wait()
+    cpus = os.cpu_count()
+    assert run["wrk_cpu_share"] >= round(0.4 / (0.5 * cpus), 3) - 0.01
+    assert run["server_cpu_share"] < 0.05
+    assert measured[0] >= 0.38  # wrk's burn
+    assert {"load_before", "other_cpu_share", "steal_share"} <= set(run)
+    assert run["rps"] == 200 and run["rows_per_s"] == 200
+
+
+def test_fixed_body_repeats_one_flight(tmp_path):
+    records = [{**EXAMPLE_FLIGHT, "flight": n} for n in (1545, 1714, 1141, 461)]
+    files = serving.write_bodies(tmp_path, records, batch_rows=2)
+    app = files["single_fixed", "app"].read_text().splitlines()
+    mlflow = files["single_fixed", "mlflow"].read_text().splitlines()
+    assert [json.loads(line) for line in app] == [records[0]]
+    assert [json.loads(line) for line in mlflow] == [{"dataframe_records": [records[0]]}]
+    assert len(files["single", "app"].read_text().splitlines()) == 4  # distinct, unchanged
+
+
+# ------------------------------------------------------------------ batch
+def batch_round(in_process: float, job_rows: float, mlflow_wall: float, other: float) -> dict:
+    measured = {"load_before": 1.2, "other_cpu_share": other, "steal_share": 0.0}
+    job = {"rows_per_s": job_rows, "wall_s": 7.5, "peak_rss_mib": 560.0, "cpu_s": 11.0}
+    return {
+        "load_before": 1.2,
+        "in_process": {"rows_per_s": in_process, "wall_s": 6.2, "cpu_s": 6.1, **measured},
+        "job_parquet": job | measured,
+        "job_csv": {**job, "wall_s": 8.3} | measured,
+        "mlflow_csv": {"wall_s": mlflow_wall, "peak_rss_mib": 1115.0, "cpu_s": 30.0} | measured,
+        "job_big": {**job, "wall_s": 22.8, "peak_rss_mib": 564.0} | measured,
+        "ratios": {
+            "job_vs_in_process": job_rows / in_process,
+            "job_vs_mlflow": mlflow_wall / 8.3,
+            "big_vs_small_rss": 564.0 / 560.0,
+        },
+    }
+
+
+def test_batch_goals_have_median_rounds_and_range(capsys):
+    rounds = [
+        batch_round(161e3, 187e3, 28.0, 0.01),
+        batch_round(136e3, 200e3, 25.1, 0.02),
+        batch_round(164e3, 179e3, 28.8, 0.15),
+    ]
+    args = argparse.Namespace(rows=1_000_000, big_rows=5_000_000)
+    result = batch.summarize(rounds, args)
+    goal = result["goals"]["job_vs_mlflow"]
+    assert goal["rounds"] == [28.0 / 8.3, 25.1 / 8.3, 28.8 / 8.3]
+    assert goal["median"] == 28.0 / 8.3 and goal["range"] == [25.1 / 8.3, 28.8 / 8.3]
+    assert goal["met"] and result["goals"]["job_vs_in_process"]["met"]
+    assert len(batch.measured_runs(rounds)) == 15  # five runs a round, no Spark
+    result["conditions"] = conditions.finish(conditions.start(), batch.measured_runs(rounds))
+    assert result["conditions"]["busy_runs"] == 5  # the third round's
+    batch.print_summary(result)
+    out = capsys.readouterr().out
+    assert "in-process      rows/s 161,000 (136,000-164,000)" in out
+    assert "mlflow, CSV     wall s 28.0 (25.1-28.8)" in out
+    assert "in 5 of 15 runs" in out
+
+
+def test_spark_run_stays_out_of_the_other_processes_figures(monkeypatch, tmp_path):
+    """pyspark's JVM is never reaped by the job: its CPU would read as other processes'."""
+    run = {"wall_s": 50.6, "peak_rss_mib": 300.0, "cpu_s": 7.2, "load_before": 1.3,
+           "other_cpu_share": 0.95, "steal_share": 0.0, "rows_per_s": 21e3}  # fmt: skip
+    monkeypatch.setattr(batch, "job", lambda *args: dict(run))
+    spark = batch.spark_job(tmp_path / "in.parquet", tmp_path / "out", tmp_path)
+    assert spark["other_cpu_share_with_jvm"] == 0.95 and spark["cpu_s_without_jvm"] == 7.2
+    assert "other_cpu_share" not in spark and "cpu_s" not in spark
+    rounds = [batch_round(161e3, 187e3, 28.0, 0.01) | {"spark_parquet": spark}]
+    assert len(batch.measured_runs(rounds)) == 6
+    finished = conditions.finish(conditions.start(), batch.measured_runs(rounds))
+    assert finished["measured_runs"] == 5 and finished["busy_runs"] == 0
