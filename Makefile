@@ -80,10 +80,11 @@ test: ## Run the whole test suite under coverage (per-module report; fails under
 	$(COV) combine --quiet && $(COV) report; covered=$$?; \
 	[ $$tests -ne 0 ] && exit $$tests; exit $$covered
 
-lint: ## ruff check + black --check; import contracts (lint-imports); hadolint; compose files; promtool; k8s manifests
+lint: ## ruff check + black --check; import contracts (lint-imports); mypy (src, app); hadolint; compose files; promtool; k8s manifests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/black --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile docker/Dockerfile
 	$(VENV)/bin/docker-compose -f docker-compose.yml config -q
 	$(VENV)/bin/docker-compose -f docker-compose.yml -f docker-compose.ci.yml config -q

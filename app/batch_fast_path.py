@@ -19,7 +19,7 @@ from operator import itemgetter
 
 import anyio
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.routing import Match
@@ -46,8 +46,10 @@ class WhenSwitchedOn(APIRoute):
 router = APIRouter(route_class=WhenSwitchedOn)
 
 
-@router.post(PATH, include_in_schema=False, dependencies=guarded)
-async def predict_batch(request: Request, svc: Service) -> BatchResponse:
+# response_model: what FastAPI validates an answer against (the plain route's answer is a
+# ready Response and passes as it is).
+@router.post(PATH, include_in_schema=False, dependencies=guarded, response_model=BatchResponse)
+async def predict_batch(request: Request, svc: Service) -> BatchResponse | Response:
     raw = await request.body()
     limit = request.app.state.config.serve.max_batch
     limiter = one_batch_at_a_time(request)

@@ -54,7 +54,7 @@ async def health() -> dict:
 
 @router.get("/ready")
 async def ready(svc: Service) -> ReadyResponse:
-    m = svc.champion
+    m = svc.loaded_champion()
     return ReadyResponse(
         status="ready",
         model_version=m.version,
@@ -66,7 +66,7 @@ async def ready(svc: Service) -> ReadyResponse:
 
 @router.get("/model")
 async def model_info(svc: Service) -> ModelInfo:
-    m = svc.champion
+    m = svc.loaded_champion()
     return ModelInfo(
         name=m.name,
         version=m.version,
@@ -97,7 +97,7 @@ async def prometheus(request: Request) -> Response:
 # One flight costs a fraction of a millisecond of CPU: scored on the event loop, since a
 # hop to the thread pool would cost about as much as the scoring.
 @router.post("/predict", dependencies=guarded)
-async def predict(flight: Flight, request: Request, svc: Service) -> PredictionResponse:  # type: ignore[valid-type]
+async def predict(flight: Flight, request: Request, svc: Service) -> PredictionResponse:
     request_id = request.state.request_id  # set by app.middleware.ObserveAndLimit
     p, champ = svc.predict_one(flight.model_dump(), request_id)
     delayed = p >= svc.threshold
@@ -154,6 +154,6 @@ async def bench_echo_enabled(request: Request) -> None:
 @router.post(
     "/bench/echo", include_in_schema=False, dependencies=[Depends(bench_echo_enabled), *guarded]
 )
-async def echo(flight: Flight) -> dict:  # type: ignore[valid-type]
+async def echo(flight: Flight) -> dict:
     """The HTTP stack's ceiling for `make bench`: the same body parsing, no model."""
     return {"delay_probability": 0.5, "delayed": True}

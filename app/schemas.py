@@ -7,7 +7,7 @@ the prediction log keeps."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -35,7 +35,8 @@ def _field(col: Column):
 def _column(col: Column):
     """The same field as a list of values (the columnar batch body)."""
     kind = _TYPES[col.kind]
-    item = Annotated[kind | None if col.nullable else kind, Field(**_constraints(col))]
+    # Built at run time from the schema: a value for pydantic, no type mypy could check.
+    item: Any = Annotated[kind | None if col.nullable else kind, Field(**_constraints(col))]
     if col.nullable:
         return (list[item] | None, Field(None, description=f"{col.description} (may be omitted)"))
     return (list[item], Field(..., min_length=1, description=col.description))
@@ -53,6 +54,11 @@ class _FlightBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_FLIGHT]})
 
+    if TYPE_CHECKING:  # fields create_model adds below (all of API_REQUEST); the checks read these
+        year: int
+        month: int
+        day: int
+
     @model_validator(mode="after")
     def _date_exists(self):
         _check_date(self.year, self.month, self.day, "day")
@@ -63,6 +69,11 @@ class _ColumnsBase(BaseModel):
     """Flights as columns: each field a list, all of one length; optional ones may be left out."""
 
     model_config = ConfigDict(extra="forbid")
+
+    if TYPE_CHECKING:  # as in _FlightBase
+        year: list[int]
+        month: list[int]
+        day: list[int]
 
     @model_validator(mode="after")
     def _aligned_dates(self):
@@ -94,8 +105,8 @@ class BatchRequest(BaseModel):
             ]
         },
     )
-    flights: list[Flight] | None = Field(None, min_length=1)  # type: ignore[valid-type]
-    columns: FlightColumns | None = None  # type: ignore[valid-type]
+    flights: list[Flight] | None = Field(None, min_length=1)
+    columns: FlightColumns | None = None
 
     @model_validator(mode="after")
     def _one_shape(self):
@@ -108,6 +119,7 @@ class BatchRequest(BaseModel):
         ignores the flight number); an omitted optional column is missing."""
         if self.flights is not None:
             return {f: [getattr(fl, f) for fl in self.flights] for f in API_REQUEST_FIELDS}
+        assert self.columns is not None  # _one_shape: exactly one of the two is given
         n = len(self.columns.year)
         given = {f: getattr(self.columns, f) for f in API_REQUEST_FIELDS}
         return {f: [None] * n if values is None else values for f, values in given.items()}

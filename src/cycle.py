@@ -22,6 +22,7 @@ import argparse
 import calendar
 import logging
 from datetime import date, timedelta
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -194,7 +195,7 @@ def _cycle(client, cfg: Config, paths: Paths, as_of: str, labelled: pd.DataFrame
     alerts = (["drift"] if drift["drift_detected"] else []) + (
         ["performance"] if drift["performance_alerts"] else []
     )
-    summary = {
+    summary: dict[str, Any] = {
         "status": "done",
         "as_of": as_of,
         "model": cfg.registry.model_name,

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from src.common.errors import PipelineError
 from src.common.logs import run_stage
@@ -26,12 +27,12 @@ from src.common.settings import Settings
 log = logging.getLogger("serve")
 
 
-def server_env(config: str | None) -> dict[str, str]:
+def server_env(config: str | Path | None) -> dict[str, str]:
     """The server's environment: ours (passed on, not read), plus FD_CONFIG when given."""
     return {**os.environ, "FD_CONFIG": str(config)} if config else dict(os.environ)
 
 
-def check(config: str | None) -> None:
+def check(config: str | Path | None) -> None:
     """Start a real server on loopback, score the documented example flight, shut down."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"

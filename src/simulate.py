@@ -230,7 +230,8 @@ def run_loop(cfg: Config, paths: Paths, months: list[int], splits: dict) -> dict
         "warning",
     ]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-    rows, scores = [], {"loop": [], "frozen": [], "y": [], "month": []}
+    rows = []
+    scores: dict[str, list[np.ndarray]] = {"loop": [], "frozen": [], "y": [], "month": []}
     try:
         wait_http(f"{base}/ready", server)
         for month in months:

@@ -9,6 +9,7 @@ is whole miles (int64 in the files), weather readings are floats with gaps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ OUTCOME_KEY = ("year", "month", "day", "carrier", "flight", "origin")
 
 # The documented example (an August evening departure EWR -> ORD): the API docs, the
 # README, `python -m src.serve --check`.
-EXAMPLE_FLIGHT = {
+EXAMPLE_FLIGHT: dict[str, Any] = {
     "year": 2013,
     "month": 8,
     "day": 15,

@@ -18,6 +18,7 @@ import urllib.request
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from src.common.errors import DataContractError, PipelineError
 from src.common.io import read_json, sha256_file, sha256_json, write_json
@@ -61,7 +62,8 @@ def count_rows(path: Path) -> int:
             if len(members) != 1:
                 raise DataContractError(f"{path.name}: expected one CSV in the zip, {members}")
             with zf.open(members[0]) as fh:
-                return sum(1 for _ in io.BufferedReader(fh)) - 1
+                # Opened for reading, it is a ZipExtFile (the stub says only IO[bytes]).
+                return sum(1 for _ in io.BufferedReader(cast(zipfile.ZipExtFile, fh))) - 1
     with open(path, "rb") as fh:
         return sum(1 for _ in fh) - 1
 
@@ -122,8 +124,8 @@ def ingest(src: str, snapshot: str, paths: Paths, contract: Path) -> tuple[Path,
             "files": files,
         }
         write_json(staging / manifest_path.name, manifest)
-        for f in staging.iterdir():
-            f.chmod(0o444)  # raw data is never overwritten
+        for path in staging.iterdir():
+            path.chmod(0o444)  # raw data is never overwritten
         os.rename(staging, target)
     log.info("ingested %d files into %s", len(files), target)
     return target, True

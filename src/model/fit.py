@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -25,7 +26,7 @@ from src.common.errors import PipelineError
 from src.common.schema import CATEGORICAL_FEATURES, FEATURES, TARGET
 from src.model.evaluate import auc_by_group, binary_metrics
 from src.model.features import build_features, fit_state, request_columns
-from src.model.model import FlightDelayModel, LightGBMBooster, LogisticEstimator
+from src.model.model import Estimator, FlightDelayModel, LightGBMBooster, LogisticEstimator
 
 log = logging.getLogger(__name__)
 N_CAT = len(CATEGORICAL_FEATURES)  # categorical features come first in FEATURES
@@ -59,14 +60,18 @@ def lightgbm_data(X: np.ndarray, y: np.ndarray, reference=None) -> lgb.Dataset:
     )
 
 
-def fit_lightgbm(X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int):
+def fit_lightgbm(
+    X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int
+) -> LightGBMBooster:
     """EDA-11: gradient-boosted trees; categorical features by code, NaN = missing/unseen."""
     data = lightgbm_data(X, y)
     booster = lgb.train(lightgbm_params(params, seed), data, num_boost_round=params.n_estimators)
     return LightGBMBooster(booster)
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, params: LogisticParams, seed: int):
+def fit_logistic(
+    X: np.ndarray, y: np.ndarray, params: LogisticParams, seed: int
+) -> LogisticEstimator:
     """Baseline: one-hot categories (unseen -> all zeros), imputed and scaled numerics."""
     cats = make_pipeline(
         SimpleImputer(strategy="constant", fill_value=-1),
@@ -80,7 +85,8 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, params: LogisticParams, seed: int
     return LogisticEstimator(make_pipeline(pre, clf).fit(X, y))
 
 
-FITTERS = {"logistic": fit_logistic, "lightgbm": fit_lightgbm}
+# kind -> fit(X, y, that kind's params from cfg.train, seed)
+FITTERS: dict[str, Callable[..., Estimator]] = {"logistic": fit_logistic, "lightgbm": fit_lightgbm}
 
 
 def fit_model(kind: str, train: pd.DataFrame, planes: pd.DataFrame, cfg: Config):

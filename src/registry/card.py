@@ -5,8 +5,14 @@ from __future__ import annotations
 from src.common.render import render
 from src.common.schema import DELAY_MINUTES, FEATURES
 
-METRICS = (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("log_loss", "Log loss"))
-METRICS += (("brier", "Brier"), ("base_rate", "Delay rate"), ("rows", "Rows"))
+METRICS = (
+    ("roc_auc", "ROC AUC"),
+    ("pr_auc", "PR AUC"),
+    ("log_loss", "Log loss"),
+    ("brier", "Brier"),
+    ("base_rate", "Delay rate"),
+    ("rows", "Rows"),
+)
 MONTH_METRIC = "test_roc_auc_month_"
 
 

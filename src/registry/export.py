@@ -15,6 +15,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from src.common.config import Config
+from src.common.errors import ModelNotFoundError
 from src.common.io import write_atomic, write_json
 from src.common.paths import Paths
 from src.registry.card import render_model_card
@@ -64,6 +65,8 @@ def publish_champion(client: MlflowClient, cfg: Config, paths: Paths) -> None:
     """Export the current champion and regenerate its model card."""
     name = cfg.registry.model_name
     version = client.get_model_version_by_alias(name, CHAMPION)
+    if version.run_id is None:  # src.registry.versions creates every version from a run
+        raise ModelNotFoundError(f"{name} v{version.version}: no run to read its card from")
     run = client.get_run(version.run_id)
     meta = metadata(version, run, cfg)
     export(f"models:/{name}@{CHAMPION}", meta, cfg, paths)

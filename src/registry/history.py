@@ -28,8 +28,9 @@ def append_event(path: Path, **event) -> dict:
     return entry
 
 
-def rollback_target(history: list[dict], current: str) -> str | None:
-    """The champion before `current`, skipping versions already rolled back from."""
+def rollback_target(history: list[dict], current: str | None) -> str | None:
+    """The champion before `current` (None: @champion unset, the last one recorded),
+    skipping versions already rolled back from."""
     chain = [e["version"] for e in history if e["alias"] == "champion" and e["event"] in MOVES]
     rolled_back = {e["previous_version"] for e in history if e["event"] == "rollback"}
     if current in chain:

@@ -48,6 +48,8 @@ def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, 
     scores, y = score_aliases(name, window), window[TARGET].to_numpy()
     result = compare(y, scores, cfg)
     run_id = client.get_model_version(name, chall).run_id
+    if run_id is None:  # src.registry.versions creates every version from a run
+        raise ModelNotFoundError(f"{name} v{chall}: no run to read its training months from")
     trained_months = client.get_run(run_id).data.params.get("split_train_months")
     evidence = {"window": label, "challenger_train_months": trained_months}
     settle(client, cfg, paths, result, evidence, binary_metrics(y, scores[CHALLENGER]))
@@ -60,6 +62,8 @@ def settle(client, cfg: Config, paths: Paths, result: GateResult, evidence: dict
     `window` holds the challenger's metrics on the gate window (logged on its run)."""
     name = cfg.registry.model_name
     champ, chall = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
+    if chall is None:
+        raise ModelNotFoundError(f"{name}: no @{CHALLENGER} to settle")
     evidence = {**evidence, "champion_version": champ, **result.as_dict()}
     run_id = client.get_model_version(name, chall).run_id
     record_evidence(client, name, chall, run_id, evidence, window)

@@ -7,6 +7,7 @@ import logging
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from src.common.errors import ModelNotFoundError
@@ -21,7 +22,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 def latest_candidate(client: MlflowClient, experiment: str) -> str:
     """The run id of the newest finished candidate run of `experiment`."""
     exp = client.get_experiment_by_name(experiment)
-    runs = []
+    runs: list[Run] = []
     if exp is not None:
         runs = client.search_runs(
             [exp.experiment_id],
