@@ -6,7 +6,7 @@ loop, then one pydantic `Flight` per record, then the records turned into column
 1000-flight batch that costs more than scoring it. Here the records become columns with one
 C call each and one `FlightColumns` model validates them; the whole request runs in one
 thread per worker (the GIL lets no two batches run at once, so more threads only hold more
-batches in memory). The README's benchmark section gives what it buys (`make bench`).
+batches in memory). docs/benchmarks.md gives what it buys (`make bench-serving`).
 
 What it does not accept (an unknown field, a wrong type, a bad date, a malformed body) it
 hands to the plain route, so every 422 is the plain path's own. tests/api/test_batch_fast_path.py

@@ -71,7 +71,7 @@ class Registry(_Strict):
 
 class FastPaths(_Strict):
     """Serving shortcuts, each in one module, each with the plain path beside it (both are
-    tested for parity). The README's benchmark section says what each one buys."""
+    tested for parity). docs/benchmarks.md says what each one buys."""
 
     # LightGBM's C API through ctypes (src/serving/lgb_capi.py) instead of lightgbm.Booster:
     # a worker never imports lightgbm (and with it pandas, scikit-learn, SciPy), and one

@@ -158,7 +158,7 @@ class Retrained:
     the latest, its tree count early-stopped on the latest. Scored on that latest month it is
     the gate's evidence. `model` is the same recipe refit on every labelled month: the
     challenger. Freshness is the point: a model refit through the latest month beats the one
-    a month older (the README's loop section has the figures)."""
+    a month older (docs/monitoring.md has the loop's figures)."""
 
     backtest: FlightDelayModel
     model: FlightDelayModel

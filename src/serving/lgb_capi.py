@@ -7,7 +7,7 @@ does Python-side checks on every call that cost more than scoring one row. Light
 has a path made for one-row requests, `...SingleRowFast` (configuration parsed once). It is
 the same C++ predictor as `lightgbm.Booster` (the plain path, src/model/model.py), so the
 probabilities are identical: tests/api/test_parity.py compares both on every test row.
-The README's benchmark section gives what it buys (`make bench`).
+docs/benchmarks.md gives what it buys (`make bench-serving`).
 """
 
 from __future__ import annotations
