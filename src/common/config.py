@@ -183,8 +183,21 @@ def load_config(path: str | Path | None = None) -> Config:
     except FileNotFoundError:
         raise PipelineError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: not valid YAML ({exc})") from None
+        raise PipelineError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     return config_from_dict(raw, str(path))
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line, "line L, column C: problem (context at line L, column
+    C)" (its own message spans several lines and draws a caret under the source)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    where = exc.problem_mark
+    text = f"line {where.line + 1}, column {where.column + 1}: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        start = exc.context_mark
+        text += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return text
 
 
 def config_from_dict(raw: Any, where: str) -> Config:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-
 from src import ingest, preprocess
 from src.common.paths import get_paths
 
@@ -32,11 +30,6 @@ def test_a_config_that_is_not_yaml_names_the_file(tmp_path, fd_env, caplog):
     assert "line 2, column 8" in error  # where: PyYAML's mark
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/common/config.py passes PyYAML's multi-line message through (with a caret "
-    "drawing); one line would say e.g. 'line 2, column 8: expected , or ]'",
-)
 def test_a_config_that_is_not_yaml_is_one_line(tmp_path, fd_env, caplog):
     assert preprocess.main(["--config", str(broken_config(tmp_path))]) == 1
     (error,) = error_lines(caplog)
