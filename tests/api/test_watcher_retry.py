@@ -1,7 +1,8 @@
-"""Hot reload when the new version will not load (src/serving/watcher.py): the alias moves to a
-version whose model file is missing or corrupt; the API keeps answering with the old
-champion, says why in /model and the log, tries again every poll, and serves the version
-once it loads. A real registry (the smoke store, under a fresh model name), no mocks."""
+"""Hot reload when the new version will not load (src/serving/watcher.py): the alias moves to
+a version whose model file is missing or corrupt; the API keeps answering with the old
+champion, says why in /model and the log (and /metrics still shows the old version only),
+tries again every poll, and serves the version once it loads. A real registry (the smoke
+store, under a fresh model name), no mocks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 
+from app import metrics
 from app.main import create_app
 from src.common.paths import MODEL_DATA
 from src.common.schema import EXAMPLE_FLIGHT
@@ -30,6 +32,17 @@ def add_version(client, name: str, source: str | None = None) -> str:
         return str(client.create_model_version(name, source, smoke.run_id).version)
     model_id = smoke.source.removeprefix("models:/")  # MLflow 3: the logged model behind it
     return str(client.create_model_version(name, smoke.source, smoke.run_id, model_id=model_id).version)  # fmt: skip
+
+
+def served(client: TestClient, name: str) -> dict[str, float]:
+    """fd_model_info of `name`'s champion on /metrics: {version: value}."""
+    found = {}
+    for line in client.get("/metrics").text.splitlines():
+        ours = f'name="{name}"' in line and 'role="champion"' in line
+        if line.startswith("fd_model_info{") and ours:
+            version = line.split('version="')[1].split('"')[0]
+            found[version] = float(line.rsplit(" ", 1)[1])
+    return found
 
 
 def break_missing(path: Path) -> None:
@@ -60,7 +73,12 @@ def test_a_version_that_fails_to_load_is_retried_while_the_old_one_serves(
     cfg = cfg_named(name)
 
     def watched(settings, cfg, paths):
-        svc = ModelService(cfg.serve.threshold, PredictionLogger(tmp_path / "predictions"))
+        svc = ModelService(
+            cfg.serve.threshold,
+            PredictionLogger(tmp_path / "predictions"),
+            on_swap=metrics.show_model,  # as app.main.default_service wires them
+            on_registry=metrics.show_registry,
+        )
         svc.watcher = AliasWatcher(svc, cfg, smoke_pipeline, MlflowRegistry(smoke_pipeline))
         svc.watcher.start(0)  # the export is another model's: v1 from the registry; no thread
         return svc
@@ -85,6 +103,8 @@ def test_a_version_that_fails_to_load_is_retried_while_the_old_one_serves(
             failures = [r for r in caplog.records if r.levelno == logging.ERROR]
             assert len(failures) == attempt
             assert f"could not load {name} v{v2} (@champion)" in failures[-1].getMessage()
+            assert served(c, name) == {v1: 1.0}  # /metrics: still v1, and only v1
+            assert "fd_registry_reachable 1.0" in c.get("/metrics").text
 
         model_file.write_bytes(good)  # the version becomes loadable
         watcher.poll()
@@ -94,6 +114,7 @@ def test_a_version_that_fails_to_load_is_retried_while_the_old_one_serves(
         assert registry["error"] is None and registry["reachable"] is True
         assert registry["reloads"][-1]["from"] == v1
         assert registry["reloads"][-1]["to"] == v2
+        assert served(c, name) == {v1: 0.0, v2: 1.0}  # a dashboard shows one champion
 
 
 def test_after_a_failed_load_the_alias_moving_on_is_followed(
