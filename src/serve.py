@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from src.common.config import load_config
 from src.common.errors import PipelineError
 from src.common.logs import run_stage
 from src.common.paths import ROOT
@@ -62,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     config = args.config or Settings().config
+    if config:  # a bad config fails here, in one line, not as the server's traceback
+        load_config(config)
     if args.check:
         check(config)
         return 0

@@ -75,14 +75,18 @@ def describe(folder: Path) -> list[dict]:
     ]
 
 
-def check_contract(files: list[dict], contract_path: Path) -> None:
-    """Fail loudly if any file differs from the committed checksums of the public release."""
+def require_contract(contract_path: Path) -> None:
     if not contract_path.is_file():
         raise DataContractError(
             f"{contract_path}: no data contract for this snapshot, so its checksums cannot be "
             f"verified; ingest a snapshot that has one in configs/contracts/, or commit "
             f"{contract_path.name} listing the release's files (file, sha256, bytes, rows)"
         )
+
+
+def check_contract(files: list[dict], contract_path: Path) -> None:
+    """Fail loudly if any file differs from the committed checksums of the public release."""
+    require_contract(contract_path)
     expected = {f["file"]: f for f in read_json(contract_path)["files"]}
     for f in files:
         want = expected.get(f["file"])
@@ -102,6 +106,7 @@ def snapshot_hash(files: list[dict]) -> str:
 
 def ingest(src: str, snapshot: str, paths: Paths, contract: Path) -> tuple[Path, bool]:
     """Copy `src` into the raw snapshot folder atomically. Returns (folder, written?)."""
+    require_contract(contract)  # before copying anything
     target, manifest_path = paths.snapshot(snapshot), paths.snapshot_manifest(snapshot)
     paths.raw.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=paths.raw, prefix=f".{snapshot}.") as tmp:
