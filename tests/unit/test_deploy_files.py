@@ -95,6 +95,24 @@ def with_defaults(value: str) -> str:
     return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", r"\1", str(value))
 
 
+def env_names(settings_cls) -> set[str]:
+    """The variables the settings object reads: FD_<field>, or a field's own alias."""
+    return {
+        f.validation_alias if isinstance(f.validation_alias, str) else f"FD_{name.upper()}"
+        for name, f in settings_cls.model_fields.items()
+    }
+
+
+def test_env_example_lists_what_settings_and_compose_read():
+    from src.common.settings import Settings
+
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", _read(".env.example"), flags=re.M))
+    compose = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)[:}-]", _read("docker-compose.yml")))
+    assert env_names(Settings) - listed == set(), "settings missing from .env.example"
+    assert compose - listed == set(), "compose variables missing from .env.example"
+    assert listed - env_names(Settings) - compose == set(), ".env.example lists unread names"
+
+
 def test_compose_services_and_dependency():
     compose = _load_yaml("docker-compose.yml")
     assert "version" not in compose, "modern compose spec has no `version:` key"
