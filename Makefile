@@ -113,8 +113,9 @@ serve-prod: ## gunicorn + 2 uvicorn workers on 127.0.0.1:8000 (app/gunicorn_conf
 	FD_CONFIG=$(CONFIG) $(VENV)/bin/gunicorn -c app/gunicorn_conf.py app.main:app
 
 bench: ## Both benchmarks: serving (needs wrk), then batch scoring; after make pipeline
-	$(PY) -m benchmarks.serving $(CONFIG_ARG)
-	$(PY) -m benchmarks.batch
+	$(PY) -m benchmarks.serving $(CONFIG_ARG); serving=$$?; \
+	$(PY) -m benchmarks.batch; batch=$$?; \
+	exit $$(( serving > batch ? serving : batch )) # a missed goal does not skip the other
 
 bench-serving: ## The API (fast paths on and off, shadow) vs `mlflow models serve` (needs wrk)
 	$(PY) -m benchmarks.serving $(CONFIG_ARG)
