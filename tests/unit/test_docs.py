@@ -4,6 +4,7 @@ CONTRIBUTING.md and docs/ mention."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -149,3 +150,37 @@ def test_the_checks_see_what_does_not_exist():
         r"^make ([a-z-]+)", code_blocks("make it so\n```\nmake lint\n```\n"), re.M
     ) == ["lint"]
     assert heading_anchors("## `make loop`: the cycle, Aug–Dec") == {"make-loop-the-cycle-augdec"}
+
+
+def quoted_serving_run() -> tuple[dict, str]:
+    """The serving result file docs/benchmarks.md links as the run it quotes, and the text."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    (name,) = re.findall(r"\]\((bench/serving-[^)]+\.json)\)", text)
+    return json.loads((ROOT / "docs" / name).read_text()), text
+
+
+def test_benchmark_figures_match_the_result_file_they_quote():
+    """The serving figures in docs/benchmarks.md and the README are the committed result
+    file's: its medians' ratios, their ranges over rounds, and its conditions."""
+    result, text = quoted_serving_run()
+    ratios, ranges = result["ratios"], result["ratio_ranges"]
+
+    def quoted(key: str, digits: int, bold: str = "") -> str:
+        """As the tables write a ratio: "**12.5×** (10.6–14.1)"."""
+        low, high = ranges[key]["min"], ranges[key]["max"]
+        value = f"{bold}{ratios[key]:.{digits}f}×{bold}"
+        return f"{value} ({low:.{digits}f}–{high:.{digits}f})"
+
+    assert quoted("single_rps_vs_mlflow", 1, bold="**") in text
+    assert quoted("single_fixed_rps_vs_mlflow", 1) in text
+    assert quoted("batch_rows_vs_mlflow", 2, bold="**") in text
+    assert f"**{ratios['batch_p99_vs_mlflow']:.2f}**" in text
+    assert f"**{ratios['startup_vs_mlflow']:.2f}**" in text
+    assert f"**{ratios['rss_vs_mlflow']:.2f}**" in text
+    conditions = result["conditions"]
+    low, high = conditions["other_cpu_share_runs"]
+    assert f"other processes used {100 * low:.1f}–{100 * high:.1f}% of the CPU" in text
+    assert f"during the {conditions['measured_runs']} measured runs" in text
+    readme = (ROOT / "README.md").read_text()
+    assert f"one flight was {ratios['single_rps_vs_mlflow']:.1f}×" in readme
+    assert f"({ratios['single_fixed_rps_vs_mlflow']:.1f}× with the same" in readme
