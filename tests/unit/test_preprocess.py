@@ -68,8 +68,37 @@ def test_real_rows_pass_and_time_hour_becomes_utc(raw_flights):
             lambda df: reread(df.assign(origin=[None, *df["origin"].iloc[1:]])),
             "column 'origin' has 1 missing values",
         ),
+        (
+            lambda df: df.assign(time_hour=["01/01/2013 5am", *df["time_hour"].iloc[1:]]),
+            r"column 'time_hour' is not an ISO datetime",
+        ),
+        # A gap in a required integer column: pandas reads the column as float.
+        (
+            lambda df: df.assign(sched_dep_time=[None, *df["sched_dep_time"].iloc[1:]]).astype(
+                {"sched_dep_time": "float64"}
+            ),
+            r"column 'sched_dep_time' should be int, found dtype float64",
+        ),
+        (
+            lambda df: df.assign(dest=[404, *df["dest"].iloc[1:]]),
+            r"column 'dest' should hold strings only",
+        ),
+        (
+            lambda df: df.assign(distance=[0, *df["distance"].iloc[1:]]),
+            r"column 'distance' has values < 1",
+        ),
     ],
-    ids=["missing-column", "wrong-dtype", "out-of-range", "pattern", "null"],
+    ids=[
+        "missing-column",
+        "wrong-dtype",
+        "out-of-range",
+        "pattern",
+        "null",
+        "not-iso-time",
+        "int-with-gap",
+        "number-in-text",
+        "below-min",
+    ],
 )
 def test_flights_errors_name_file_and_column(raw_flights, break_it, message):
     validate_table(raw_flights, FLIGHTS, FLIGHTS_FILE)  # the real rows are valid
