@@ -95,8 +95,11 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s", request.url.path)  # the trace stays in the log
-    return JSONResponse({"detail": "internal server error"}, status_code=500)
+    # Starlette answers this outside the middleware, so the request id is added here.
+    request_id = request.state.request_id
+    log.exception("unhandled error on %s, request %s", request.url.path, request_id)
+    headers = {"X-Request-ID": request_id}  # the trace stays in the log, under this id
+    return JSONResponse({"detail": "internal server error"}, status_code=500, headers=headers)
 
 
 app = create_app()

@@ -124,7 +124,7 @@ def test_cors_closed_by_default_open_when_configured(client, smoke_pipeline):
 
 
 class BrokenService(ModelService):
-    def predict_one(self, record):
+    def predict_one(self, record, request_id):
         raise RuntimeError("secret internals /etc/passwd")
 
 
@@ -135,9 +135,10 @@ def test_unexpected_error_is_json_500_without_trace(smoke_export):
         return svc
 
     with TestClient(create_app(broken, CFG), raise_server_exceptions=False) as c:
-        r = c.post("/predict", json=EXAMPLE_FLIGHT)
+        r = c.post("/predict", json=EXAMPLE_FLIGHT, headers={"X-Request-ID": "trace-500"})
         assert r.status_code == 500
         assert r.json() == {"detail": "internal server error"} and "secret" not in r.text
+        assert r.headers["x-request-id"] == "trace-500"  # the id the log's trace is under
         assert c.get("/nowhere").json() == {"detail": "Not Found"}
         assert c.get("/predict").status_code == 405 and c.get("/predict").json()["detail"]
 
