@@ -44,7 +44,7 @@ if settings.log_format == "json":
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "src.common.logs.JsonFormatter"}},
         "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json"}},
-        "root": {"level": "INFO", "handlers": ["json"]},
+        "root": {"level": settings.log_level.upper(), "handlers": ["json"]},
         "loggers": {"gunicorn.error": to_json, "gunicorn.access": to_json},
     }
 

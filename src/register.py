@@ -54,7 +54,7 @@ def _main(argv=None) -> int:
     try:
         _act(args, cfg, paths)
     except MlflowException as exc:  # an unreachable tracking server, an unknown --run-id...
-        first_line = str(exc.message).strip().splitlines()[0]
+        first_line = (str(exc.message).strip().splitlines() or [type(exc).__name__])[0]
         raise PipelineError(f"{paths.tracking_uri}: {first_line}") from None
     return 0
 
