@@ -72,12 +72,13 @@ pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, ser
 
 # The suite under coverage ([tool.coverage] in pyproject.toml): a per-module report of src/
 # and app/, failing under 85% of lines. A test failure fails the target, and the report is
-# printed either way. PYTEST_ARGS narrows the run (the 85% then applies to that part).
+# printed either way. PYTEST_ARGS narrows the run; the 85% then does not apply (it is a
+# figure of the whole suite), but the report still shows what that part covers.
 COV := $(VENV)/bin/coverage
 test: ## Run the whole test suite under coverage (per-module report; fails under 85% of src/ and app/)
 	@rm -f .coverage .coverage.*
 	COVERAGE_FILE=$(CURDIR)/.coverage $(COV) run -m pytest $(PYTEST_ARGS); tests=$$?; \
-	$(COV) combine --quiet && $(COV) report; covered=$$?; \
+	$(COV) combine --quiet && $(COV) report $(if $(PYTEST_ARGS),--fail-under=0); covered=$$?; \
 	[ $$tests -ne 0 ] && exit $$tests; exit $$covered
 
 lint: ## ruff check + black --check; import contracts (lint-imports); mypy (src, app); hadolint; compose files; promtool; k8s manifests
