@@ -28,13 +28,14 @@ def two_cpus(monkeypatch):
     monkeypatch.setattr(conditions.psutil, "cpu_count", lambda *a, **k: 2)
 
 
-def test_cpu_model_reads_cpuinfo_and_falls_back(tmp_path):
+def test_cpu_model_reads_cpuinfo_and_falls_back(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n")
     assert conditions.cpu_model(info) == "AMD EPYC 7B13"
-    assert conditions.cpu_model(tmp_path / "missing") == (
-        conditions.platform.processor() or "unknown"
-    )
+    monkeypatch.setattr(conditions.platform, "processor", lambda: "x86_64")
+    assert conditions.cpu_model(tmp_path / "missing") == "x86_64"
+    monkeypatch.setattr(conditions.platform, "processor", lambda: "")
+    assert conditions.cpu_model(tmp_path / "missing") == "unknown"
 
 
 def test_start_records_the_machine_the_code_and_the_load(monkeypatch):
