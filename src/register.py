@@ -18,20 +18,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from src.common.config import CONFIG_HELP, Config, load_config
-from src.common.errors import ModelNotFoundError, PipelineError
+from src.common.errors import PipelineError
 from src.common.logs import run_stage
 from src.common.paths import Paths, get_paths
 from src.data.processed import load_months, months_label
 from src.registry.export import publish_champion
 from src.registry.promotion import gate, rollback
-from src.registry.versions import (
-    CHALLENGER,
-    CHAMPION,
-    alias_version,
-    create_version,
-    latest_candidate,
-    move_alias,
-)
+from src.registry.versions import CHALLENGER, CHAMPION, create_version, latest_candidate, move_alias
 from src.tracking.store import connect, experiment_id
 
 
@@ -63,12 +56,6 @@ def _act(args: argparse.Namespace, cfg: Config, paths: Paths) -> None:
     experiment_id(cfg.train.experiment, paths)
     client = MlflowClient()
     if args.rollback:
-        name = cfg.registry.model_name
-        if alias_version(client, name, CHAMPION) is None:
-            raise ModelNotFoundError(
-                f"{name}@{CHAMPION} is not set: nothing to roll back; "
-                "register a champion first (`python -m src.register`)"
-            )
         rollback(client, cfg, paths)
     elif args.gate:
         if not args.window:

@@ -98,6 +98,11 @@ def rollback(client: MlflowClient, cfg: Config, paths: Paths) -> str:
     """@champion back to the champion before it (alias history); re-exported."""
     name = cfg.registry.model_name
     current = alias_version(client, name, CHAMPION)
+    if current is None:
+        raise ModelNotFoundError(
+            f"{name}@{CHAMPION} is not set: nothing to roll back; "
+            "register a champion first (`python -m src.register`)"
+        )
     target = rollback_target(read_history(paths.alias_history(name)), current)
     if target is None:
         raise ModelNotFoundError(
