@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from src.common.errors import PipelineError
 from src.common.io import sha256_json
@@ -25,6 +25,22 @@ class Split(_Strict):
     validation_months: list[int]
     test_months: list[int]
     reference_rows: int = Field(20000, gt=0)  # drift reference: a sample of the train split
+    # Time-series cross-validation (`python -m src.train --tune`): each month listed is one
+    # fold, validated by a model fit on every earlier train/validation month. Test months
+    # never take part, so no choice (parameters, tree count, calibrator) ever sees them.
+    cv_months: list[int] = []
+
+    @model_validator(mode="after")
+    def _cv_inside_training_window(self) -> Split:
+        window = sorted({*self.train_months, *self.validation_months})
+        for month in self.cv_months:
+            if month not in window:
+                raise ValueError(
+                    f"cv month {month} is outside the train and validation months {window}"
+                )
+            if month == window[0]:
+                raise ValueError(f"cv month {month} has no earlier month to train on")
+        return self
 
 
 class LightGBMParams(_Strict):
@@ -38,6 +54,22 @@ class LightGBMParams(_Strict):
     reg_lambda: float = 1.0
     max_cat_to_onehot: int = 4
     cat_smooth: float = 10.0
+
+
+class Tuning(_Strict):
+    """`python -m src.train --tune N`: Optuna's TPE search over LightGBM's parameters, each
+    trial scored by its mean log loss over the cv_months folds (docs/model-development.md)."""
+
+    early_stopping_patience: int = Field(30, ge=1)  # the tree count, per fold (EDA-11)
+    max_trees: int = Field(2000, ge=1)
+    bootstrap: int = Field(1000, ge=100)  # paired bootstrap: best trial vs the current config
+
+
+class Slices(_Strict):
+    """Sliced evaluation of the test months (carrier, origin, hour band, plane, weather)."""
+
+    min_rows: int = Field(1000, gt=0)  # smaller slices of a dimension are grouped as "other"
+    bootstrap: int = Field(200, ge=10)  # resamples for each slice's ROC AUC interval
 
 
 class LogisticParams(_Strict):
@@ -62,6 +94,11 @@ class Train(_Strict):
     lightgbm: LightGBMParams = LightGBMParams()
     logistic: LogisticParams = LogisticParams()
     quality_gate: QualityGate = QualityGate()
+    # Post-hoc calibrators tried on the validation window ([] = none); one is kept inside
+    # the model only if it lowers log loss there (src/model/calibration.py).
+    calibration: list[Literal["platt", "isotonic"]] = ["platt", "isotonic"]
+    tuning: Tuning = Tuning()
+    slices: Slices = Slices()
 
 
 class Registry(_Strict):
@@ -113,7 +150,9 @@ class Monitor(_Strict):
 
     max_auc_drop: float = 0.03  # alert when batch ROC AUC < validation AUC - this
     max_log_loss_rise: float = 0.05  # alert when batch log loss > validation log loss + this
-    max_calibration_gap: float = 0.05  # alert when |mean prediction - delay rate| > this
+    # Alert when the expected calibration error (src/model/evaluate.py
+    # `expected_calibration_error`, the gate's definition too) is above this.
+    max_calibration_error: float = Field(0.05, gt=0)
 
 
 class Gate(_Strict):
