@@ -131,19 +131,31 @@ def auc_from_counts(counts: np.ndarray, lookup: tuple[np.ndarray, ...]) -> np.nd
     return 0.5 * twice_wins / (weights.sum(axis=1) * below[:, -1])
 
 
+def bootstrap_counts(y: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """The resamples of `bootstrap_indices` as row multiplicities: blocks of (resamples x
+    rows) floats, what `auc_from_counts` reads."""
+    n = len(y)
+    for idx in bootstrap_indices(y, n_boot, seed):
+        offsets = (np.arange(len(idx)) * n)[:, None]
+        counts = np.bincount((idx + offsets).ravel(), minlength=len(idx) * n)
+        yield counts.reshape(len(idx), n).astype(float)
+
+
+def bootstrap_aucs(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """One model's AUC on each of n_boot resamples (checked inputs): for an interval."""
+    lookup = rank_lookup(y, p)
+    return np.concatenate([auc_from_counts(c, lookup) for c in bootstrap_counts(y, n_boot, seed)])
+
+
 def bootstrap_auc_gains(
     y: np.ndarray, p_champion: np.ndarray, p_challenger: np.ndarray, n_boot: int, seed: int
 ) -> np.ndarray:
     """AUC_challenger - AUC_champion on each of n_boot paired resamples (checked inputs)."""
-    n = len(y)
-    lookups = [rank_lookup(y, p) for p in (p_champion, p_challenger)]
-    gains = []
-    for idx in bootstrap_indices(y, n_boot, seed):
-        offsets = (np.arange(len(idx)) * n)[:, None]
-        counts = np.bincount((idx + offsets).ravel(), minlength=len(idx) * n)
-        counts = counts.reshape(len(idx), n).astype(float)
-        champion, challenger = (auc_from_counts(counts, lookup) for lookup in lookups)
-        gains.append(challenger - champion)
+    champion, challenger = (rank_lookup(y, p) for p in (p_champion, p_challenger))
+    gains = [
+        auc_from_counts(counts, challenger) - auc_from_counts(counts, champion)
+        for counts in bootstrap_counts(y, n_boot, seed)
+    ]
     return np.concatenate(gains)
 
 
