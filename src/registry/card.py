@@ -2,34 +2,55 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from src.common.render import render
 from src.common.schema import DELAY_MINUTES, FEATURES
+from src.model.slices import as_records, weak_findings
 
 METRICS = (
     ("roc_auc", "ROC AUC"),
     ("pr_auc", "PR AUC"),
     ("log_loss", "Log loss"),
     ("brier", "Brier"),
+    ("ece", "ECE"),
     ("base_rate", "Delay rate"),
     ("rows", "Rows"),
 )
 MONTH_METRIC = "test_roc_auc_month_"
+OWN_LINES = ("calibrator",)  # params the card shows on a line of their own
 
 
-def render_model_card(meta: dict, params: dict) -> str:
-    """`meta`: the export's metadata (src/registry/export.py); `params`: the run's params."""
+def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> str:
+    """`meta`: the export's metadata (src/registry/export.py); `params`: the run's params;
+    `slices`: the run's slice table artifact (src/tracking/runs.py), None if it has none."""
     months = sorted(
         (key.removeprefix(MONTH_METRIC), value)
         for key, value in meta["metrics"].items()
         if key.startswith(MONTH_METRIC)
     )
-    hyper = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if not k.startswith("split_"))
+    hyper = ", ".join(
+        f"{k}={v}"
+        for k, v in sorted(params.items())
+        if not k.startswith("split_") and k not in OWN_LINES
+    )
     return render(
         "model_card.md.j2",
         meta=meta,
         hyperparameters=hyper,
+        calibration=params.get("calibrator", "none"),
         metrics=METRICS,
         months=months,
         features=FEATURES,
         delay_minutes=DELAY_MINUTES,
+        **slice_context(slices),
     )
+
+
+def slice_context(slices: dict | None) -> dict:
+    """The slice table's rows, its settings and the weak findings for the template."""
+    if slices is None:
+        return {"slices": None, "slice_settings": None, "weak": None}
+    table = pd.DataFrame(slices["slices"])
+    settings = {k: v for k, v in slices.items() if k != "slices"}
+    return {"slices": as_records(table), "slice_settings": settings, "weak": weak_findings(table)}

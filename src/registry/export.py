@@ -20,6 +20,7 @@ from src.common.io import write_atomic, write_json
 from src.common.paths import Paths
 from src.registry.card import render_model_card
 from src.registry.versions import CHAMPION
+from src.tracking.runs import load_slices
 from src.tracking.store import LINEAGE_TAGS
 
 log = logging.getLogger(__name__)
@@ -71,5 +72,6 @@ def publish_champion(client: MlflowClient, cfg: Config, paths: Paths) -> None:
     meta = metadata(version, run, cfg)
     export(f"models:/{name}@{CHAMPION}", meta, cfg, paths)
     card = paths.model_card(name)
-    write_atomic(card, lambda p: p.write_text(render_model_card(meta, run.data.params)))
+    text = render_model_card(meta, run.data.params, load_slices(client, run.info.run_id))
+    write_atomic(card, lambda p: p.write_text(text))
     log.info("model card written to %s", card)

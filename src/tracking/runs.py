@@ -8,6 +8,7 @@ all score with `FlightDelayModel`.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from importlib.metadata import version
@@ -16,6 +17,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
@@ -26,6 +28,7 @@ from src.model import model as model_module
 from src.model.evaluate import calibration_figure, importance_figure, roc_figure
 from src.model.features import request_columns
 from src.model.model import FlightDelayModel, LightGBMBooster
+from src.model.slices import ALPHA, FIGURES, as_records, slice_table
 
 RUNTIME_PACKAGES = ("mlflow", "lightgbm", "scikit-learn", "numpy", "pandas")
 # The modules the logged model imports to load and predict: nothing else (no stages, no
@@ -40,6 +43,8 @@ MODEL_CODE = (
     "src/model/model.py",
 )
 CONFIG_ARTIFACT = "config.json"  # the run's whole config, as logged (src.reproduce reads it)
+SLICES_ARTIFACT = "slices/slices.json"  # the test slice table (the model card reads it)
+SLICE_METRIC = "test_slice_"  # test_slice_<dimension>_<slice>_<figure>
 # MLflow types for the schema's kinds: what the public data holds (int64 columns are long).
 MLFLOW_TYPES = {"int": "long", "float": "double", "str": "string"}
 
@@ -85,23 +90,33 @@ def load_logged_model(model_uri: str, booster=LightGBMBooster.from_text) -> Flig
 
 
 def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: str) -> str:
-    """One MLflow run for one model: params, metrics, config, the model; plots when the
-    splits hold a test set. Returns the run id."""
+    """One MLflow run for one model: params, metrics, config, the model; plots and the
+    slice table when the splits hold a test set. Returns the run id."""
     params = getattr(cfg.train, model.kind).model_dump()
     with mlflow.start_run(run_name=f"{role}-{model.kind}", tags={**tags, "role": role}) as run:
         mlflow.log_params({"model": model.kind, "seed": cfg.seed, **params})
+        mlflow.log_params({"calibrator": calibrator_name(model)})
         mlflow.log_params({f"split_{k}": v for k, v in cfg.split.model_dump().items()})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(cfg.model_dump(), CONFIG_ARTIFACT)
         if "test" in splits:
-            log_figures(model, splits["test"])
+            test = splits["test"]
+            scores = model.predict_proba(request_columns(test))  # scored once, read twice
+            log_figures(model, test[TARGET].to_numpy(), scores)
+            log_slices(model, test, scores, cfg)
         info = log_model(model, splits["train"].head(5))
         mlflow.set_tag("model_uri", info.model_uri)
         return run.info.run_id
 
 
-def log_figures(model: FlightDelayModel, test: pd.DataFrame) -> None:
-    y, scores = test[TARGET].to_numpy(), model.predict_proba(request_columns(test))
+def calibrator_name(model: FlightDelayModel) -> str:
+    """The model's calibrator method ("platt", "isotonic"), or "none". Read with getattr: a
+    model object pickled before calibrators existed has no such attribute."""
+    calibrator = getattr(model, "calibrator", None)
+    return "none" if calibrator is None else str(calibrator.method)
+
+
+def log_figures(model: FlightDelayModel, y: np.ndarray, scores: np.ndarray) -> None:
     figures = {
         "roc.png": roc_figure(y, {model.kind: scores}),
         "calibration.png": calibration_figure(y, {model.kind: scores}),
@@ -111,3 +126,35 @@ def log_figures(model: FlightDelayModel, test: pd.DataFrame) -> None:
         figures["feature_importance.png"] = importance_figure(FEATURES, gains)
     for name, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{name}")
+
+
+def log_slices(model: FlightDelayModel, test: pd.DataFrame, scores: np.ndarray, cfg: Config):
+    """The test slice table (src/model/slices.py) as an artifact, with the settings it was
+    cut with, and as metrics (a NaN figure, the AUC of a one-class slice, is left out)."""
+    s = cfg.train.slices
+    table = slice_table(test, scores, model.state.plane_tailnum, s.min_rows, s.bootstrap, cfg.seed)
+    settings = {"min_rows": s.min_rows, "bootstrap": s.bootstrap, "interval": 1 - ALPHA}
+    mlflow.log_dict({**settings, "seed": cfg.seed, "slices": as_records(table)}, SLICES_ARTIFACT)
+    mlflow.log_metrics(slice_metrics(table))
+
+
+def slice_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """test_slice_<dimension>_<slice>_<figure>: a slice name's characters outside MLflow's
+    letters, digits, '_', '-' and '.' become '_' (the grouped slice is plain "other")."""
+    out = {}
+    for row in table.itertuples(index=False):
+        slice_name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{row.dimension}_{row.slice}")
+        for figure in FIGURES:
+            value = float(getattr(row, figure))
+            if not np.isnan(value):
+                out[f"{SLICE_METRIC}{slice_name}_{figure}"] = value
+    return out
+
+
+def load_slices(client: MlflowClient, run_id: str) -> dict | None:
+    """A run's logged slice table artifact, or None when the run has none (a run without
+    test months, e.g. the monitoring cycle's challenger, or one logged before slices)."""
+    logged = {a.path for a in client.list_artifacts(run_id, str(Path(SLICES_ARTIFACT).parent))}
+    if SLICES_ARTIFACT not in logged:
+        return None
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{SLICES_ARTIFACT}")
