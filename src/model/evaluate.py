@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -17,6 +16,31 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+ECE_BINS = 10  # equal-width bins of predicted probability, for the ECE and the diagram
+
+
+def reliability_bins(y, p, bins: int = ECE_BINS) -> tuple[np.ndarray, ...]:
+    """(rows, mean prediction, observed rate) per equal-width bin of [0, 1]; NaN where a bin
+    is empty. A bin holds (lower, upper], the first [0, upper]: the binning of sklearn's
+    calibration_curve(strategy="uniform"), so both draw the same curve."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    which = np.searchsorted(np.linspace(0, 1, bins + 1)[1:-1], p)
+    rows = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore"):  # empty bins: 0 / 0
+        mean_p = np.bincount(which, weights=p, minlength=bins) / rows
+        rate = np.bincount(which, weights=y, minlength=bins) / rows
+    return rows, mean_p, rate
+
+
+def expected_calibration_error(y, p, bins: int = ECE_BINS) -> float:
+    """Expected calibration error (ECE): the rows binned by predicted probability into `bins`
+    equal-width bins of [0, 1]; in each non-empty bin b, |mean prediction - observed delay
+    rate|; averaged over the bins weighted by their rows: sum_b (n_b / n) |p_b - y_b|.
+    0 is perfect calibration; the monitor's alarm and the gate read this one definition."""
+    rows, mean_p, rate = reliability_bins(y, p, bins)
+    filled = rows > 0
+    return float(np.sum(rows[filled] * np.abs(mean_p[filled] - rate[filled])) / rows.sum())
+
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {
@@ -24,6 +48,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "pr_auc": float(average_precision_score(y, p)),
         "log_loss": float(log_loss(y, p, labels=[0, 1])),
         "brier": float(brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p),
         "base_rate": float(np.mean(y)),
         "mean_prediction": float(np.mean(p)),
         "rows": float(len(y)),
@@ -53,15 +78,20 @@ def roc_figure(y, scores: dict[str, np.ndarray]) -> Figure:
     return fig
 
 
-def calibration_figure(y, scores: dict[str, np.ndarray], bins: int = 15) -> Figure:
-    fig = Figure(figsize=(5, 5))
-    ax = fig.subplots()
+def calibration_figure(y, scores: dict[str, np.ndarray], bins: int = ECE_BINS) -> Figure:
+    """Reliability diagram: observed delay rate against mean prediction per bin (the ECE's
+    bins, the ECE in the legend), over a histogram of the predictions (where the rows are)."""
+    fig = Figure(figsize=(5, 6))
+    ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     for name, p in scores.items():
-        frac, mean = calibration_curve(y, p, n_bins=bins, strategy="quantile")
-        ax.plot(mean, frac, "o-", ms=3, label=name)
+        rows, mean_p, rate = reliability_bins(y, p, bins)
+        ece = expected_calibration_error(y, p, bins)
+        ax.plot(mean_p[rows > 0], rate[rows > 0], "o-", ms=3, label=f"{name} (ECE {ece:.4f})")
+        hist.hist(p, bins=np.linspace(0, 1, bins + 1), histtype="step", label=name)
     ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.set(xlabel="Predicted probability", ylabel="Observed delay rate", title="Calibration")
+    ax.set(ylabel="Observed delay rate", title="Calibration (test)", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left")
+    hist.set(xlabel="Predicted probability", ylabel="Rows")
     fig.tight_layout()
     return fig
 

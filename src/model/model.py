@@ -2,18 +2,23 @@
 
 `FlightDelayModel` is what training fits, what MLflow logs and serves (this module is the
 logged model's pyfunc loader: `_load_pyfunc` below), what the API, the monitoring loop and the
-gate score with. Its file (`to_bytes`) holds the feature state and the estimator, a LightGBM
-booster as model text, so reading it needs neither MLflow nor the `lightgbm` package. It is
-a pickle: load only files this project wrote (the same trust as any MLflow pyfunc).
+gate score with. Its file (`to_bytes`) holds the feature state, the estimator (a LightGBM
+booster as model text) and, when training kept one, the post-hoc calibrator as plain
+numbers, so reading it needs neither MLflow nor the `lightgbm` package. It is a pickle: load
+only files this project wrote (the same trust as any MLflow pyfunc).
+
+The calibrators are applied here, in numpy only, because this file is what every path
+(pyfunc, API, batch) runs and what the logged model's code folder ships; fitting them needs
+scikit-learn and lives in src/model/calibration.py.
 """
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -69,20 +74,80 @@ class LogisticEstimator:
         return float(self.predict(row[np.newaxis, :])[0])
 
 
+# Probabilities are kept this far from 0 and 1 where a logit is taken or a calibrated
+# probability could reach 0 or 1 (one surprising flight would cost an infinite log loss).
+PROBABILITY_FLOOR = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class PlattCalibrator:
+    """Platt scaling on the logit: p -> sigmoid(a * logit(p) + b)."""
+
+    a: float
+    b: float
+    method: str = field(default="platt", init=False)
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(self.a * logit(p) + self.b)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "a": float(self.a), "b": float(self.b)}
+
+
+@dataclass(frozen=True)
+class IsotonicCalibrator:
+    """Isotonic regression as its fitted steps: p -> the line through the points (x, y),
+    held flat beyond the ends (sklearn's IsotonicRegression(out_of_bounds="clip"))."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    method: str = field(default="isotonic", init=False)
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        return np.interp(p, self.x, self.y)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "x": list(self.x), "y": list(self.y)}
+
+
+Calibrator = PlattCalibrator | IsotonicCalibrator
+
+
+def calibrator_from_dict(data: dict[str, Any] | None) -> Calibrator | None:
+    """A calibrator back from its plain-data form (None: the model has none)."""
+    if data is None:
+        return None
+    if data["method"] == "platt":
+        return PlattCalibrator(float(data["a"]), float(data["b"]))
+    if data["method"] == "isotonic":
+        return IsotonicCalibrator(tuple(map(float, data["x"])), tuple(map(float, data["y"])))
+    raise ValueError(f"calibrator method '{data['method']}': expected 'platt' or 'isotonic'")
+
+
 @dataclass(frozen=True)
 class FlightDelayModel:
     state: FeatureState
     estimator: Estimator
     kind: str  # "lightgbm" | "logistic"
+    calibrator: Calibrator | None = None  # fitted after the estimator, on validation rows
 
     def predict_proba(self, cols: Columns) -> np.ndarray:
         """Delay probabilities for flights given as columns (one array per REQUEST field)."""
-        return self.estimator.predict(build_features(cols, self.state))
+        return self._calibrated(self.estimator.predict(build_features(cols, self.state)))
 
     def predict_one(self, record: dict) -> float:
         """One flight given as a record: the same features, the estimator's one-row call."""
-        cols = {field: [record.get(field)] for field in REQUEST_FIELDS}
-        return self.estimator.predict_one(build_features(cols, self.state)[0])
+        cols = {name: [record.get(name)] for name in REQUEST_FIELDS}
+        p = self.estimator.predict_one(build_features(cols, self.state)[0])
+        return float(self._calibrated(np.array([p]))[0]) if self.calibrator else p
+
+    def _calibrated(self, p: np.ndarray) -> np.ndarray:
+        return p if self.calibrator is None else self.calibrator.apply(p)
 
     def predict(self, model_input, params=None):
         """MLflow's pyfunc entry point: a frame of flight records in (optional fields may be
@@ -94,14 +159,21 @@ class FlightDelayModel:
 
 
 def to_bytes(model: FlightDelayModel) -> bytes:
-    """The model file: kind, feature state, and the estimator (LightGBM as model text)."""
+    """The model file: kind, feature state, the estimator (LightGBM as model text) and the
+    calibrator as plain data (None without one), so the file names none of its classes."""
     if isinstance(model.estimator, LightGBMBooster):
         estimator = model.estimator.to_text()
     elif isinstance(model.estimator, LogisticEstimator):
         estimator = model.estimator.pipeline
     else:  # the API's C-API booster is built from a file, never written to one
         raise TypeError(f"cannot write a model with a {type(model.estimator).__name__}")
-    payload = {"kind": model.kind, "state": model.state, "estimator": estimator}
+    calibrator = model.calibrator.to_dict() if model.calibrator else None
+    payload = {
+        "kind": model.kind,
+        "state": model.state,
+        "estimator": estimator,
+        "calibrator": calibrator,
+    }
     return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -115,7 +187,8 @@ def from_bytes(
         estimator = booster(payload["estimator"])
     else:
         estimator = LogisticEstimator(payload["estimator"])
-    return FlightDelayModel(payload["state"], estimator, payload["kind"])
+    calibrator = calibrator_from_dict(payload.get("calibrator"))  # files before it: none
+    return FlightDelayModel(payload["state"], estimator, payload["kind"], calibrator)
 
 
 def load(path: Path, booster: BoosterFromText = LightGBMBooster.from_text) -> FlightDelayModel:
