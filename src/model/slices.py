@@ -4,7 +4,8 @@ weather, with each slice's figures, and the findings the model card writes sente
 Pure (pandas, numpy, scikit-learn; no MLflow). Each slice's ROC AUC interval is a percentile
 bootstrap, from the gate's exact resampled AUC (src/model/gate.py). Within a dimension, the
 slices under `min_rows` flights are grouped into one "other" slice rather than dropped, so
-the rows of every dimension add up to the whole test set; a group that is itself small is kept.
+the rows of every dimension add up to the whole test set; a group that is itself small is kept,
+and so is a lone small slice, under its own name.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ def slice_labels(frame: pd.DataFrame, known_tailnums) -> dict[str, np.ndarray]:
 
 
 def group_small(labels: np.ndarray, min_rows: int) -> tuple[np.ndarray, str]:
-    """Labels with every slice under `min_rows` rows replaced by OTHER, and the grouped
-    values ("AS, F9, YV"; "" when none is small)."""
+    """Labels with the slices under `min_rows` rows replaced by OTHER, and the grouped values
+    ("AS, F9, YV"; "" when none is grouped). A lone small slice keeps its name: grouping it
+    with nothing would only hide what it is (weather "missing" is the usual one)."""
     values, counts = np.unique(labels, return_counts=True)
     small = values[counts < min_rows]
-    if len(small) == 0:
+    if len(small) < 2:
         return labels, ""
     return np.where(np.isin(labels, small), OTHER, labels), ", ".join(small.tolist())
 
