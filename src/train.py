@@ -1,23 +1,31 @@
 """Stage 3: train the logistic baseline and the LightGBM candidate; log both to MLflow.
 
     python -m src.train [--config configs/default.yml] [--early-stopping]
+    python -m src.train [--config ...] --tune N [--tune-out configs/tuned.yml]
 
 Each model is one MLflow run with params, validation and test metrics (AUC per test month),
 plots, the model (signature + input example) and lineage tags. A full run (quality_gate.enforce)
 fails when the candidate misses the thresholds (EDA-12).
+
+`--tune N` trains nothing for the registry: it runs N trials of Optuna's search over the
+time-series folds (src/model/tuning.py), logs them as nested MLflow runs, and writes the best
+recipe as a config with the evidence for adopting it (docs/model-development.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import mlflow
+import pandas as pd
 
 from src.common.config import CONFIG_HELP, load_config
 from src.common.errors import QualityGateError
+from src.common.io import write_atomic
 from src.common.logs import run_stage
-from src.common.paths import SPLITS, get_paths
+from src.common.paths import ROOT, SPLITS, get_paths
 from src.data.processed import load_processed
 from src.model.fit import (
     EARLY_STOPPING_PATIENCE,
@@ -26,8 +34,17 @@ from src.model.fit import (
     quality_failures,
     score,
 )
+from src.model.tuning import (
+    best_recipe,
+    compare,
+    cross_validate,
+    cv_folds,
+    search,
+    tuned_config_yaml,
+)
 from src.tracking.runs import log_run
 from src.tracking.store import connect, experiment_id, lineage_tags
+from src.tracking.tuning import log_outcome, trial_logger, tuning_run
 
 log = logging.getLogger("train")
 ROLES = {"logistic": "baseline", "lightgbm": "candidate"}
@@ -41,7 +58,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="only print the tree count early stopping on the validation split picks; log nothing",
     )
-    return p.parse_args(argv)
+    p.add_argument(
+        "--tune",
+        type=int,
+        metavar="N",
+        help="run N trials of the parameter search on the time-series folds (no model logged)",
+    )
+    p.add_argument(
+        "--tune-out",
+        type=Path,
+        default=ROOT / "configs" / "tuned.yml",
+        help="where --tune writes the best recipe as a config (default: configs/tuned.yml)",
+    )
+    args = p.parse_args(argv)
+    if args.tune is not None and args.tune < 1:
+        p.error(f"--tune: need at least 1 trial, got {args.tune}")
+    return args
 
 
 def _main(argv=None) -> int:
@@ -55,6 +87,8 @@ def _main(argv=None) -> int:
             f" config: n_estimators {cfg.train.lightgbm.n_estimators}"
         )
         return 0
+    if args.tune:
+        return tune(splits, cfg, paths, args.tune, args.tune_out)
     tags = lineage_tags(paths, cfg)
     models = {kind: fit_model(kind, splits["train"], splits["planes"], cfg) for kind in ROLES}
     uri = connect(paths)
@@ -79,6 +113,31 @@ def _main(argv=None) -> int:
         if failed:
             raise QualityGateError("candidate misses quality thresholds: " + "; ".join(failed))
         log.info("candidate meets every quality threshold (EDA-12)")
+    return 0
+
+
+def tune(splits: dict, cfg, paths, trials: int, out: Path) -> int:
+    """The search, the current config on the same folds, the comparison, the config file."""
+    folds = cv_folds(pd.concat([splits["train"], splits["validation"]]), cfg)
+    log.info("tuning: %d trials on folds %s", trials, [f.month for f in folds])
+    tags = lineage_tags(paths, cfg)
+    connect(paths)
+    mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, paths))
+    with tuning_run(tags, trials) as run_id:
+        current = cross_validate(folds, splits["planes"], cfg)
+        study = search(folds, splits["planes"], cfg, trials, trial_logger(tags))
+        best, winner = best_recipe(study, folds, splits["planes"], cfg)
+        comparison = compare(current, winner, cfg.train.tuning.bootstrap, cfg.seed, cfg.gate.alpha)
+        text = tuned_config_yaml(cfg, best, comparison, trials)
+        write_atomic(out, lambda p: p.write_text(text))
+        log_outcome(study, best, current, comparison, text)
+    verdict = "wins on the folds" if comparison.wins else "does not win on the folds"
+    print(
+        f"tuning run {run_id}: best mean fold log loss {comparison.best_log_loss:.5f} vs current"
+        f" {comparison.current_log_loss:.5f} (change {comparison.log_loss_change:+.5f},"
+        f" interval {comparison.log_loss_low:+.5f}..{comparison.log_loss_high:+.5f}):"
+        f" {verdict}; written to {out}"
+    )
     return 0
 
 

@@ -51,7 +51,8 @@ class LightGBMParams(_Strict):
     subsample: float = 0.8
     subsample_freq: int = 1
     colsample_bytree: float = 0.8
-    reg_lambda: float = 1.0
+    reg_alpha: float = 0.0  # L1
+    reg_lambda: float = 1.0  # L2
     max_cat_to_onehot: int = 4
     cat_smooth: float = 10.0
 
