@@ -3,7 +3,8 @@
 Pure statistics over one labelled window (numpy + sklearn, no MLflow). The ranking gain is
 judged by a paired bootstrap: the same resampled rows score both models, so the noise the two
 models share (a hard month, a lucky day) cancels out of the difference. Calibration is judged
-by log loss on the full window.
+on the full window by log loss and, given the monitor's limit, by the expected calibration
+error: a challenger is not promoted into the calibration alarm the champion keeps clear of.
 
 The bootstrap AUC needs no sorting inside the loop: each resample is a vector of row
 multiplicities, and the Mann-Whitney statistic is a weighted count of (positive, negative)
@@ -22,6 +23,7 @@ import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
 from src.common.config import Config
+from src.model.evaluate import expected_calibration_error
 
 BLOCK_CELLS = 2_000_000  # resamples are drawn in blocks of about this many row indices
 MAX_DRAWS_PER_RESAMPLE = 100  # give up when nearly every resample has a single class
@@ -39,6 +41,8 @@ class GateResult:
     ci_high: float
     champion_log_loss: float
     challenger_log_loss: float
+    champion_ece: float
+    challenger_ece: float
 
     def as_dict(self) -> dict:
         """Plain Python bools, ints, floats and str (JSON-serialisable)."""
@@ -186,6 +190,14 @@ def _log_loss_clause(challenger: float, champion: float, allowed: float) -> str:
     return f"log loss {challenger:.4f} {op} {limit:.4f}{extra}"
 
 
+def _ece_clause(challenger: float, champion: float, limit: float) -> str:
+    """A challenger fails only above the limit and above the champion: it would set off
+    the monitor's calibration alarm where the champion does not (or less)."""
+    if challenger > max(limit, champion):
+        return f"ECE {challenger:.4f} > {limit} and > champion {champion:.4f}"
+    return f"ECE {challenger:.4f} <= {limit} or <= champion {champion:.4f}"
+
+
 def decide(
     y,
     p_champion,
@@ -195,31 +207,53 @@ def decide(
     alpha: float = 0.05,
     max_log_loss_increase: float = 0.0,
     min_auc_gain: float = 0.0,
+    max_calibration_error: float | None = None,
 ) -> GateResult:
     """Promote only if the lower bound of the AUC gain's CI is above `min_auc_gain` (0: a
-    gain beyond noise; negative: no worse than the champion by more than that margin) and
-    the challenger's log loss is at most the champion's plus `max_log_loss_increase`."""
+    gain beyond noise; negative: no worse than the champion by more than that margin), the
+    challenger's log loss is at most the champion's plus `max_log_loss_increase`, and, given
+    `max_calibration_error` (the monitor's limit), the challenger's ECE is at most that limit
+    or at most the champion's (None: no ECE rule)."""
     if max_log_loss_increase < 0:
         raise ValueError(f"max_log_loss_increase must be >= 0, got {max_log_loss_increase}")
     y, p_champion, p_challenger = check_inputs(y, p_champion, p_challenger)
     gain, low, high = paired_bootstrap_auc_gain(y, p_champion, p_challenger, n_boot, seed, alpha)
-    ll_champion = float(log_loss(y, p_champion, labels=[0, 1]))
-    ll_challenger = float(log_loss(y, p_challenger, labels=[0, 1]))
-    calibrated = ll_challenger <= ll_champion + max_log_loss_increase
-    auc = _auc_clause(gain, low, high, alpha, min_auc_gain)
-    loss = _log_loss_clause(ll_challenger, ll_champion, max_log_loss_increase)
+    calibrated, clauses, figures = _calibration(
+        y, p_champion, p_challenger, max_log_loss_increase, max_calibration_error
+    )
+    clauses.insert(0, _auc_clause(gain, low, high, alpha, min_auc_gain))
     return GateResult(
         promote=bool(low > min_auc_gain and calibrated),
-        reason=f"{auc} and {loss}",
+        reason=", ".join(clauses[:-1]) + " and " + clauses[-1],
         rows=len(y),
         champion_auc=float(roc_auc_score(y, p_champion)),
         challenger_auc=float(roc_auc_score(y, p_challenger)),
         auc_gain=gain,
         ci_low=low,
         ci_high=high,
-        champion_log_loss=ll_champion,
-        challenger_log_loss=ll_challenger,
+        **figures,
     )
+
+
+def _calibration(
+    y, p_champion, p_challenger, max_log_loss_increase: float, max_calibration_error
+) -> tuple[bool, list[str], dict[str, float]]:
+    """(whether the challenger's calibration passes, the reason's clauses, log loss and ECE
+    of both models) for checked inputs."""
+    figures = {
+        "champion_log_loss": float(log_loss(y, p_champion, labels=[0, 1])),
+        "challenger_log_loss": float(log_loss(y, p_challenger, labels=[0, 1])),
+        "champion_ece": expected_calibration_error(y, p_champion),
+        "challenger_ece": expected_calibration_error(y, p_challenger),
+    }
+    champion, challenger = figures["champion_log_loss"], figures["challenger_log_loss"]
+    passes = challenger <= champion + max_log_loss_increase
+    clauses = [_log_loss_clause(challenger, champion, max_log_loss_increase)]
+    if max_calibration_error is not None:
+        champion, challenger = figures["champion_ece"], figures["challenger_ece"]
+        passes &= challenger <= max(max_calibration_error, champion)
+        clauses.append(_ece_clause(challenger, champion, max_calibration_error))
+    return passes, clauses, figures
 
 
 def gate_decision(y, p_champion, p_challenger, cfg: Config) -> GateResult:
@@ -235,4 +269,5 @@ def gate_decision(y, p_champion, p_challenger, cfg: Config) -> GateResult:
         alpha=g.alpha,
         max_log_loss_increase=g.max_log_loss_increase,
         min_auc_gain=g.min_auc_gain,
+        max_calibration_error=cfg.monitor.max_calibration_error,
     )

@@ -107,11 +107,10 @@ def performance_alerts(q: dict | None, baseline: dict, rule: Monitor) -> list[st
     ceiling = (baseline.get("log_loss") or float("inf")) + rule.max_log_loss_rise
     if q["log_loss"] > ceiling:
         alerts.append(f"log loss {q['log_loss']:.4f} > {ceiling:.4f}")
-    gap = q["mean_prediction"] - q["base_rate"]
-    if abs(gap) > rule.max_calibration_gap:
+    if q["ece"] > rule.max_calibration_error:  # the gate's ECE (src/model/evaluate.py)
         alerts.append(
-            f"calibration: mean prediction {q['mean_prediction']:.3f} vs delay rate "
-            f"{q['base_rate']:.3f} (gap {gap:+.3f}, limit {rule.max_calibration_gap})"
+            f"calibration: ECE {q['ece']:.4f} > {rule.max_calibration_error} (mean prediction "
+            f"{q['mean_prediction']:.3f} vs delay rate {q['base_rate']:.3f})"
         )
     return alerts
 

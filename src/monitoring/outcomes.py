@@ -19,6 +19,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from src.common.errors import SchemaError
 from src.common.schema import DELAY_MINUTES, OUTCOME_KEY, PREDICTION, TARGET
+from src.model.evaluate import expected_calibration_error
 
 log = logging.getLogger(__name__)
 OUTCOME_COLUMNS = (*OUTCOME_KEY, "dep_delay")
@@ -65,7 +66,7 @@ def join_outcomes(predictions: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd
 
 
 def live_figures(joined: pd.DataFrame) -> list[dict]:
-    """ROC AUC and calibration on the joined rows, per role (the served champion; the shadow
+    """ROC AUC, log loss and calibration (the overall gap and the ECE) on the joined rows, per role (the served champion; the shadow
     challenger) and model version."""
     groups = [("champion", "model_version", PREDICTION)]
     if SHADOW_VERSION in joined:
@@ -88,4 +89,5 @@ def _figures(rows: pd.DataFrame, score_column: str) -> dict:
         "mean_prediction": float(p.mean()),
         "observed_rate": float(y.mean()),
         "calibration_gap": float(p.mean() - y.mean()),
+        "ece": expected_calibration_error(y, p),  # the monitor's and the gate's definition
     }

@@ -46,10 +46,16 @@ def cycle_registry(summary: dict) -> CollectorRegistry:
         "Mean prediction minus observed delay rate on joined live rows",
         ["role", "version"],
     )
+    ece = gauge(
+        "fd_cycle_live_calibration_error",
+        "Expected calibration error (10 equal-width bins) on joined live rows",
+        ["role", "version"],
+    )
     for row in summary["live"]["figures"]:
         if row["roc_auc"] is not None:
             live_auc.labels(row["role"], row["version"]).set(row["roc_auc"])
         gap.labels(row["role"], row["version"]).set(row["calibration_gap"])
+        ece.labels(row["role"], row["version"]).set(row["ece"])
     rows = gauge("fd_cycle_live_rows", "Logged predictions of the window by outcome", ["state"])
     for state in ("joined", "cancelled", "unmatched"):
         rows.labels(state).set(summary["live"]["counts"][state])

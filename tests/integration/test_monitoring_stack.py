@@ -335,6 +335,8 @@ def test_series_from_the_api_and_the_cycle(stack):
     live = values(prom, f'fd_cycle_live_roc_auc{{{pushed}, role="champion"}}')
     assert live and all(0.5 < v < 0.9 for v in live.values()), live
     assert query(prom, f"fd_cycle_live_calibration_gap{{{pushed}}}")
+    ece = values(prom, f'fd_cycle_live_calibration_error{{{pushed}, role="champion"}}')
+    assert ece and all(0 < v < 1 for v in ece.values()), ece
     assert one(f"fd_cycle_as_of_timestamp_seconds{{{pushed}}}") == 1364688000  # 2013-03-31
     assert one(f"time() - fd_cycle_last_success_timestamp_seconds{{{pushed}}}") < 600
 

@@ -11,11 +11,15 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from src.common.config import load_config
+from src.common.paths import SMOKE_CONFIG
+from src.model.evaluate import expected_calibration_error
 from src.model.gate import (
     bootstrap_auc_gains,
     bootstrap_indices,
     check_inputs,
     decide,
+    gate_decision,
     paired_bootstrap_auc_gain,
 )
 
@@ -112,6 +116,42 @@ def test_log_loss_allowance_admits_a_slightly_worse_calibration(window):
     assert "+ 0.0500 allowed" in lenient.reason
 
 
+def test_challenger_setting_off_the_calibration_alarm_is_not_promoted(window):
+    """Better ranking, log loss allowed by a lenient margin, but an ECE above the monitor's
+    limit where the champion's is below it: promoting it would raise the alarm."""
+    sharp = sharpen(window["x1_x2"], 1.6)
+    args = (window["y"], window["x1"], sharp)
+    without = decide(*args, n_boot=200, max_log_loss_increase=0.05)
+    assert without.promote and "ECE" not in without.reason  # no limit given: no ECE rule
+    result = decide(*args, n_boot=200, max_log_loss_increase=0.05, max_calibration_error=0.05)
+    assert result.champion_ece == expected_calibration_error(window["y"], window["x1"])
+    assert result.challenger_ece == expected_calibration_error(window["y"], sharp)
+    assert result.champion_ece < 0.05 < result.challenger_ece
+    assert not result.promote
+    assert result.reason.endswith(
+        f"allowed) and ECE {result.challenger_ece:.4f} > 0.05 and > champion "
+        f"{result.champion_ece:.4f}"
+    )
+
+
+def test_ece_above_the_limit_passes_when_the_champion_is_worse(window):
+    """Both above the limit: the alarm rings either way, and the challenger rings it less."""
+    champion, challenger = sharpen(window["x1"], 2.5), sharpen(window["x1_x2"], 1.6)
+    result = decide(window["y"], champion, challenger, n_boot=200, max_calibration_error=0.02)
+    assert 0.02 < result.challenger_ece < result.champion_ece
+    assert result.promote
+    assert f"ECE {result.challenger_ece:.4f} <= 0.02 or <= champion" in result.reason
+
+
+def test_gate_decision_applies_the_monitors_limit(window):
+    cfg = load_config(SMOKE_CONFIG)
+    sharp = sharpen(window["x1_x2"], 1.6)
+    gate = cfg.gate.model_copy(update={"bootstrap": 100, "max_log_loss_increase": 0.05})
+    result = gate_decision(window["y"], window["x1"], sharp, cfg.model_copy(update={"gate": gate}))
+    assert f"> {cfg.monitor.max_calibration_error} and > champion" in result.reason
+    assert not result.promote
+
+
 def test_same_seed_same_interval_other_seed_other_interval(window):
     args = (window["y"], window["x1"], window["x1_x2"])
     first = paired_bootstrap_auc_gain(*args, n_boot=200, seed=7)
@@ -156,6 +196,7 @@ def test_result_is_json_serialisable(window):
     data = json.loads(json.dumps(result.as_dict()))
     assert data["promote"] is True and data["rows"] == ROWS
     assert data["ci_low"] == result.ci_low and set(data) >= {"reason", "auc_gain", "ci_high"}
+    assert data["challenger_ece"] == result.challenger_ece
 
 
 @pytest.mark.parametrize(

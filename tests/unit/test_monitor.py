@@ -9,7 +9,7 @@ from src.model.evaluate import binary_metrics
 from src.monitoring.drift import baseline_figures, performance_alerts
 
 VALIDATION = baseline_figures({"validation_roc_auc": 0.75, "validation_log_loss": 0.52})
-RULE = Monitor(max_auc_drop=0.03, max_log_loss_rise=0.05, max_calibration_gap=0.05)
+RULE = Monitor(max_auc_drop=0.03, max_log_loss_rise=0.05, max_calibration_error=0.05)
 
 
 def batch_quality(shift: float = 0.0, seed: int = 0) -> dict:
@@ -28,9 +28,24 @@ def test_healthy_batch_raises_nothing():
 
 
 def test_miscalibrated_batch_alerts_on_calibration_and_log_loss():
-    alerts = performance_alerts(batch_quality(shift=1.5), VALIDATION, RULE)
-    assert any(a.startswith("calibration") for a in alerts)
+    q = batch_quality(shift=1.5)
+    alerts = performance_alerts(q, VALIDATION, RULE)
+    assert f"calibration: ECE {q['ece']:.4f} > 0.05 (mean prediction " in alerts[-1]
     assert any(a.startswith("log loss") for a in alerts)
+
+
+def test_calibration_alarm_reads_the_ece_not_the_overall_gap():
+    """Too confident both ways, symmetrically: the mean prediction matches the delay rate,
+    the ECE does not (an alarm on the overall gap would stay silent)."""
+    rng = np.random.default_rng(3)
+    truth = rng.beta(2, 2, size=20000)  # symmetric about 0.5
+    y = (rng.random(20000) < truth).astype(int)
+    sharp = 1 / (1 + np.exp(-3 * np.log(truth / (1 - truth))))  # logit x 3: still symmetric
+    q = binary_metrics(y, sharp)
+    assert abs(q["mean_prediction"] - q["base_rate"]) < 0.05 < q["ece"]
+    assert [a for a in performance_alerts(q, VALIDATION, RULE) if "ECE" in a]
+    calibrated = performance_alerts(binary_metrics(y, truth), VALIDATION, RULE)
+    assert not [a for a in calibrated if "ECE" in a]
 
 
 def test_auc_drop_beyond_the_allowance_alerts():

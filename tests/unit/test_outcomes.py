@@ -60,6 +60,8 @@ def test_live_figures_per_role_and_version():
     assert (champion["role"], champion["version"], champion["rows"]) == ("champion", "3", 4)
     assert champion["roc_auc"] == 1.0
     assert champion["calibration_gap"] == pytest.approx(np.mean([0.1, 0.2, 0.8, 0.6]) - 0.5)
+    # one flight per bin: the ECE is the mean of |score - label|
+    assert champion["ece"] == pytest.approx(np.mean([0.1, 0.2, 0.2, 0.4]))
     assert (challenger["role"], challenger["version"]) == ("challenger", "4")
     assert challenger["roc_auc"] == roc_auc_score([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.4])
 
@@ -68,6 +70,7 @@ def test_one_class_joined_has_no_auc_but_still_calibration():
     joined, _ = join_outcomes(logged([(FLIGHTS[0], 0.25), (FLIGHTS[1], 0.15)]), outcomes())
     (figures,) = live_figures(joined)
     assert figures["roc_auc"] is None and figures["calibration_gap"] == pytest.approx(0.2)
+    assert figures["ece"] == pytest.approx(0.2)  # both in (0.1, 0.2]: the same gap
 
 
 def test_outcome_files_name_the_file_and_the_problem(tmp_path):
@@ -109,7 +112,13 @@ def test_pushed_figures_carry_the_summary():
         "live": {
             "counts": {"joined": 10, "cancelled": 1, "unmatched": 2},
             "figures": [
-                {"role": "champion", "version": "3", "roc_auc": 0.71, "calibration_gap": -0.01}
+                {
+                    "role": "champion",
+                    "version": "3",
+                    "roc_auc": 0.71,
+                    "calibration_gap": -0.01,
+                    "ece": 0.04,
+                }
             ],
         },
         "decision": "promote",
@@ -120,6 +129,8 @@ def test_pushed_figures_carry_the_summary():
         'fd_cycle_drift_score{column="seats"} 0.05',
         "fd_cycle_drift_alert 1.0",
         'fd_cycle_live_roc_auc{role="champion",version="3"} 0.71',
+        'fd_cycle_live_calibration_gap{role="champion",version="3"} -0.01',
+        'fd_cycle_live_calibration_error{role="champion",version="3"} 0.04',
         'fd_cycle_live_rows{state="unmatched"} 2.0',
         'fd_cycle_decision{decision="promote"} 1.0',
         'fd_cycle_decision{decision="reject"} 0.0',
