@@ -14,7 +14,7 @@ REPORTS := $(or $(FD_REPORTS_DIR),reports)
 # One OpenMP thread per process: two on a busy 2-core machine made a 3 s fit take a minute.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help ci setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help ci setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -137,6 +137,10 @@ cycle: ## The monitoring cycle, the production job: make cycle AS_OF=2013-10-31 
 
 loop: ## Replay the cycle Aug-Dec through a real server (report in reports/loop/)
 	$(PY) -m src.simulate $(CONFIG_ARG) $(LOOP_ARGS)
+
+TRIALS ?= 40
+tune: ## Search LightGBM's parameters on the time-series folds (TRIALS=40; writes configs/tuned.yml)
+	$(PY) -m src.train $(CONFIG_ARG) --tune $(TRIALS)
 
 rollback: ## Move @champion back to the previous champion (alias history)
 	$(PY) -m src.register $(CONFIG_ARG) --rollback
