@@ -26,7 +26,7 @@ from src.common.io import read_json, sha256_file, sha256_json
 from src.common.logs import run_stage
 from src.common.paths import SPLITS, Paths, get_paths
 from src.data.processed import load_months, load_processed
-from src.model.fit import fit_model, score
+from src.model.fit import fit_and_calibrate, score
 from src.tracking.runs import CONFIG_ARTIFACT
 from src.tracking.store import connect, git_commit
 
@@ -161,12 +161,13 @@ def checked_config(run, paths: Paths) -> Config:
 
 
 def refit_metrics(kind: str, paths: Paths, cfg: Config) -> dict:
-    """The metrics of `kind` refitted on the run's training months (src.train's fit)."""
+    """The metrics of `kind` refitted on the run's training months and calibrated on its
+    validation months (src.train's recipe)."""
     splits = run_splits(paths, cfg)
     rows, months = len(splits["train"]), cfg.split.train_months
     log.info("refitting %s on %d rows of months %s (config '%s')", kind, rows, months, cfg.name)
     start = time.perf_counter()
-    model = fit_model(kind, splits["train"], splits["planes"], cfg)
+    model, _ = fit_and_calibrate(kind, splits, cfg)
     seconds, test = time.perf_counter() - start, cfg.split.test_months
     log.info("refitted in %.1fs; scoring months %s", seconds, test)
     return score(model, splits)[0]

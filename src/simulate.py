@@ -49,7 +49,7 @@ from src.data.processed import load_processed, months_label
 from src.data.validate import read_snapshot
 from src.model.evaluate import binary_metrics
 from src.model.features import request_columns, request_records
-from src.model.fit import fit_model, score
+from src.model.fit import fit_and_calibrate, score
 from src.monitoring.outcomes import OUTCOME_COLUMNS
 from src.monitoring.policy import POOLED_MONTHS, pooled_auc, sensitivity
 from src.registry.export import publish_champion
@@ -98,12 +98,13 @@ def sandbox_env(lpaths: Paths, config_file: Path) -> dict[str, str]:
 
 
 def initial_champion(cfg: Config, paths: Paths, lpaths: Paths, splits: dict):
-    """The config's model on its train months, registered as the sandbox's @champion and
+    """The config's model on its train months (calibrated on its validation months, as
+    src.train does), registered as the sandbox's @champion and
     exported: the loop's first champion, and the frozen model it is compared with."""
     connect(lpaths)
     mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, lpaths))
-    frozen = fit_model("lightgbm", splits["train"], splits["planes"], cfg)
-    metrics, _ = score(frozen, splits)
+    frozen, calibration = fit_and_calibrate("lightgbm", splits, cfg)
+    metrics = score(frozen, splits)[0] | calibration["metrics"]
     run_id = log_run(frozen, metrics, splits, lineage_tags(paths, cfg), cfg, "candidate")
     client, name = MlflowClient(), cfg.registry.model_name
     move_alias(

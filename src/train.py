@@ -30,7 +30,7 @@ from src.data.processed import load_processed
 from src.model.fit import (
     EARLY_STOPPING_PATIENCE,
     early_stopping_trees,
-    fit_model,
+    fit_and_calibrate,
     quality_failures,
     score,
 )
@@ -90,14 +90,15 @@ def _main(argv=None) -> int:
     if args.tune:
         return tune(splits, cfg, paths, args.tune, args.tune_out)
     tags = lineage_tags(paths, cfg)
-    models = {kind: fit_model(kind, splits["train"], splits["planes"], cfg) for kind in ROLES}
+    models = {kind: fit_and_calibrate(kind, splits, cfg) for kind in ROLES}
     uri = connect(paths)
     mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, paths))
     log.info("logging to MLflow at %s, experiment '%s'", uri, cfg.train.experiment)
     results = {}
-    for kind, model in models.items():
+    for kind, (model, calibration) in models.items():
         results[kind], _ = score(model, splits)
-        run_id = log_run(model, results[kind], splits, tags, cfg, ROLES[kind])
+        metrics = results[kind] | calibration["metrics"]
+        run_id = log_run(model, metrics, splits, tags, cfg, ROLES[kind])
         m = results[kind]
         log.info(
             "%s run %s: test ROC AUC %.4f, PR AUC %.4f, log loss %.4f, Brier %.4f",

@@ -24,6 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from src.common.config import Config, LightGBMParams, LogisticParams, QualityGate
 from src.common.errors import PipelineError
 from src.common.schema import CATEGORICAL_FEATURES, FEATURES, TARGET
+from src.model.calibration import calibrate
 from src.model.evaluate import auc_by_group, binary_metrics
 from src.model.features import build_features, fit_state, request_columns
 from src.model.model import Estimator, FlightDelayModel, LightGBMBooster, LogisticEstimator
@@ -101,6 +102,26 @@ def fit_model(kind: str, train: pd.DataFrame, planes: pd.DataFrame, cfg: Config)
     estimator = FITTERS[kind](X, y, getattr(cfg.train, kind), cfg.seed)
     log.info("fitted %s in %.1fs", kind, time.perf_counter() - start)
     return FlightDelayModel(state, estimator, kind)
+
+
+def fit_and_calibrate(kind: str, splits: dict, cfg: Config) -> tuple[FlightDelayModel, dict]:
+    """The training recipe: `fit_model` on the train split, then a post-hoc calibrator chosen
+    on the validation split only (src/model/calibration.py). Returns (model, the
+    calibration report). src.train, src.reproduce and the loop's first champion all use it."""
+    model = fit_model(kind, splits["train"], splits["planes"], cfg)
+    calibrated, report = calibrate(model, splits["validation"], cfg.train.calibration)
+    later = report["metrics"]
+    figures = ", ".join(
+        f"{name} {later[f'calibration_later_log_loss_{name}']:.4f}"
+        for name in ("raw", *cfg.train.calibration)
+    )
+    log.info(
+        "%s calibrator: %s (log loss on the later half of validation: %s)",
+        kind,
+        report["method"] or "none",
+        figures,
+    )
+    return calibrated, report
 
 
 def early_stopped(

@@ -22,7 +22,7 @@ from src.common.config import Config
 from src.common.schema import TARGET
 from src.model.evaluate import binary_metrics
 from src.model.features import request_columns
-from src.model.fit import Retrained, fit_model, retrain
+from src.model.fit import Retrained, fit_and_calibrate, retrain
 from src.model.gate import gate_decision
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,13 @@ class PolicyReplay:
 
     def __init__(self, cfg: Config, data: pd.DataFrame, planes: pd.DataFrame, months: list[int]):
         self.cfg, self.data, self.planes, self.months = cfg, data, planes, months
-        self.frozen = fit_model(
-            "lightgbm", data[data["month"].isin(cfg.split.train_months)], planes, cfg
-        )
+        split = cfg.split  # the loop's first champion: src.train's recipe on these months
+        first = {
+            "train": data[data["month"].isin(split.train_months)],
+            "validation": data[data["month"].isin(split.validation_months)],
+            "planes": planes,
+        }
+        self.frozen, _ = fit_and_calibrate("lightgbm", first, cfg)
         self._scores: dict[tuple[int, int], np.ndarray] = {}
         self._retrain = cache(self._fit)
 
