@@ -3,7 +3,9 @@
 - `lightgbm_c_api`: the exported model scored through LightGBM's C API (src/serving/lgb_capi.py)
   and through the `lightgbm` package's Booster, one flight at a time and as columns, on every
   row of the smoke test split, equals the logged MLflow pyfunc; and the API answers the same
-  with the switch on and off.
+  with the switch on and off. The same again for a copy of the export whose model carries a
+  post-hoc calibrator (Platt, isotonic) fitted on the smoke validation month, the pyfunc
+  loaded in a fresh process from the export's own code folder.
 - `registry_rest`: the registry read over REST without MLflow (src/serving/registry_rest.py)
   and through MlflowClient (src/serving/registry.py), against a real `mlflow server`, give
   the same version, run, metadata and probabilities; the REST path never imports MLflow.
@@ -19,15 +21,18 @@ import sys
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from fastapi.testclient import TestClient
 
 from app.main import create_app, default_service
-from src.common.paths import ROOT
-from src.common.schema import EXAMPLE_FLIGHT, PREDICTION, REQUEST_FIELDS
+from src.common.paths import ROOT, Paths
+from src.common.schema import EXAMPLE_FLIGHT, PREDICTION, REQUEST_FIELDS, TARGET
 from src.common.settings import Settings
-from src.model.model import LightGBMBooster
+from src.model.calibration import FITTERS
+from src.model.features import request_columns
+from src.model.model import LightGBMBooster, load, to_bytes
 from src.serving.lgb_capi import CApiBooster
 from src.serving.loader import load_export, registry_for
 from src.serving.registry import MlflowRegistry
@@ -94,6 +99,88 @@ def test_api_answers_equal_logged_pyfunc(
             assert r.status_code == 200, r.text[:300]
             batch = [p["delay_probability"] for p in r.json()["predictions"]]
             assert np.abs(np.array(batch) - expected).max() <= TOLERANCE
+
+
+# ------------------------------------------------------------------ with a calibrator
+# Scores a pyfunc folder with MLflow in a fresh interpreter started outside the repo, so
+# `src` can only come from the folder's own code (what a logged model ships): argv = the
+# folder, the flights (parquet), where to save the probabilities (.npy).
+SCORE_PYFUNC = """
+import sys
+import mlflow, numpy as np, pandas as pd
+pyfunc = mlflow.pyfunc.load_model(sys.argv[1])
+np.save(sys.argv[3], pyfunc.predict(pd.read_parquet(sys.argv[2]))["delay_probability"])
+import src.model.model
+print(src.model.model.__file__)
+"""
+
+
+@pytest.fixture(scope="module", params=["platt", "isotonic"])
+def calibrated_export(request, smoke_pipeline, tmp_path_factory) -> Paths:
+    """A copy of the smoke export whose model carries a calibrator of the param's method,
+    fitted on the smoke validation month (whether or not training would keep one)."""
+    validation = pd.read_parquet(smoke_pipeline.processed / "validation.parquet")
+    model = replace(load(smoke_pipeline.champion_model), calibrator=None)
+    raw = model.predict_proba(request_columns(validation))
+    calibrator = FITTERS[request.param](raw, validation[TARGET].to_numpy())
+    folder = tmp_path_factory.mktemp(f"calibrated-{request.param}")
+    shutil.copytree(smoke_pipeline.champion, folder / "models" / "champion")
+    paths = replace(smoke_pipeline, models=folder / "models", mlflow=folder / "mlruns")
+    paths.champion_model.write_bytes(to_bytes(replace(model, calibrator=calibrator)))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def calibrated_logged(calibrated_export, test_split, tmp_path_factory) -> np.ndarray:
+    """The calibrated export's pyfunc probabilities for every test row (fresh process)."""
+    folder = tmp_path_factory.mktemp("calibrated-pyfunc")
+    test_split[list(REQUEST_FIELDS)].to_parquet(folder / "flights.parquet")
+    done = subprocess.run(
+        [sys.executable, "-c", SCORE_PYFUNC, str(calibrated_export.champion)]
+        + [str(folder / "flights.parquet"), str(folder / "proba.npy")],
+        cwd=folder,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    shipped = calibrated_export.champion / "code" / "src" / "model" / "model.py"
+    assert done.stdout.strip().splitlines()[-1] == str(shipped)  # the export's own code
+    return np.load(folder / "proba.npy")
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["c_api", "lightgbm"])
+def test_calibrated_export_equals_its_logged_pyfunc_on_every_test_row(
+    on, calibrated_export, calibrated_logged, test_records
+):
+    loaded = load_export(c_api(on), calibrated_export)
+    assert type(loaded.model.estimator) is ESTIMATOR[on] and loaded.model.calibrator
+    one = np.array([loaded.model.predict_one(r) for r in test_records])
+    assert len(one) == len(calibrated_logged)
+    assert np.abs(one - calibrated_logged).max() <= TOLERANCE
+    as_lists = columns_of(test_records)
+    assert np.abs(loaded.model.predict_proba(as_lists) - calibrated_logged).max() <= TOLERANCE
+    raw = replace(loaded.model, calibrator=None).predict_proba(as_lists)
+    assert np.abs(calibrated_logged - raw).max() > 1e-3  # the calibrator changes the scores
+
+
+def test_api_fast_path_applies_the_calibrator(
+    calibrated_export, test_records, calibrated_logged, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FD_DATA_DIR", str(tmp_path))  # its prediction log stays here
+    monkeypatch.setenv("FD_MODELS_DIR", str(calibrated_export.models))
+    monkeypatch.setenv("FD_MLFLOW_DIR", str(calibrated_export.mlflow))  # empty: no registry
+    sample = np.linspace(0, len(test_records) - 1, 150).astype(int)
+    recs, expected = [test_records[i] for i in sample], calibrated_logged[sample]
+    with TestClient(create_app(default_service, c_api(True, reload_seconds=0))) as c:
+        model = c.app.state.service.champion.model
+        assert type(model.estimator) is CApiBooster and model.calibrator
+        one = [c.post("/predict", json=r).json()["delay_probability"] for r in recs]
+        assert np.abs(np.array(one) - expected).max() <= TOLERANCE
+        r = c.post("/predict/batch", json={"flights": recs})
+        batch = [p["delay_probability"] for p in r.json()["predictions"]]
+        assert np.abs(np.array(batch) - expected).max() <= TOLERANCE
 
 
 # ------------------------------------------------------------------ registry_rest
