@@ -113,8 +113,8 @@ def as_records(table: pd.DataFrame) -> list[dict]:
 
 def weak_findings(table: pd.DataFrame) -> dict:
     """What the model card's "Where the model is weak" says, as data: the overall row; the
-    slices whose whole AUC interval lies below the overall AUC (lowest first); the lowest-AUC
-    slice of each dimension; the slice whose mean prediction is furthest from its delay rate
+    slices whose whole AUC interval lies below the overall AUC (lowest first), and the
+    dimensions all of whose slices do; the lowest-AUC slice of each dimension; the slice whose mean prediction is furthest from its delay rate
     (`gap` = mean prediction - delay rate); the slices with no AUC (one class)."""
     table = table.astype({f: float for f in FIGURES if f != "rows"})  # None (JSON) -> NaN
     overall = table[table["dimension"] == OVERALL].iloc[0]
@@ -122,12 +122,15 @@ def weak_findings(table: pd.DataFrame) -> dict:
     rated = parts[parts["roc_auc"].notna()]
     below = rated[rated["roc_auc_high"] < overall["roc_auc"]]
     several = rated.groupby("dimension", sort=False).filter(lambda d: len(d) > 1)
+    below_in = below.groupby("dimension", sort=False).size()
+    rated_in = several.groupby("dimension", sort=False).size()
     worst = several.loc[several.groupby("dimension", sort=False)["roc_auc"].idxmin()]
     gap = parts["mean_prediction"] - parts["base_rate"]
     furthest = parts.loc[[gap.abs().idxmax()]].assign(gap=gap)
     return {
         "overall": as_records(overall.to_frame().T)[0],
         "below_overall": as_records(below.sort_values("roc_auc")),
+        "all_below": [d for d, n in rated_in.items() if below_in.get(d, 0) == n],
         "worst_by_dimension": as_records(worst),
         "largest_gap": as_records(furthest)[0],
         "no_auc": as_records(parts[parts["roc_auc"].isna()]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from mlflow.types import DataType
@@ -13,6 +14,9 @@ from src import preprocess, train
 from src.common.io import read_json, sha256_file
 from src.common.paths import MODEL_DATA, SMOKE_CONFIG
 from src.common.schema import REQUEST, REQUEST_FIELDS
+from src.model.features import request_columns
+from src.model.slices import slice_table
+from src.tracking.runs import SLICES_ARTIFACT, load_logged_model, load_slices
 from tests.integration.support import ARGS, CFG, assert_is_head, runs_of
 
 pytestmark = pytest.mark.slow
@@ -52,6 +56,38 @@ def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, mlflow_
     assert (Path(local) / MODEL_DATA).is_file()
 
 
+def test_run_logs_the_test_slice_table(smoke_pipeline, mlflow_client, test_split):
+    """The logged table is the run's own model's scores on the test split, cut by slice:
+    its overall row is the run's test metrics, and the model scored again gives it back."""
+    run = runs_of(mlflow_client, "candidate")[0]
+    assert run.data.params["calibrator"] in {"none", "platt", "isotonic"}
+    paths = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "slices")}
+    assert paths == {SLICES_ARTIFACT}
+    logged = load_slices(mlflow_client, run.info.run_id)
+    settings = CFG.train.slices
+    assert (logged["min_rows"], logged["bootstrap"]) == (settings.min_rows, settings.bootstrap)
+    table, m = pd.DataFrame(logged["slices"]), run.data.metrics
+    overall = table.iloc[0]
+    for figure in ("roc_auc", "log_loss", "base_rate", "mean_prediction", "rows"):
+        assert overall[figure] == pytest.approx(m[f"test_{figure}"]), figure
+        assert m[f"test_slice_overall_all_{figure}"] == pytest.approx(overall[figure])
+    for dimension, rows in table.groupby("dimension")["rows"].sum().items():
+        assert rows == len(test_split), dimension
+    ewr = table[table["slice"] == "EWR"].iloc[0]
+    assert m["test_slice_origin_EWR_roc_auc_low"] == pytest.approx(ewr["roc_auc_low"])
+    model = load_logged_model(run.data.tags["model_uri"])
+    scores = model.predict_proba(request_columns(test_split))
+    again = slice_table(
+        test_split,
+        scores,
+        model.state.plane_tailnum,
+        settings.min_rows,
+        settings.bootstrap,
+        CFG.seed,
+    )
+    pd.testing.assert_frame_equal(again, table, check_dtype=False)
+
+
 def test_register_sets_alias_and_exports_champion(smoke_pipeline, mlflow_client):
     version = mlflow_client.get_model_version_by_alias(CFG.registry.model_name, "champion")
     run = runs_of(mlflow_client, "candidate")[0]
@@ -69,8 +105,14 @@ def test_register_sets_alias_and_exports_champion(smoke_pipeline, mlflow_client)
     assert smoke_pipeline.champion_model.is_file()  # models/champion/data/model.pkl
     assert not list(smoke_pipeline.champion.rglob("servable.pkl"))  # that format is gone
     assert read_json(smoke_pipeline.champion_config) == CFG.model_dump(mode="json")
-    card = smoke_pipeline.model_card(CFG.registry.model_name)
-    assert f"`{CFG.registry.model_name}` version {version.version} " in card.read_text()
+    card = smoke_pipeline.model_card(CFG.registry.model_name).read_text()
+    assert f"`{CFG.registry.model_name}` version {version.version} " in card
+    # The card's slice table and weak findings are the run's logged figures.
+    m = run.data.metrics
+    assert f"| Calibration | {run.data.params['calibrator']} |" in card
+    assert f"| origin | EWR | {int(m['test_slice_origin_EWR_rows']):,} |" in card
+    weak = card.split("## Where the model is weak")[1]
+    assert f"ROC AUC is {m['test_slice_overall_all_roc_auc']:.4f} (" in weak
 
 
 def test_rerun_gives_identical_outputs_and_metrics(smoke_pipeline, mlflow_client):

@@ -151,6 +151,20 @@ def test_weak_findings_name_the_slice_made_weak(flights, known):
     assert gap["gap"] == pytest.approx(p[jfk].mean() - flights[TARGET][jfk].mean())
 
 
+def test_a_dimension_wholly_below_is_named(flights, known):
+    """Scores that only tell the hour bands apart (each band's delay rate, plus noise blind to
+    the label): the ranking lives between bands, so every band's AUC is near 0.5."""
+    band = hour_band(flights["hour"])
+    rate = flights.groupby(band)[TARGET].transform("mean").to_numpy()
+    p = rate + np.random.default_rng(2).normal(0, 0.01, len(flights))
+    table = slice_table(flights, p, known, MIN_ROWS, N_BOOT, SEED)
+    found = weak_findings(table)
+    assert found["all_below"] == ["hour_band"]
+    assert found["overall"]["roc_auc"] > 0.6
+    card = render_model_card(META, {}, artifact(table))
+    assert "Every slice of hour band lies below it." in card
+
+
 def test_scores_must_match_the_rows(flights, known):
     with pytest.raises(ValueError, match="2977 scores for 2978 rows"):
         slice_table(flights, noisy_scores(flights)[1:], known, MIN_ROWS, N_BOOT, SEED)
@@ -200,6 +214,8 @@ def test_card_shows_the_slices_and_where_the_model_is_weak(flights, known):
     p = noisy_scores(flights)
     ev = (flights["carrier"] == "EV").to_numpy()
     p[ev] = np.random.default_rng(1).random(ev.sum())
+    jfk = (flights["origin"] == "JFK").to_numpy()
+    p[jfk] = np.clip(p[jfk] + 0.3, 0, 1)
     table = slice_table(flights, p, known, MIN_ROWS, N_BOOT, SEED)
     card = render_model_card(META, {"calibrator": "isotonic", "seed": "42"}, artifact(table))
     ev_row = table[table["slice"] == "EV"].iloc[0]
@@ -208,6 +224,15 @@ def test_card_shows_the_slices_and_where_the_model_is_weak(flights, known):
     weak = card.split("## Where the model is weak")[1].split("## Features")[0]
     assert f"- carrier EV: ROC AUC {auc} on {int(ev_row.rows):,} flights." in weak
     assert "| carrier | other (AS, F9, FL, HA, VX, YV) | 97 |" in card
+    jfk_row = table[table["slice"] == "JFK"].iloc[0]
+    gap = jfk_row.mean_prediction - jfk_row.base_rate
+    assert (
+        f"The largest gap between mean prediction and delay rate is origin JFK\n"
+        f"({int(jfk_row.rows):,} flights): a mean prediction of {jfk_row.mean_prediction:.4f}"
+        f" against an\nobserved delay rate of {jfk_row.base_rate:.4f}, over-predicting by"
+        f" {gap:.4f}." in weak
+    )
+    assert "Every slice of" not in weak  # no dimension lies wholly below here
     assert "| Calibration | isotonic |" in card and "seed=42" in card
     assert "calibrator=" not in card
     assert "| ECE | – | 0.0123 |" in card
