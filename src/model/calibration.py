@@ -11,7 +11,7 @@ report out; the caller logs the report.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -69,7 +69,7 @@ def time_halves(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def forward_figures(
-    raw: np.ndarray, y: np.ndarray, methods: list[str], earlier: np.ndarray, later: np.ndarray
+    raw: np.ndarray, y: np.ndarray, methods: Sequence[str], earlier: np.ndarray, later: np.ndarray
 ) -> dict[str, float]:
     """Log loss and ECE on the later rows of the raw scores (`raw`) and of each method fitted
     on the earlier rows, and the rows of each half."""
@@ -85,7 +85,7 @@ def forward_figures(
 
 
 def calibrate(
-    model: FlightDelayModel, validation: pd.DataFrame, methods: list[str]
+    model: FlightDelayModel, validation: pd.DataFrame, methods: Sequence[str]
 ) -> tuple[FlightDelayModel, dict]:
     """The model with the best of `methods` attached if it lowers log loss on the later half
     of the validation window, else without a calibrator (a calibrator `model` had is dropped
