@@ -114,8 +114,9 @@ def as_records(table: pd.DataFrame) -> list[dict]:
 def weak_findings(table: pd.DataFrame) -> dict:
     """What the model card's "Where the model is weak" says, as data: the overall row; the
     slices whose whole AUC interval lies below the overall AUC (lowest first), and the
-    dimensions all of whose slices do; the lowest-AUC slice of each dimension; the slice whose mean prediction is furthest from its delay rate
-    (`gap` = mean prediction - delay rate); the slices with no AUC (one class)."""
+    dimensions all of whose slices do; the lowest-AUC slice of each dimension of several
+    rated slices; the slice whose mean prediction is furthest from its delay rate (`gap` =
+    mean prediction - delay rate); the slices with no AUC (one class)."""
     table = table.astype({f: float for f in FIGURES if f != "rows"})  # None (JSON) -> NaN
     overall = table[table["dimension"] == OVERALL].iloc[0]
     parts = table[table["dimension"] != OVERALL]

@@ -108,6 +108,10 @@ def test_a_one_class_slice_has_no_auc_and_no_error(flights, known):
     assert lga["base_rate"] == 0 and np.isfinite(lga["log_loss"])
     assert out.drop(lga.name)["roc_auc"].notna().all()
     assert [s["slice"] for s in weak_findings(out)["no_auc"]] == ["LGA"]
+    card = render_model_card(META, {}, artifact(out))
+    assert f"| origin | LGA | {int(lga['rows']):,} | 0.0000 |" in card
+    assert f"| – | {lga['log_loss']:.4f} |" in card
+    assert "No ROC AUC (one class only) for: origin LGA." in card
 
 
 def test_intervals_are_reproducible_for_a_seed(table, flights, known):
