@@ -43,7 +43,8 @@ MODEL_CODE = (
     "src/model/model.py",
 )
 CONFIG_ARTIFACT = "config.json"  # the run's whole config, as logged (src.reproduce reads it)
-SLICES_ARTIFACT = "slices/slices.json"  # the test slice table (the model card reads it)
+SLICES_DIR = "slices"
+SLICES_ARTIFACT = f"{SLICES_DIR}/slices.json"  # the test slice table (the model card reads it)
 SLICE_METRIC = "test_slice_"  # test_slice_<dimension>_<slice>_<figure>
 # MLflow types for the schema's kinds: what the public data holds (int64 columns are long).
 MLFLOW_TYPES = {"int": "long", "float": "double", "str": "string"}
@@ -110,10 +111,8 @@ def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: s
 
 
 def calibrator_name(model: FlightDelayModel) -> str:
-    """The model's calibrator method ("platt", "isotonic"), or "none". Read with getattr: a
-    model object pickled before calibrators existed has no such attribute."""
-    calibrator = getattr(model, "calibrator", None)
-    return "none" if calibrator is None else str(calibrator.method)
+    """The model's calibrator method ("platt", "isotonic"), or "none"."""
+    return "none" if model.calibrator is None else model.calibrator.method
 
 
 def log_figures(model: FlightDelayModel, y: np.ndarray, scores: np.ndarray) -> None:
@@ -128,7 +127,9 @@ def log_figures(model: FlightDelayModel, y: np.ndarray, scores: np.ndarray) -> N
         mlflow.log_figure(fig, f"plots/{name}")
 
 
-def log_slices(model: FlightDelayModel, test: pd.DataFrame, scores: np.ndarray, cfg: Config):
+def log_slices(
+    model: FlightDelayModel, test: pd.DataFrame, scores: np.ndarray, cfg: Config
+) -> None:
     """The test slice table (src/model/slices.py) as an artifact, with the settings it was
     cut with, and as metrics (a NaN figure, the AUC of a one-class slice, is left out)."""
     s = cfg.train.slices
@@ -154,7 +155,6 @@ def slice_metrics(table: pd.DataFrame) -> dict[str, float]:
 def load_slices(client: MlflowClient, run_id: str) -> dict | None:
     """A run's logged slice table artifact, or None when the run has none (a run without
     test months, e.g. the monitoring cycle's challenger, or one logged before slices)."""
-    logged = {a.path for a in client.list_artifacts(run_id, str(Path(SLICES_ARTIFACT).parent))}
-    if SLICES_ARTIFACT not in logged:
+    if SLICES_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, SLICES_DIR)}:
         return None
     return mlflow.artifacts.load_dict(f"runs:/{run_id}/{SLICES_ARTIFACT}")
