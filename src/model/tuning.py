@@ -199,6 +199,15 @@ def compare(
     )
 
 
+class _ConfigDumper(yaml.SafeDumper):
+    """Blocks for sections, one line for lists of months: how configs/*.yml are written."""
+
+
+_ConfigDumper.add_representer(
+    list, lambda dumper, v: dumper.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
+)
+
+
 def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-15, 1 - 1e-15)
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
@@ -222,5 +231,5 @@ def tuned_config_yaml(
         f"# Verdict: {verdict}. n_estimators: early stopping on the last fold.",
     ]
     tuned = with_lightgbm(cfg, params).model_copy(update={"name": f"{cfg.name}-tuned"})
-    body = yaml.safe_dump(tuned.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+    body = yaml.dump(tuned.model_dump(mode="json"), Dumper=_ConfigDumper, sort_keys=False)
     return "\n".join(header) + "\n" + body

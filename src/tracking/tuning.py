@@ -9,12 +9,13 @@ importance plots, and the config file the search wrote.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import mlflow
 import optuna
 from matplotlib import pyplot as plt
+from matplotlib.axes import Axes
 from optuna.visualization import matplotlib as optuna_plots
 
 from src.common.config import LightGBMParams
@@ -87,12 +88,14 @@ def log_study_plots(study: optuna.Study) -> None:
     """Optuna's history and parameter-importance plots (matplotlib; closed once logged).
     Importance needs two finished trials with different parameters; with fewer, only the
     history is logged."""
-    plots = {"optuna_history.png": optuna_plots.plot_optimization_history}
+    plots: dict[str, Callable[[optuna.Study], Axes]] = {
+        "optuna_history.png": optuna_plots.plot_optimization_history
+    }
     if len(study.trials) > 1:
         plots["optuna_importance.png"] = optuna_plots.plot_param_importances
     with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         for name, plot in plots.items():
-            figure = plot(study).figure
+            figure = plot(study).get_figure(root=True)  # pyplot's figure: closed once logged
             mlflow.log_figure(figure, f"plots/{name}")
             plt.close(figure)

@@ -10,7 +10,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from src.common.config import Split, load_config
 from src.common.errors import PipelineError
-from src.common.paths import SMOKE_CONFIG
+from src.common.paths import DEFAULT_CONFIG, ROOT, SMOKE_CONFIG
 from src.model.tuning import FoldResult, compare, cv_folds
 
 CFG = load_config(SMOKE_CONFIG)
@@ -78,3 +78,18 @@ def test_compare_wins_only_beyond_the_bootstraps_noise():
 
 def test_the_smoke_config_has_one_fold_inside_its_window():
     assert CFG.split.cv_months == [2] and CFG.split.train_months == [1]
+
+
+def test_default_config_adopts_the_tuned_parameters_only_if_they_won():
+    """configs/tuned.yml is `make tune`'s output; configs/default.yml takes its LightGBM
+    parameters exactly when its verdict (written from the folds, never the test months)
+    says they win."""
+    path = ROOT / "configs" / "tuned.yml"
+    verdict = next(line for line in path.read_text().splitlines() if line.startswith("# Verdict"))
+    default, tuned = load_config(DEFAULT_CONFIG), load_config(path)
+    assert (default.train.lightgbm == tuned.train.lightgbm) == verdict.startswith("# Verdict: WINS")
+    # It was tuned on the folds, seed and training settings the default still has.
+    assert (tuned.split, tuned.seed) == (default.split, default.seed)
+    assert tuned.train.model_dump(exclude={"lightgbm"}) == default.train.model_dump(
+        exclude={"lightgbm"}
+    )
