@@ -19,6 +19,7 @@ METRICS = (
 )
 MONTH_METRIC = "test_roc_auc_month_"
 OWN_LINES = ("calibrator",)  # params the card shows on a line of their own
+LATER_LOSS = "calibration_later_log_loss_"  # src/model/calibration.py: the calibrator's evidence
 
 
 def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> str:
@@ -38,13 +39,23 @@ def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> s
         "model_card.md.j2",
         meta=meta,
         hyperparameters=hyper,
-        calibration=params.get("calibrator", "none"),
+        calibration=calibration_line(params.get("calibrator", "none"), meta["metrics"]),
         metrics=METRICS,
         months=months,
         features=FEATURES,
         delay_minutes=DELAY_MINUTES,
         **slice_context(slices),
     )
+
+
+def calibration_line(kept: str, metrics: dict) -> str:
+    """The calibrator kept, with the log losses it was chosen by (raw first)."""
+    losses = {k.removeprefix(LATER_LOSS): v for k, v in metrics.items() if k.startswith(LATER_LOSS)}
+    if not losses:
+        return kept
+    order = sorted(losses, key=lambda name: (name != "raw", name))
+    figures = ", ".join(f"{name} {losses[name]:.4f}" for name in order)
+    return f"{kept} (chosen by log loss on the later half of the validation window: {figures})"
 
 
 def slice_context(slices: dict | None) -> dict:

@@ -109,7 +109,11 @@ def test_register_sets_alias_and_exports_champion(smoke_pipeline, mlflow_client)
     assert f"`{CFG.registry.model_name}` version {version.version} " in card
     # The card's slice table and weak findings are the run's logged figures.
     m = run.data.metrics
-    assert f"| Calibration | {run.data.params['calibrator']} |" in card
+    methods = ("raw", *sorted(CFG.train.calibration))
+    later = {k: m[f"calibration_later_log_loss_{k}"] for k in methods}
+    evidence = ", ".join(f"{k} {v:.4f}" for k, v in later.items())
+    assert f"| Calibration | {run.data.params['calibrator']} (chosen by" in card
+    assert f"the later half of the validation window: {evidence}) |" in card
     assert f"| origin | EWR | {int(m['test_slice_origin_EWR_rows']):,} |" in card
     weak = card.split("## Where the model is weak")[1]
     assert f"ROC AUC is {m['test_slice_overall_all_roc_auc']:.4f} (" in weak

@@ -246,4 +246,21 @@ def test_card_without_a_slice_table_says_so():
     card = render_model_card(META, {"seed": "42"})
     assert "This run logged no slice table" in card
     assert "Where the model is weak" not in card
-    assert "| Calibration | none |" in card
+    assert "| Calibration | none |" in card  # and no evidence logged: the name alone
+
+
+def test_card_gives_the_calibrators_evidence():
+    meta = {
+        **META,
+        "metrics": {
+            **META["metrics"],
+            "calibration_later_log_loss_raw": 0.5078,
+            "calibration_later_log_loss_platt": 0.5099,
+            "calibration_later_log_loss_isotonic": 0.5112,
+        },
+    }
+    card = render_model_card(meta, {"calibrator": "none"})
+    assert (
+        "| Calibration | none (chosen by log loss on the later half of the validation window:"
+        " raw 0.5078, isotonic 0.5112, platt 0.5099) |" in card
+    )
