@@ -193,9 +193,11 @@ def _log_loss_clause(challenger: float, champion: float, allowed: float) -> str:
 def _ece_clause(challenger: float, champion: float, limit: float) -> str:
     """A challenger fails only above the limit and above the champion: it would set off
     the monitor's calibration alarm where the champion does not (or less)."""
-    if challenger > max(limit, champion):
-        return f"ECE {challenger:.4f} > {limit} and > champion {champion:.4f}"
-    return f"ECE {challenger:.4f} <= {limit} or <= champion {champion:.4f}"
+    if challenger <= limit:
+        return f"ECE {challenger:.4f} <= {limit}"
+    if challenger <= champion:
+        return f"ECE {challenger:.4f} > {limit} but <= champion {champion:.4f}"
+    return f"ECE {challenger:.4f} > {limit} and > champion {champion:.4f}"
 
 
 def decide(

@@ -140,7 +140,7 @@ def test_ece_above_the_limit_passes_when_the_champion_is_worse(window):
     result = decide(window["y"], champion, challenger, n_boot=200, max_calibration_error=0.02)
     assert 0.02 < result.challenger_ece < result.champion_ece
     assert result.promote
-    assert f"ECE {result.challenger_ece:.4f} <= 0.02 or <= champion" in result.reason
+    assert f"ECE {result.challenger_ece:.4f} > 0.02 but <= champion" in result.reason
 
 
 def test_gate_decision_applies_the_monitors_limit(window):
