@@ -4,9 +4,10 @@
 
 Reads the run's logged config (`config.json`) and checks it against the run's `config_hash`
 tag, checks that the processed data is the run's (`data_manifest_sha256`), warns when the code
-differs from the run's `git_commit`, then refits the model on the run's training months and
-compares every metric the run logged with the rebuilt model's. Exit 0 when every difference is
-within the tolerance, 1 otherwise.
+differs from the run's `git_commit`, then refits the model on the run's training months,
+calibrates it on its validation months (src.train's recipe), checks that the same calibrator
+is kept, and compares the run's split metrics and calibration figures with the rebuilt
+model's. Exit 0 when every difference is within the tolerance, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -160,17 +161,17 @@ def checked_config(run, paths: Paths) -> Config:
     return cfg
 
 
-def refit_metrics(kind: str, paths: Paths, cfg: Config) -> dict:
+def refit_metrics(kind: str, paths: Paths, cfg: Config) -> tuple[dict, str]:
     """The metrics of `kind` refitted on the run's training months and calibrated on its
-    validation months (src.train's recipe)."""
+    validation months (src.train's recipe), and the calibrator kept ("none" if none)."""
     splits = run_splits(paths, cfg)
     rows, months = len(splits["train"]), cfg.split.train_months
     log.info("refitting %s on %d rows of months %s (config '%s')", kind, rows, months, cfg.name)
     start = time.perf_counter()
-    model, _ = fit_and_calibrate(kind, splits, cfg)
+    model, calibration = fit_and_calibrate(kind, splits, cfg)
     seconds, test = time.perf_counter() - start, cfg.split.test_months
     log.info("refitted in %.1fs; scoring months %s", seconds, test)
-    return score(model, splits)[0]
+    return score(model, splits)[0] | calibration["metrics"], calibration["method"] or "none"
 
 
 def _main(argv=None) -> int:
@@ -180,7 +181,13 @@ def _main(argv=None) -> int:
     run = fetch_run(MlflowClient(), args.run_id, uri)
     kind = run.data.params.get("model", "")
     log.info("run %s (%s, %s) from %s", args.run_id, kind, run.info.run_name, uri)
-    reproduced = refit_metrics(kind, paths, checked_config(run, paths))
+    reproduced, calibrator = refit_metrics(kind, paths, checked_config(run, paths))
+    logged_calibrator = run.data.params.get("calibrator", "none")
+    if calibrator != logged_calibrator:
+        raise PipelineError(
+            f"run {args.run_id}: logged calibrator '{logged_calibrator}', the refit kept"
+            f" '{calibrator}'"
+        )
     worst = check_metrics(run.data.metrics, reproduced, args.tolerance, args.run_id)
     compared = len(metric_differences(run.data.metrics, reproduced))
     log.info(

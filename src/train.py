@@ -5,7 +5,9 @@
 
 Each model is one MLflow run with params, validation and test metrics (AUC per test month),
 plots, the model (signature + input example) and lineage tags. A full run (quality_gate.enforce)
-fails when the candidate misses the thresholds (EDA-12).
+fails when the candidate misses the thresholds (EDA-12). Each model is fit on the train split
+and calibrated on the validation split (`fit_and_calibrate`); its run also holds the ECE, the
+calibrator's evidence and the test slice table (docs/model-development.md).
 
 `--tune N` trains nothing for the registry: it runs N trials of Optuna's search over the
 time-series folds (src/model/tuning.py), logs them as nested MLflow runs, and writes the best
@@ -16,19 +18,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import mlflow
+import optuna
 import pandas as pd
 
 from src.common.config import CONFIG_HELP, load_config
 from src.common.errors import QualityGateError
 from src.common.io import write_atomic
 from src.common.logs import run_stage
-from src.common.paths import ROOT, SPLITS, get_paths
+from src.common.paths import SPLITS, TUNED_CONFIG, get_paths
 from src.data.processed import load_processed
 from src.model.fit import (
-    EARLY_STOPPING_PATIENCE,
     early_stopping_trees,
     fit_and_calibrate,
     quality_failures,
@@ -41,6 +44,7 @@ from src.model.tuning import (
     cv_folds,
     search,
     tuned_config_yaml,
+    verdict,
 )
 from src.tracking.runs import log_run
 from src.tracking.store import connect, experiment_id, lineage_tags
@@ -53,12 +57,13 @@ ROLES = {"logistic": "baseline", "lightgbm": "candidate"}
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.train", description=__doc__.split("\n")[0])
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--early-stopping",
         action="store_true",
         help="only print the tree count early stopping on the validation split picks; log nothing",
     )
-    p.add_argument(
+    mode.add_argument(
         "--tune",
         type=int,
         metavar="N",
@@ -67,23 +72,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--tune-out",
         type=Path,
-        default=ROOT / "configs" / "tuned.yml",
+        default=TUNED_CONFIG,
         help="where --tune writes the best recipe as a config (default: configs/tuned.yml)",
     )
     args = p.parse_args(argv)
     if args.tune is not None and args.tune < 1:
         p.error(f"--tune: need at least 1 trial, got {args.tune}")
+    folder = args.tune_out.parent
+    if args.tune and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        p.error(f"--tune-out {args.tune_out}: {folder} is not a writable folder")  # not after it
     return args
 
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
     cfg, paths = load_config(args.config), get_paths()
-    splits = {name: load_processed(paths, name) for name in (*SPLITS, "planes")}
+    # Tuning and early stopping never read the test split: their choices cannot see it.
+    names = ("train", "validation") if args.tune or args.early_stopping else SPLITS
+    splits = {name: load_processed(paths, name) for name in (*names, "planes")}
     if args.early_stopping:
         best = early_stopping_trees(splits, cfg)
         print(
-            f"early stopping on validation (patience {EARLY_STOPPING_PATIENCE}): {best} trees;"
+            f"early stopping on validation (patience"
+            f" {cfg.train.tuning.early_stopping_patience}): {best} trees;"
             f" config: n_estimators {cfg.train.lightgbm.n_estimators}"
         )
         return 0
@@ -124,20 +135,22 @@ def tune(splits: dict, cfg, paths, trials: int, out: Path) -> int:
     tags = lineage_tags(paths, cfg)
     connect(paths)
     mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, paths))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
     with tuning_run(tags, trials) as run_id:
         current = cross_validate(folds, splits["planes"], cfg)
         study = search(folds, splits["planes"], cfg, trials, trial_logger(tags))
-        best, winner = best_recipe(study, folds, splits["planes"], cfg)
-        comparison = compare(current, winner, cfg.train.tuning.bootstrap, cfg.seed, cfg.gate.alpha)
-        text = tuned_config_yaml(cfg, best, comparison, trials)
+        best_params, best_results = best_recipe(study, folds, splits["planes"], cfg)
+        comparison = compare(
+            current, best_results, cfg.train.tuning.bootstrap, cfg.seed, cfg.gate.alpha
+        )
+        text = tuned_config_yaml(cfg, best_params, comparison, trials)
         write_atomic(out, lambda p: p.write_text(text))
-        log_outcome(study, best, current, comparison, text)
-    verdict = "wins on the folds" if comparison.wins else "does not win on the folds"
+        log_outcome(study, best_params, current, comparison, text)
     print(
         f"tuning run {run_id}: best mean fold log loss {comparison.best_log_loss:.5f} vs current"
         f" {comparison.current_log_loss:.5f} (change {comparison.log_loss_change:+.5f},"
         f" interval {comparison.log_loss_low:+.5f}..{comparison.log_loss_high:+.5f}):"
-        f" {verdict}; written to {out}"
+        f" {verdict(cfg, best_params, comparison)}; written to {out}"
     )
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,13 +148,28 @@ class Drift(_Strict):
 
 
 class Monitor(_Strict):
-    """Performance alarms on a labelled batch, relative to the champion's validation figures."""
+    """Performance alarms on a labelled batch: ROC AUC and log loss relative to the
+    champion's validation figures, calibration against an absolute ECE limit."""
 
     max_auc_drop: float = 0.03  # alert when batch ROC AUC < validation AUC - this
     max_log_loss_rise: float = 0.05  # alert when batch log loss > validation log loss + this
     # Alert when the expected calibration error (src/model/evaluate.py
     # `expected_calibration_error`, the gate's definition too) is above this.
     max_calibration_error: float = Field(0.05, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_gap_rule(cls, data: Any) -> Any:
+        """Configs written before the ECE alarm (exports, logged runs) name the old mean-gap
+        limit: dropped with a warning, so they still load, with the ECE limit's default."""
+        if isinstance(data, dict) and "max_calibration_gap" in data:
+            warnings.warn(
+                "monitor.max_calibration_gap is no longer read: the calibration alarm is the"
+                " ECE above monitor.max_calibration_error",
+                stacklevel=2,
+            )
+            data = {k: v for k, v in data.items() if k != "max_calibration_gap"}
+        return data
 
 
 class Gate(_Strict):

@@ -18,6 +18,7 @@ CONFIGS_DIR = ROOT / "configs"
 CONTRACTS_DIR = CONFIGS_DIR / "contracts"  # expected checksums of each public release
 DEFAULT_CONFIG = CONFIGS_DIR / "default.yml"
 SMOKE_CONFIG = CONFIGS_DIR / "smoke.yml"
+TUNED_CONFIG = CONFIGS_DIR / "tuned.yml"  # `python -m src.train --tune N` writes it
 TEMPLATES_DIR = ROOT / "src" / "templates"  # Jinja2: the model card and reports
 # Inside a logged MLflow model (and so inside the export): the model object's one file.
 MODEL_DATA = "data/model.pkl"

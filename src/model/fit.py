@@ -1,8 +1,8 @@
 """Fitting and scoring the model (pure: frames in, a FlightDelayModel or metrics out).
 
 The logistic baseline and the LightGBM candidate are both `FlightDelayModel`s: the same
-feature state, another estimator. `src.train` logs them; `src.reproduce` refits a logged run
-with the same `fit_model`.
+feature state, another estimator. `fit_and_calibrate` is the training recipe: `src.train`
+logs what it fits, and `src.reproduce` refits a logged run with it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from src.model.model import Estimator, FlightDelayModel, LightGBMBooster, Logist
 
 log = logging.getLogger(__name__)
 N_CAT = len(CATEGORICAL_FEATURES)  # categorical features come first in FEATURES
-EARLY_STOPPING_PATIENCE = 30  # rounds without a better validation log loss
 
 
 def lightgbm_params(params: LightGBMParams, seed: int) -> dict:
@@ -150,25 +149,36 @@ def early_stopped(
         callbacks=[lgb.early_stopping(patience, verbose=False)],
     )
     trees = booster.best_iteration
+    if trees == cap:
+        log.warning("early stopping reached the cap of %d trees: raise it (max_trees)", cap)
     cut = lgb.Booster(model_str=booster.model_to_string(num_iteration=trees))
     return FlightDelayModel(state, LightGBMBooster(cut), "lightgbm"), trees
 
 
-def early_stopping_trees(
-    splits: dict, cfg: Config, patience: int = EARLY_STOPPING_PATIENCE, cap: int = 1000
-) -> int:
-    """How `n_estimators` is chosen (EDA-11): the tree count early stopping on the
-    validation split picks, with the config's other parameters."""
+def early_stopping_trees(splits: dict, cfg: Config) -> int:
+    """The tree count early stopping on the validation split picks with the config's other
+    parameters (patience and cap: `train.tuning`, as `--tune` uses on each fold). EDA-11:
+    `n_estimators` is that count; `--tune` writes it from its last fold."""
+    tuning = cfg.train.tuning
     _, trees = early_stopped(
-        splits["train"], splits["validation"], splits["planes"], cfg, patience, cap
+        splits["train"],
+        splits["validation"],
+        splits["planes"],
+        cfg,
+        tuning.early_stopping_patience,
+        tuning.max_trees,
     )
     return trees
 
 
+def with_lightgbm(cfg: Config, params: LightGBMParams) -> Config:
+    """`cfg` with LightGBM's parameters replaced."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"lightgbm": params})})
+
+
 def with_trees(cfg: Config, trees: int) -> Config:
     """`cfg` with LightGBM's tree count replaced."""
-    lightgbm = cfg.train.lightgbm.model_copy(update={"n_estimators": trees})
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"lightgbm": lightgbm})})
+    return with_lightgbm(cfg, cfg.train.lightgbm.model_copy(update={"n_estimators": trees}))
 
 
 @dataclass(frozen=True)
@@ -182,7 +192,7 @@ class Retrained:
     a month older (docs/monitoring.md has the loop's figures)."""
 
     backtest: FlightDelayModel
-    model: FlightDelayModel
+    model: FlightDelayModel  # uncalibrated: no labelled month is left to choose one on
     trees: int
     latest_month: int
 

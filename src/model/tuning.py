@@ -28,7 +28,7 @@ from src.common.config import Config, LightGBMParams
 from src.common.errors import PipelineError
 from src.common.schema import TARGET
 from src.model.features import request_columns
-from src.model.fit import early_stopped
+from src.model.fit import early_stopped, with_lightgbm
 from src.model.gate import bootstrap_indices, paired_bootstrap_auc_gain
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,6 @@ def cv_folds(data: pd.DataFrame, cfg: Config) -> list[Fold]:
             raise PipelineError(f"cv fold {month}: no rows to train on or to validate")
         folds.append(fold)
     return folds
-
-
-def with_lightgbm(cfg: Config, params: LightGBMParams) -> Config:
-    """`cfg` with LightGBM's parameters replaced."""
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"lightgbm": params})})
 
 
 def cross_validate(folds: list[Fold], planes: pd.DataFrame, cfg: Config) -> list[FoldResult]:
@@ -117,7 +112,6 @@ def search(
     folds: list[Fold], planes: pd.DataFrame, cfg: Config, trials: int, on_trial: OnTrial
 ) -> optuna.Study:
     """`trials` trials of TPE seeded with the config's seed: the same search every run."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
     sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     study = optuna.create_study(direction="minimize", sampler=sampler, study_name=cfg.name)
 
@@ -126,15 +120,14 @@ def search(
         params = suggest(trial, cfg.train.lightgbm)
         results = cross_validate(folds, planes, with_lightgbm(cfg, params))
         score = mean_log_loss(results)
-        trial.set_user_attr("trees", [r.trees for r in results])
         on_trial(trial.number, params, results)
-        best = min([score, *(t.value for t in study.trials if t.value is not None)])
+        best_so_far = min([score, *(t.value for t in study.trials if t.value is not None)])
         log.info(
             "trial %d/%d: mean fold log loss %.5f (best %.5f), trees %s, %.0fs",
             trial.number + 1,
             trials,
             score,
-            best,
+            best_so_far,
             [r.trees for r in results],
             time.perf_counter() - start,
         )
@@ -213,13 +206,26 @@ def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
+def same_search_space(a: LightGBMParams, b: LightGBMParams) -> bool:
+    """The same parameters, the tree count aside (early stopping sets it, not the search)."""
+    return a.model_dump(exclude={"n_estimators"}) == b.model_dump(exclude={"n_estimators"})
+
+
+def verdict(cfg: Config, params: LightGBMParams, comparison: Comparison) -> str:
+    """What to do with the best trial: adopt it only if it wins beyond the bootstrap's noise."""
+    if same_search_space(params, cfg.train.lightgbm):  # a re-run after adopting it
+        return "ALREADY ADOPTED: the best trial is the current configuration"
+    return "WINS: adopt" if comparison.wins else "does not win: keep the current parameters"
+
+
 def tuned_config_yaml(
     cfg: Config, params: LightGBMParams, comparison: Comparison, trials: int
 ) -> str:
     """The config with the tuned parameters, headed by the evidence for (or against) adopting
-    them. Commit it; copy its train.lightgbm into configs/default.yml only if it wins."""
+    them. Commit it; copy its train.lightgbm into configs/default.yml only if it wins. The
+    best of many trials is judged on the rows it was picked on, so the fold gain flatters it
+    a little (docs/model-development.md has how much it kept on the test months)."""
     c = comparison
-    verdict = "WINS: adopt" if c.wins else "does not win: keep the current parameters"
     header = [
         f"# Written by `python -m src.train --tune {trials}` from config '{cfg.name}'",
         f"# (Optuna TPE, seed {cfg.seed}; folds: cv months {cfg.split.cv_months}).",
@@ -228,7 +234,7 @@ def tuned_config_yaml(
         f"# Paired bootstrap on the pooled fold rows: log loss change {c.log_loss_change:+.5f}"
         f" (interval {c.log_loss_low:+.5f}..{c.log_loss_high:+.5f}),"
         f" ROC AUC gain {c.auc_gain:+.4f} ({c.auc_low:+.4f}..{c.auc_high:+.4f}).",
-        f"# Verdict: {verdict}. n_estimators: early stopping on the last fold.",
+        f"# Verdict: {verdict(cfg, params, c)}. n_estimators: early stopping on the last fold.",
     ]
     tuned = with_lightgbm(cfg, params).model_copy(update={"name": f"{cfg.name}-tuned"})
     body = yaml.dump(tuned.model_dump(mode="json"), Dumper=_ConfigDumper, sort_keys=False)

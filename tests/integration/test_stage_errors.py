@@ -11,7 +11,6 @@ import pytest
 
 from src import reproduce, train
 from src.common.paths import SMOKE_CONFIG
-from src.model.fit import EARLY_STOPPING_PATIENCE
 from tests.integration.support import CFG
 
 pytestmark = pytest.mark.slow
@@ -30,10 +29,11 @@ def test_train_early_stopping_prints_the_tree_count_and_logs_no_run(
     assert train.main(["--config", str(SMOKE_CONFIG), "--early-stopping"]) == 0
 
     out = capsys.readouterr().out.strip()
-    prefix = f"early stopping on validation (patience {EARLY_STOPPING_PATIENCE}): "
+    patience = CFG.train.tuning.early_stopping_patience
+    prefix = f"early stopping on validation (patience {patience}): "
     assert out.startswith(prefix), out
     trees = int(out.removeprefix(prefix).split(" trees;")[0])
-    assert 1 <= trees <= 1000
+    assert 1 <= trees <= CFG.train.tuning.max_trees
     assert out.endswith(f"config: n_estimators {CFG.train.lightgbm.n_estimators}")
     assert len(mlflow_client.search_runs([experiment.experiment_id])) == runs_before
 

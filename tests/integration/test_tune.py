@@ -50,7 +50,7 @@ def test_parent_run_compares_with_the_current_config(tuned, mlflow_client):
     assert m["roc_auc_gain_low"] <= m["roc_auc_gain"] <= m["roc_auc_gain_high"]
     change = m["best_mean_fold_log_loss"] - m["current_mean_fold_log_loss"]
     assert m["log_loss_change"] == pytest.approx(change)  # one fold: pooled = mean
-    assert m["wins"] == float(m["log_loss_change_high"] < 0)
+    assert m["wins"] in (0.0, 1.0)
     files = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id, "plots")}
     assert files == {"plots/optuna_history.png", "plots/optuna_importance.png"}
 
@@ -65,7 +65,9 @@ def test_written_config_is_the_best_recipe_and_repeatable(tuned, mlflow_client, 
     }
     # Everything but LightGBM's parameters is the config it was tuned from.
     assert cfg.model_dump(exclude={"name", "train"}) == CFG.model_dump(exclude={"name", "train"})
-    assert "Verdict:" in out.read_text().splitlines()[4]
+    verdict = out.read_text().splitlines()[4]
+    wins = parent.data.metrics["wins"] == 1.0
+    assert verdict.startswith("# Verdict: WINS" if wins else "# Verdict: does not win")
     logged = mlflow_client.download_artifacts(parent.info.run_id, "tuned_config.yml", tmp_path)
     assert Path(logged).read_text() == out.read_text()
     # A fixed seed and TPE: the same search writes the same file.
@@ -74,8 +76,16 @@ def test_written_config_is_the_best_recipe_and_repeatable(tuned, mlflow_client, 
     assert again.read_text() == out.read_text()
 
 
-def test_tune_needs_a_trial(capsys):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tune", "0"], "--tune: need at least 1 trial"),
+        (["--tune", "1", "--early-stopping"], "not allowed with argument"),
+        (["--tune", "1", "--tune-out", "/nonexistent/tuned.yml"], "is not a writable folder"),
+    ],
+)
+def test_bad_tune_arguments_are_refused_before_any_work(args, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        train.main([*ARGS, "--tune", "0"])
+        train.main([*ARGS, *args])
     assert exit_.value.code == 2
-    assert "--tune: need at least 1 trial" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

@@ -7,7 +7,14 @@ import pytest
 import yaml
 from sklearn.metrics import log_loss, roc_auc_score
 
-from src.common.config import LightGBMParams, LogisticParams, QualityGate, load_config
+from src.common.config import (
+    LightGBMParams,
+    LogisticParams,
+    Monitor,
+    QualityGate,
+    config_from_dict,
+    load_config,
+)
 from src.common.errors import PipelineError
 from src.common.paths import CONFIGS_DIR
 from src.common.schema import FEATURES, TARGET
@@ -153,7 +160,9 @@ def test_early_stopping_picks_the_validation_minimum(processed_slice, raw_slice)
         "planes": raw_slice["planes"],
     }
     cfg = load_config(CONFIGS_DIR / "smoke.yml")
-    best = early_stopping_trees(splits, cfg, patience=30, cap=300)
+    tuning = cfg.train.tuning.model_copy(update={"early_stopping_patience": 30, "max_trees": 300})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"tuning": tuning})})
+    best = early_stopping_trees(splits, cfg)
     assert 1 <= best < 300
 
     state = fit_state(request_columns(splits["train"]), splits["planes"])
@@ -169,3 +178,13 @@ def test_early_stopping_picks_the_validation_minimum(processed_slice, raw_slice)
     at_best = longer.booster.predict(X_val, num_iteration=best, num_threads=1)
     assert log_loss(y_val, at_best) <= log_loss(y_val, longer.predict(X_val))
     np.testing.assert_array_equal(fixed.predict(X_val), at_best)
+
+
+def test_a_config_written_before_the_ece_alarm_still_loads():
+    """Exports and logged runs from before issue 15 name monitor.max_calibration_gap."""
+    old = load_config(CONFIGS_DIR / "smoke.yml").model_dump(mode="json")
+    old["monitor"] = {"max_auc_drop": 0.02, "max_calibration_gap": 0.07}
+    with pytest.warns(UserWarning, match="max_calibration_gap is no longer read"):
+        cfg = config_from_dict(old, "models/champion/config.json")
+    assert cfg.monitor.max_auc_drop == 0.02
+    assert cfg.monitor.max_calibration_error == Monitor().max_calibration_error

@@ -11,7 +11,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from src.common.config import Split, load_config
 from src.common.errors import PipelineError
 from src.common.paths import DEFAULT_CONFIG, ROOT, SMOKE_CONFIG
-from src.model.tuning import FoldResult, compare, cv_folds
+from src.model.tuning import FoldResult, compare, cv_folds, verdict
 
 CFG = load_config(SMOKE_CONFIG)
 
@@ -75,19 +75,26 @@ def test_compare_wins_only_beyond_the_bootstraps_noise():
     same = compare(folds(truth), folds(truth), n_boot=200, seed=1, alpha=0.05)
     assert not same.wins and same.log_loss_change == 0
 
-
-def test_the_smoke_config_has_one_fold_inside_its_window():
-    assert CFG.split.cv_months == [2] and CFG.split.train_months == [1]
+    # The verdict written into configs/tuned.yml: a re-run after adopting says so.
+    current, other = CFG.train.lightgbm, CFG.train.lightgbm.model_copy(update={"num_leaves": 7})
+    assert verdict(CFG, other, better).startswith("WINS")
+    assert verdict(CFG, other, worse).startswith("does not win")
+    assert verdict(CFG, current.model_copy(update={"n_estimators": 9}), same).startswith(
+        "ALREADY ADOPTED"
+    )
 
 
 def test_default_config_adopts_the_tuned_parameters_only_if_they_won():
-    """configs/tuned.yml is `make tune`'s output; configs/default.yml takes its LightGBM
-    parameters exactly when its verdict (written from the folds, never the test months)
-    says they win."""
+    """configs/tuned.yml is `make tune`'s output; configs/default.yml may take its LightGBM
+    parameters only if its verdict (written from the folds, never the test months) says they
+    win. Winning does not oblige: docs/model-development.md says why the current win is held
+    back."""
     path = ROOT / "configs" / "tuned.yml"
-    verdict = next(line for line in path.read_text().splitlines() if line.startswith("# Verdict"))
+    text = path.read_text().splitlines()
+    verdict = next(line for line in text if line.startswith("# Verdict"))
     default, tuned = load_config(DEFAULT_CONFIG), load_config(path)
-    assert (default.train.lightgbm == tuned.train.lightgbm) == verdict.startswith("# Verdict: WINS")
+    if default.train.lightgbm == tuned.train.lightgbm:
+        assert verdict.startswith(("# Verdict: WINS", "# Verdict: ALREADY ADOPTED")), verdict
     # It was tuned on the folds, seed and training settings the default still has.
     assert (tuned.split, tuned.seed) == (default.split, default.seed)
     assert tuned.train.model_dump(exclude={"lightgbm"}) == default.train.model_dump(
