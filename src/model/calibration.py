@@ -54,7 +54,7 @@ def fit_isotonic(p: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
     )
 
 
-FITTERS: dict[str, Callable[[np.ndarray, np.ndarray], Calibrator]] = {
+CALIBRATORS: dict[str, Callable[[np.ndarray, np.ndarray], Calibrator]] = {
     "platt": fit_platt,
     "isotonic": fit_isotonic,
 }
@@ -75,7 +75,7 @@ def forward_figures(
     on the earlier rows, and the rows of each half."""
     scored = {"raw": raw[later]}
     for method in methods:
-        scored[method] = FITTERS[method](raw[earlier], y[earlier]).apply(raw[later])
+        scored[method] = CALIBRATORS[method](raw[earlier], y[earlier]).apply(raw[later])
     figures = {"calibration_earlier_rows": float(len(earlier))}
     figures["calibration_later_rows"] = float(len(later))
     for name, p in scored.items():
@@ -92,9 +92,9 @@ def calibrate(
     first: the raw estimator is what gets calibrated). Returns (model, report):
     report["method"] is the method kept or None; report["metrics"] holds floats
     (`forward_figures`)."""
-    unknown = sorted(set(methods) - set(FITTERS))
+    unknown = sorted(set(methods) - set(CALIBRATORS))
     if unknown:
-        raise ValueError(f"calibration methods {unknown}: expected some of {sorted(FITTERS)}")
+        raise ValueError(f"calibration methods {unknown}: expected some of {sorted(CALIBRATORS)}")
     raw_model = replace(model, calibrator=None)
     y = validation[TARGET].to_numpy()
     raw = raw_model.predict_proba(request_columns(validation))
@@ -103,5 +103,5 @@ def calibrate(
     best = min(loss, key=loss.__getitem__, default=None)
     if best is None or loss[best] >= metrics["calibration_later_log_loss_raw"]:
         return raw_model, {"method": None, "metrics": metrics}
-    calibrated = replace(raw_model, calibrator=FITTERS[best](raw, y))  # refit on all rows
+    calibrated = replace(raw_model, calibrator=CALIBRATORS[best](raw, y))  # refit on all rows
     return calibrated, {"method": best, "metrics": metrics}

@@ -66,8 +66,8 @@ def join_outcomes(predictions: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd
 
 
 def live_figures(joined: pd.DataFrame) -> list[dict]:
-    """ROC AUC, log loss and calibration (the overall gap and the ECE) on the joined rows, per role (the served champion; the shadow
-    challenger) and model version."""
+    """ROC AUC, log loss and calibration (the overall gap and the ECE) on the joined rows,
+    per role (the served champion; the shadow challenger) and model version."""
     groups = [("champion", "model_version", PREDICTION)]
     if SHADOW_VERSION in joined:
         groups.append(("challenger", SHADOW_VERSION, SHADOW_PREDICTION))

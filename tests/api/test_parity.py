@@ -30,7 +30,7 @@ from app.main import create_app, default_service
 from src.common.paths import ROOT, Paths
 from src.common.schema import EXAMPLE_FLIGHT, PREDICTION, REQUEST_FIELDS, TARGET
 from src.common.settings import Settings
-from src.model.calibration import FITTERS
+from src.model.calibration import CALIBRATORS
 from src.model.features import request_columns
 from src.model.model import LightGBMBooster, load, to_bytes
 from src.serving.lgb_capi import CApiBooster
@@ -122,7 +122,7 @@ def calibrated_export(request, smoke_pipeline, tmp_path_factory) -> Paths:
     validation = pd.read_parquet(smoke_pipeline.processed / "validation.parquet")
     model = replace(load(smoke_pipeline.champion_model), calibrator=None)
     raw = model.predict_proba(request_columns(validation))
-    calibrator = FITTERS[request.param](raw, validation[TARGET].to_numpy())
+    calibrator = CALIBRATORS[request.param](raw, validation[TARGET].to_numpy())
     folder = tmp_path_factory.mktemp(f"calibrated-{request.param}")
     shutil.copytree(smoke_pipeline.champion, folder / "models" / "champion")
     paths = replace(smoke_pipeline, models=folder / "models", mlflow=folder / "mlruns")

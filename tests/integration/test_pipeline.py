@@ -61,6 +61,11 @@ def test_run_logs_the_test_slice_table(smoke_pipeline, mlflow_client, test_split
     its overall row is the run's test metrics, and the model scored again gives it back."""
     run = runs_of(mlflow_client, "candidate")[0]
     assert run.data.params["calibrator"] in {"none", "platt", "isotonic"}
+    # The calibrator was chosen on the validation split's rows, every one and no other.
+    m, validation = run.data.metrics, pd.read_parquet(
+        smoke_pipeline.processed / "validation.parquet"
+    )
+    assert m["calibration_earlier_rows"] + m["calibration_later_rows"] == len(validation)
     paths = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "slices")}
     assert paths == {SLICES_ARTIFACT}
     logged = load_slices(mlflow_client, run.info.run_id)

@@ -17,7 +17,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import log_loss
 
 from src.common.schema import PREDICTION, TARGET
-from src.model.calibration import FITTERS, calibrate, fit_isotonic, fit_platt, time_halves
+from src.model.calibration import CALIBRATORS, calibrate, fit_isotonic, fit_platt, time_halves
 from src.model.evaluate import (
     binary_metrics,
     calibration_figure,
@@ -180,7 +180,7 @@ def test_calibrate_keeps_a_calibrator_that_helps_on_the_later_half(window, model
     assert kept < figures["calibration_later_log_loss_raw"]
     y, raw = frame[TARGET].to_numpy(), window[1]
     p = calibrated.predict_proba(request_columns(frame))
-    assert calibrated.calibrator == FITTERS[report["method"]](raw, y)  # refit on every row
+    assert calibrated.calibrator == CALIBRATORS[report["method"]](raw, y)  # refit on every row
     assert np.array_equal(p, calibrated.calibrator.apply(raw))
     assert expected_calibration_error(y, p) < expected_calibration_error(y, raw) / 2
 
