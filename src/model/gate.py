@@ -190,14 +190,20 @@ def _log_loss_clause(challenger: float, champion: float, allowed: float) -> str:
     return f"log loss {challenger:.4f} {op} {limit:.4f}{extra}"
 
 
+def sets_off_the_alarm(challenger: float, champion: float, limit: float) -> bool:
+    """The ECE rule: a challenger fails only when it would set off the monitor's calibration
+    alarm and the champion does not. When both are above the limit the alarm rings either
+    way, and the log-loss clause judges which is better calibrated (a 0.0001 difference in
+    ECE is not evidence)."""
+    return challenger > limit >= champion
+
+
 def _ece_clause(challenger: float, champion: float, limit: float) -> str:
-    """A challenger fails only above the limit and above the champion: it would set off
-    the monitor's calibration alarm where the champion does not (or less)."""
     if challenger <= limit:
         return f"ECE {challenger:.4f} <= {limit}"
-    if challenger <= champion:
-        return f"ECE {challenger:.4f} > {limit} but <= champion {champion:.4f}"
-    return f"ECE {challenger:.4f} > {limit} and > champion {champion:.4f}"
+    if sets_off_the_alarm(challenger, champion, limit):
+        return f"ECE {challenger:.4f} > {limit} where the champion's is {champion:.4f}"
+    return f"ECE {challenger:.4f} > {limit}, as the champion's {champion:.4f}"
 
 
 def decide(
@@ -253,7 +259,7 @@ def _calibration(
     clauses = [_log_loss_clause(challenger, champion, max_log_loss_increase)]
     if max_calibration_error is not None:
         champion, challenger = figures["champion_ece"], figures["challenger_ece"]
-        passes &= challenger <= max(max_calibration_error, champion)
+        passes &= not sets_off_the_alarm(challenger, champion, max_calibration_error)
         clauses.append(_ece_clause(challenger, champion, max_calibration_error))
     return passes, clauses, figures
 
