@@ -32,6 +32,9 @@ from src.model.model import (
     logit,
 )
 
+# The forward judge's log loss per candidate ("raw" or a method), as a metric-name prefix:
+# the run logs it, and the model card reads it back (`later_log_losses`).
+LATER_LOG_LOSS = "calibration_later_log_loss_"
 # Date order of a split's rows: the day, then the scheduled departure (hour, minute).
 TIME_ORDER = ("month", "day", "hour", "minute")
 
@@ -79,9 +82,19 @@ def forward_figures(
     figures = {"calibration_earlier_rows": float(len(earlier))}
     figures["calibration_later_rows"] = float(len(later))
     for name, p in scored.items():
-        figures[f"calibration_later_log_loss_{name}"] = float(log_loss(y[later], p, labels=[0, 1]))
+        figures[f"{LATER_LOG_LOSS}{name}"] = float(log_loss(y[later], p, labels=[0, 1]))
         figures[f"calibration_later_ece_{name}"] = expected_calibration_error(y[later], p)
     return figures
+
+
+def later_log_losses(metrics: dict) -> dict[str, float]:
+    """{"raw": ..., "<method>": ...}: the later-half log losses in `forward_figures`' figures
+    or a run's metrics."""
+    return {
+        k.removeprefix(LATER_LOG_LOSS): v
+        for k, v in metrics.items()
+        if k.startswith(LATER_LOG_LOSS)
+    }
 
 
 def calibrate(
@@ -99,9 +112,10 @@ def calibrate(
     y = validation[TARGET].to_numpy()
     raw = raw_model.predict_proba(request_columns(validation))
     metrics = forward_figures(raw, y, methods, *time_halves(validation))
-    loss = {m: metrics[f"calibration_later_log_loss_{m}"] for m in methods}
+    loss = later_log_losses(metrics)
+    raw_loss = loss.pop("raw")
     best = min(loss, key=loss.__getitem__, default=None)
-    if best is None or loss[best] >= metrics["calibration_later_log_loss_raw"]:
+    if best is None or loss[best] >= raw_loss:
         return raw_model, {"method": None, "metrics": metrics}
     calibrated = replace(raw_model, calibrator=CALIBRATORS[best](raw, y))  # refit on all rows
     return calibrated, {"method": best, "metrics": metrics}

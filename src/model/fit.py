@@ -24,7 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from src.common.config import Config, LightGBMParams, LogisticParams, QualityGate
 from src.common.errors import PipelineError
 from src.common.schema import CATEGORICAL_FEATURES, FEATURES, TARGET
-from src.model.calibration import calibrate
+from src.model.calibration import calibrate, later_log_losses
 from src.model.evaluate import auc_by_group, binary_metrics
 from src.model.features import build_features, fit_state, request_columns
 from src.model.model import Estimator, FlightDelayModel, LightGBMBooster, LogisticEstimator
@@ -109,11 +109,8 @@ def fit_and_calibrate(kind: str, splits: dict, cfg: Config) -> tuple[FlightDelay
     calibration report). src.train, src.reproduce and the loop's first champion all use it."""
     model = fit_model(kind, splits["train"], splits["planes"], cfg)
     calibrated, report = calibrate(model, splits["validation"], cfg.train.calibration)
-    later = report["metrics"]
-    figures = ", ".join(
-        f"{name} {later[f'calibration_later_log_loss_{name}']:.4f}"
-        for name in ("raw", *cfg.train.calibration)
-    )
+    later = later_log_losses(report["metrics"])  # raw first, then the config's methods
+    figures = ", ".join(f"{name} {loss:.4f}" for name, loss in later.items())
     log.info(
         "%s calibrator: %s (log loss on the later half of validation: %s)",
         kind,

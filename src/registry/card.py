@@ -6,6 +6,7 @@ import pandas as pd
 
 from src.common.render import render
 from src.common.schema import DELAY_MINUTES, FEATURES
+from src.model.calibration import later_log_losses
 from src.model.slices import as_records, weak_findings
 
 METRICS = (
@@ -19,7 +20,6 @@ METRICS = (
 )
 MONTH_METRIC = "test_roc_auc_month_"
 OWN_LINES = ("calibrator",)  # params the card shows on a line of their own
-LATER_LOSS = "calibration_later_log_loss_"  # src/model/calibration.py: the calibrator's evidence
 
 
 def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> str:
@@ -50,7 +50,7 @@ def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> s
 
 def calibration_line(kept: str, metrics: dict) -> str:
     """The calibrator kept, with the log losses it was chosen by (raw first)."""
-    losses = {k.removeprefix(LATER_LOSS): v for k, v in metrics.items() if k.startswith(LATER_LOSS)}
+    losses = later_log_losses(metrics)
     if not losses:
         return kept
     order = sorted(losses, key=lambda name: (name != "raw", name))
