@@ -60,7 +60,8 @@ RUN groupadd --gid 10001 app \
 
 COPY --from=builder /opt/venv /opt/venv
 
-# FD_BIND / FD_WORKERS are read by app/gunicorn_conf.py. No FD_CONFIG: the API serves the
+# FD_BIND / FD_WORKERS are read by app/gunicorn_conf.py; FD_FAST_PATHS is the production
+# profile's serving fast paths (docs/serving.md#fast-paths). No FD_CONFIG: the API serves the
 # baked export with its own config (src/serving/loader.py, serving_config). One OpenMP
 # thread per process. MLflow and Evidently send usage telemetry by default; a service
 # should make no call its operator did not configure.
@@ -71,6 +72,7 @@ ENV OMP_NUM_THREADS=1 \
     FD_MODELS_DIR=/app/models \
     FD_BIND=0.0.0.0:8000 \
     FD_WORKERS=2 \
+    FD_FAST_PATHS=lightgbm_c_api,registry_rest,batch_parse \
     MLFLOW_DISABLE_TELEMETRY=true \
     DO_NOT_TRACK=true \
     GIT_PYTHON_REFRESH=quiet

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from src.common.errors import PipelineError
 from src.common.io import sha256_json
 from src.common.paths import DEFAULT_CONFIG
+from src.common.schema import FEATURES
 from src.common.settings import Settings
 
 
@@ -93,6 +94,9 @@ class QualityGate(_Strict):
 
 class Train(_Strict):
     experiment: str = "flight-delay"
+    # The model's input, in order (src/common/schema.py FEATURES lists what the code builds).
+    # The model file records it, so a version trained on another list still serves.
+    features: list[str] = list(FEATURES)
     lightgbm: LightGBMParams = LightGBMParams()
     logistic: LogisticParams = LogisticParams()
     quality_gate: QualityGate = QualityGate()
@@ -102,27 +106,42 @@ class Train(_Strict):
     tuning: Tuning = Tuning()
     slices: Slices = Slices()
 
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, features: list[str]) -> list[str]:
+        unknown = [name for name in features if name not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; the code builds {list(FEATURES)}")
+        if not features or len(set(features)) != len(features):
+            raise ValueError("give each feature once, at least one")
+        return features
+
 
 class Registry(_Strict):
+    """Where the model is registered: its name and the alias that serves."""
+
     model_name: str = "flight-delay"
     alias: str = "champion"
 
 
 class FastPaths(_Strict):
     """Serving shortcuts, each in one module, each with the plain path beside it (both are
-    tested for parity). docs/benchmarks.md says what each one buys."""
+    tested for parity). All off by default: the plain path is what a reader meets and what
+    runs on any laptop. The production profile (app/gunicorn_conf.py, the image, the K8s
+    manifests) turns on what `make bench` shows pays, through FD_FAST_PATHS
+    (`with_fast_paths`). docs/serving.md says what each one buys."""
 
     # LightGBM's C API through ctypes (src/serving/lgb_capi.py) instead of lightgbm.Booster:
     # a worker never imports lightgbm (and with it pandas, scikit-learn, SciPy), and one
     # flight takes LightGBM's single-row path.
-    lightgbm_c_api: bool = True
+    lightgbm_c_api: bool = False
     # The registry alias polled, and a version fetched, over MLflow's REST API
     # (src/serving/registry_rest.py) instead of MlflowClient: a worker never imports MLflow.
     # Only for an http(s) tracking server; a local store always uses MlflowClient.
-    registry_rest: bool = True
+    registry_rest: bool = False
     # /predict/batch bodies decoded with orjson and validated column by column, in one
     # thread per worker (app/batch_fast_path.py), instead of FastAPI's parse record by record.
-    batch_parse: bool = True
+    batch_parse: bool = False
 
 
 class Serve(_Strict):
@@ -231,16 +250,46 @@ class Config(_Strict):
 CONFIG_HELP = "pipeline config YAML (default: FD_CONFIG, else configs/default.yml)"
 
 
+def with_fast_paths(cfg: Config, settings: Settings) -> Config:
+    """`cfg` with the serving fast paths FD_FAST_PATHS names on and the others off; unset,
+    `cfg` as it is."""
+    if settings.fast_paths is None:
+        return cfg
+    switches = FastPaths(**{name: name in settings.fast_paths for name in FastPaths.model_fields})
+    return cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"fast_paths": switches})})
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """The config at `path`; None: FD_CONFIG, else configs/default.yml."""
     path = Path(path or Settings().config or DEFAULT_CONFIG)
+    return config_from_dict(read_raw(path), str(path))
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """A config file as a dict. A file that names a `base` (a file beside it, e.g.
+    `base: default.yml`) holds only what differs from it: its sections are merged into the
+    base's, key by key; a list or a value replaces the base's."""
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise PipelineError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
-    return config_from_dict(raw, str(path))
+    if not isinstance(raw, dict) or "base" not in raw:
+        return raw
+    base = path.parent / raw.pop("base")
+    if base.resolve() == path.resolve():
+        raise PipelineError(f"{path}: field 'base' names the file itself")
+    return merged(read_raw(base), raw)
+
+
+def merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` on top of `base`: dicts merged recursively, anything else replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        both_dicts = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = merged(base[key], value) if both_dicts else value
+    return out
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

@@ -180,7 +180,8 @@ TARGET = "delayed"  # dep_delay >= DELAY_MINUTES (the FAA's definition)
 DELAY_MINUTES = 15
 PREDICTION = "delay_probability"
 
-# Derived by the model from REQUEST (EDA-06). Order is the model's input order.
+# Every feature the model's code builds from REQUEST (EDA-06), in the default order. A model's
+# own list (config `train.features`) is recorded in its file: src/model/features.py.
 CATEGORICAL_FEATURES = ("carrier", "origin", "dest", "manufacturer")
 NUMERIC_FEATURES = (
     "distance",

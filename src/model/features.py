@@ -1,20 +1,22 @@
-"""Feature derivation that lives inside the model (see DESIGN.md).
+"""Feature derivation that lives inside the model, so training and serving cannot drift apart.
 
 Everything here works over columns (numpy arrays), so the same code turns a 300k-row
 training frame and a one-flight request into the model's matrix, with no pandas import.
-`FeatureState` is the fitted part (category maps, plane table, holiday calendar); it is
-saved inside the logged model, so training and serving cannot drift apart.
+`FeatureState` is the fitted part (the ordered feature list, category maps, plane table,
+holiday calendar); it is saved inside the model file. The feature list is the model's
+contract: scoring builds exactly those features, in that order, and a file naming a feature
+this code cannot build is refused when it loads (`check_buildable`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
 
-from src.common.errors import SchemaError
+from src.common.errors import PipelineError, SchemaError
 from src.common.schema import CATEGORICAL_FEATURES, FEATURES, REQUEST, REQUEST_FIELDS, WEATHER
 
 MAX_WIND_SPEED = 100.0  # mph; above is a sensor error (EDA-03)
@@ -34,10 +36,22 @@ MANUFACTURER_GROUPS = {
 }
 MANUFACTURERS = ("AIRBUS", "BOEING", "BOMBARDIER", "EMBRAER", "MCDONNELL DOUGLAS", "OTHER")
 Columns = Mapping[str, "np.ndarray | list"]
+# Model files written before the feature list was recorded were all trained on these.
+UNRECORDED_FEATURES = (
+    *("carrier", "origin", "dest", "manufacturer", "distance", "hour", "minute"),
+    *("day_of_week", "days_to_holiday", "abs_days_to_holiday", "plane_age", "seats"),
+    *("engines", "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip"),
+    *("pressure", "visib"),
+)
+
+
+class UnbuildableFeatures(PipelineError):
+    """A model file names a feature this code cannot build (trained by other code)."""
 
 
 @dataclass(frozen=True)
 class FeatureState:
+    features: tuple[str, ...]  # the model's input, in order: what scoring builds
     categories: dict[str, np.ndarray]  # sorted known values per categorical feature
     plane_tailnum: np.ndarray  # sorted
     plane_year: np.ndarray
@@ -76,9 +90,21 @@ class FeatureState:
         """nearest_holiday() for every day from the first holiday to the last."""
         return nearest_holiday(np.arange(self.holidays[0], self.holidays[-1] + 1), self.holidays)
 
+    @cached_property
+    def builders(self) -> list[Builder]:
+        """The groups that compute this model's features, each once."""
+        return [build for names, build in GROUPS if not self.features_set.isdisjoint(names)]
+
+    @cached_property
+    def features_set(self) -> frozenset[str]:
+        return frozenset(self.features)
+
     def __getstate__(self) -> dict:
         """Pickle the fields only: the lookups are rebuilt, and the pickle stays as before."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"features": UNRECORDED_FEATURES, **state})
 
 
 def group_manufacturer(names: np.ndarray) -> np.ndarray:
@@ -92,14 +118,18 @@ def us_federal_holidays(first_year: int = 2000, last_year: int = 2040) -> np.nda
     return np.sort(days.values.astype("datetime64[D]").astype(np.int64))
 
 
-def fit_state(train: Columns, planes: Columns) -> FeatureState:
-    """Learn category maps from the training rows; keep the plane table (EDA-04)."""
+def fit_state(train: Columns, planes: Columns, features: Iterable[str] = FEATURES) -> FeatureState:
+    """Learn category maps from the training rows; keep the plane table (EDA-04) and the
+    ordered list of features the model is trained on."""
+    features = tuple(features)
+    check_buildable(features, "train.features")
     categories = {c: np.unique(_strings(train[c])) for c in ("carrier", "origin", "dest")}
     categories = {c: v[v != ""] for c, v in categories.items()}
     categories["manufacturer"] = np.array(MANUFACTURERS, dtype=str)
     tail = _strings(planes["tailnum"])
     order = np.argsort(tail)
     return FeatureState(
+        features=features,
         categories=categories,
         plane_tailnum=tail[order],
         plane_year=np.asarray(planes["year"], dtype=float)[order],
@@ -165,18 +195,22 @@ def days_to_holiday(days: np.ndarray, state: FeatureState) -> np.ndarray:
     return table[inside] + (inside - offset)
 
 
-def plane_features(state: FeatureState, tailnum: Iterable, year: np.ndarray) -> dict:
-    rows = np.array([state.plane_rows.get(t, -1) for t in tailnum], dtype=np.intp)
+def category_features(cols: Columns, state: FeatureState) -> dict:
+    return {c: category_codes(state.codes[c], cols[c]) for c in ("carrier", "origin", "dest")}
+
+
+def plane_features(cols: Columns, state: FeatureState) -> dict:
+    rows = np.array([state.plane_rows.get(t, -1) for t in cols["tailnum"]], dtype=np.intp)
     built, seats, engines, manufacturer = state.plane_table[rows].T
     return {
-        "plane_age": year - built,
+        "plane_age": np.asarray(cols["year"], dtype=float) - built,
         "seats": seats,
         "engines": engines,
         "manufacturer": manufacturer,
     }
 
 
-def weather_features(cols: Columns) -> dict:
+def weather_features(cols: Columns, state: FeatureState) -> dict:
     out = {c.name: np.asarray(cols[c.name], dtype=float) for c in WEATHER}
     wind = out["wind_speed"].copy()
     wind[wind > MAX_WIND_SPEED] = np.nan  # EDA-03
@@ -184,31 +218,62 @@ def weather_features(cols: Columns) -> dict:
     return out
 
 
-def build_features(cols: Columns, state: FeatureState) -> np.ndarray:
-    """Raw flight records (REQUEST fields, as columns) -> float matrix in FEATURES order."""
-    year = np.asarray(cols["year"], dtype=float)
+def schedule_features(cols: Columns, state: FeatureState) -> dict:
+    return {name: np.asarray(cols[name], dtype=float) for name in ("distance", "hour", "minute")}
+
+
+def calendar_features(cols: Columns, state: FeatureState) -> dict:
     days = days_since_epoch(cols["year"], cols["month"], cols["day"])
     to_holiday = days_to_holiday(days, state)
-    feats = {c: category_codes(state.codes[c], cols[c]) for c in CATEGORICAL_FEATURES[:3]}
-    feats |= plane_features(state, cols["tailnum"], year)
-    feats |= weather_features(cols)
-    feats |= {
-        "distance": np.asarray(cols["distance"], dtype=float),
-        "hour": np.asarray(cols["hour"], dtype=float),
-        "minute": np.asarray(cols["minute"], dtype=float),
+    return {
         "day_of_week": ((days + 3) % 7).astype(float),  # 1970-01-01 was a Thursday; Monday=0
         "days_to_holiday": to_holiday,
         "abs_days_to_holiday": np.abs(to_holiday),
     }
+
+
+Builder = Callable[[Columns, FeatureState], dict]
+# Every feature this code can build, by the group that computes it from the request.
+GROUPS: tuple[tuple[tuple[str, ...], Builder], ...] = (
+    (("carrier", "origin", "dest"), category_features),
+    (("plane_age", "seats", "engines", "manufacturer"), plane_features),
+    (tuple(c.name for c in WEATHER), weather_features),
+    (("distance", "hour", "minute"), schedule_features),
+    (("day_of_week", "days_to_holiday", "abs_days_to_holiday"), calendar_features),
+)
+BUILDABLE = frozenset(name for names, _ in GROUPS for name in names)
+
+
+def check_buildable(features: Iterable[str], where: str) -> None:
+    """UnbuildableFeatures naming the first feature this code cannot build."""
+    missing = [name for name in features if name not in BUILDABLE]
+    if missing:
+        raise UnbuildableFeatures(
+            f"{where}: feature '{missing[0]}' cannot be built by this code"
+            f" (it builds {sorted(BUILDABLE)})"
+        )
+
+
+def build_features(cols: Columns, state: FeatureState) -> np.ndarray:
+    """Raw flight records (REQUEST fields, as columns) -> float matrix of the model's
+    features (`state.features`, in order)."""
+    feats: dict[str, np.ndarray] = {}
+    for build in state.builders:
+        feats |= build(cols, state)
     # One (features x rows) array, transposed: cheaper than column_stack for one row.
-    return np.ascontiguousarray(np.array([feats[name] for name in FEATURES], dtype=float).T)
+    return np.ascontiguousarray(np.array([feats[name] for name in state.features], float).T)
+
+
+def categorical_positions(features: Iterable[str]) -> list[int]:
+    """Where the categorical features sit in a feature list (LightGBM's categorical_feature)."""
+    return [i for i, name in enumerate(features) if name in CATEGORICAL_FEATURES]
 
 
 def decode_categories(matrix: np.ndarray, state: FeatureState) -> dict[str, np.ndarray]:
     """Human-readable categorical columns back from codes (for drift reports)."""
     out = {}
-    for i, name in enumerate(CATEGORICAL_FEATURES):
-        codes = matrix[:, i]
+    for i in categorical_positions(state.features):
+        name, codes = state.features[i], matrix[:, i]
         known = ~np.isnan(codes)
         labels = np.full(len(codes), None, dtype=object)
         labels[known] = state.categories[name][codes[known].astype(int)]

@@ -23,14 +23,18 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from src.common.config import Config, LightGBMParams, LogisticParams, QualityGate
 from src.common.errors import PipelineError
-from src.common.schema import CATEGORICAL_FEATURES, FEATURES, TARGET
+from src.common.schema import TARGET
 from src.model.calibration import calibrate, later_log_losses
 from src.model.evaluate import auc_by_group, binary_metrics
-from src.model.features import build_features, fit_state, request_columns
+from src.model.features import (
+    build_features,
+    categorical_positions,
+    fit_state,
+    request_columns,
+)
 from src.model.model import Estimator, FlightDelayModel, LightGBMBooster, LogisticEstimator
 
 log = logging.getLogger(__name__)
-N_CAT = len(CATEGORICAL_FEATURES)  # categorical features come first in FEATURES
 
 
 def lightgbm_params(params: LightGBMParams, seed: int) -> dict:
@@ -50,27 +54,27 @@ def lightgbm_params(params: LightGBMParams, seed: int) -> dict:
     }
 
 
-def lightgbm_data(X: np.ndarray, y: np.ndarray, reference=None) -> lgb.Dataset:
+def lightgbm_data(X: np.ndarray, y: np.ndarray, features, reference=None) -> lgb.Dataset:
     return lgb.Dataset(
         X,
         y,
-        feature_name=list(FEATURES),
-        categorical_feature=list(range(N_CAT)),
+        feature_name=list(features),
+        categorical_feature=categorical_positions(features),
         reference=reference,
     )
 
 
 def fit_lightgbm(
-    X: np.ndarray, y: np.ndarray, params: LightGBMParams, seed: int
+    X: np.ndarray, y: np.ndarray, features, params: LightGBMParams, seed: int
 ) -> LightGBMBooster:
     """EDA-11: gradient-boosted trees; categorical features by code, NaN = missing/unseen."""
-    data = lightgbm_data(X, y)
+    data = lightgbm_data(X, y, features)
     booster = lgb.train(lightgbm_params(params, seed), data, num_boost_round=params.n_estimators)
     return LightGBMBooster(booster)
 
 
 def fit_logistic(
-    X: np.ndarray, y: np.ndarray, params: LogisticParams, seed: int
+    X: np.ndarray, y: np.ndarray, features, params: LogisticParams, seed: int
 ) -> LogisticEstimator:
     """Baseline: one-hot categories (unseen -> all zeros), imputed and scaled numerics."""
     cats = make_pipeline(
@@ -78,14 +82,14 @@ def fit_logistic(
         OneHotEncoder(handle_unknown="ignore"),
     )
     nums = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-    pre = ColumnTransformer(
-        [("cat", cats, list(range(N_CAT))), ("num", nums, list(range(N_CAT, len(FEATURES))))]
-    )
+    categorical = categorical_positions(features)
+    numeric = [i for i in range(len(features)) if i not in categorical]
+    pre = ColumnTransformer([("cat", cats, categorical), ("num", nums, numeric)])
     clf = LogisticRegression(C=params.C, max_iter=params.max_iter, random_state=seed)
     return LogisticEstimator(make_pipeline(pre, clf).fit(X, y))
 
 
-# kind -> fit(X, y, that kind's params from cfg.train, seed)
+# kind -> fit(X, y, the feature names, that kind's params from cfg.train, seed)
 FITTERS: dict[str, Callable[..., Estimator]] = {"logistic": fit_logistic, "lightgbm": fit_lightgbm}
 
 
@@ -94,11 +98,11 @@ def fit_model(kind: str, train: pd.DataFrame, planes: pd.DataFrame, cfg: Config)
     if kind not in FITTERS:
         raise PipelineError(f"model kind '{kind}': expected one of {sorted(FITTERS)}")
     cols = request_columns(train)
-    state = fit_state(cols, planes)
+    state = fit_state(cols, planes, cfg.train.features)
     X, y = build_features(cols, state), train[TARGET].to_numpy()
     start = time.perf_counter()
     log.info("fitting %s on %d rows x %d features", kind, *X.shape)
-    estimator = FITTERS[kind](X, y, getattr(cfg.train, kind), cfg.seed)
+    estimator = FITTERS[kind](X, y, state.features, getattr(cfg.train, kind), cfg.seed)
     log.info("fitted %s in %.1fs", kind, time.perf_counter() - start)
     return FlightDelayModel(state, estimator, kind)
 
@@ -131,11 +135,11 @@ def early_stopped(
     """LightGBM on `train` with the config's parameters, stopped when log loss on `holdout`
     has not improved for `patience` rounds (EDA-11); returns (the model cut at its best tree
     count, that count)."""
-    state = fit_state(request_columns(train), planes)
+    state = fit_state(request_columns(train), planes, cfg.train.features)
 
     def data(df: pd.DataFrame, reference=None) -> lgb.Dataset:
         X = build_features(request_columns(df), state)
-        return lightgbm_data(X, df[TARGET].to_numpy(), reference)
+        return lightgbm_data(X, df[TARGET].to_numpy(), state.features, reference)
 
     fitted = data(train)
     booster = lgb.train(

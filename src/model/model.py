@@ -23,7 +23,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from src.common.schema import PREDICTION, REQUEST_FIELDS
-from src.model.features import Columns, FeatureState, build_features, request_columns
+from src.model.features import (
+    Columns,
+    FeatureState,
+    build_features,
+    check_buildable,
+    request_columns,
+)
 
 
 class Estimator(Protocol):
@@ -136,6 +142,11 @@ class FlightDelayModel:
     kind: str  # "lightgbm" | "logistic"
     calibrator: Calibrator | None = None  # fitted after the estimator, on validation rows
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The ordered features the model was trained on (its file records them)."""
+        return self.state.features
+
     def predict_proba(self, cols: Columns) -> np.ndarray:
         """Delay probabilities for flights given as columns (one array per REQUEST field)."""
         return self._calibrated(self.estimator.predict(build_features(cols, self.state)))
@@ -178,11 +189,14 @@ def to_bytes(model: FlightDelayModel) -> bytes:
 
 
 def from_bytes(
-    data: bytes, booster: BoosterFromText = LightGBMBooster.from_text
+    data: bytes, booster: BoosterFromText = LightGBMBooster.from_text, where: str = "model file"
 ) -> FlightDelayModel:
     """The model back from its file. `booster` builds the estimator from LightGBM model text:
-    the plain `lightgbm.Booster` by default, the API's C-API fast path when it asks."""
+    the plain `lightgbm.Booster` by default, the API's C-API fast path when it asks. A file
+    whose features this code cannot build is refused (UnbuildableFeatures), before any
+    estimator is built."""
     payload = pickle.loads(data)  # noqa: S301 - our own export or registry
+    check_buildable(payload["state"].features, where)
     if payload["kind"] == "lightgbm":
         estimator = booster(payload["estimator"])
     else:
@@ -192,7 +206,7 @@ def from_bytes(
 
 
 def load(path: Path, booster: BoosterFromText = LightGBMBooster.from_text) -> FlightDelayModel:
-    return from_bytes(Path(path).read_bytes(), booster)
+    return from_bytes(Path(path).read_bytes(), booster, str(path))
 
 
 def _load_pyfunc(data_path: str, model_config=None) -> FlightDelayModel:

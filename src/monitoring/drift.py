@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from src.common.config import Config, Drift, Monitor
+from src.common.errors import PipelineError
 from src.common.io import write_atomic
-from src.common.schema import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, PREDICTION, TARGET
+from src.common.schema import CATEGORICAL_FEATURES, PREDICTION, TARGET
 from src.model.evaluate import binary_metrics
 from src.model.features import build_features, decode_categories, request_columns
 from src.model.model import FlightDelayModel
@@ -25,7 +26,7 @@ def feature_frame(df: pd.DataFrame, model: FlightDelayModel) -> pd.DataFrame:
     logged score when the batch has one (the prediction log), else the model's."""
     cols = request_columns(df)
     X = build_features(cols, model.state)
-    out = pd.DataFrame(X, columns=list(FEATURES))
+    out = pd.DataFrame(X, columns=list(model.features))
     for name, labels in decode_categories(X, model.state).items():
         out[name] = labels
     score = df[PREDICTION] if PREDICTION in df else model.predict_proba(cols)
@@ -39,9 +40,13 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, rule: Drift):
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
+    missing = [c for c in rule.columns if c not in current]
+    if missing:
+        raise PipelineError(f"drift.columns {missing}: not among the model's features")
+    categorical = [c for c in current.columns if c in CATEGORICAL_FEATURES]
     definition = DataDefinition(
-        numerical_columns=[*NUMERIC_FEATURES, PREDICTION],
-        categorical_columns=list(CATEGORICAL_FEATURES),
+        numerical_columns=[c for c in current.columns if c not in categorical],
+        categorical_columns=categorical,
     )
     preset = DataDriftPreset(
         columns=rule.columns,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from src.common.render import render
-from src.common.schema import DELAY_MINUTES, FEATURES
+from src.common.schema import DELAY_MINUTES
 from src.model.calibration import later_log_losses
 from src.model.slices import as_records, weak_findings
 
@@ -19,7 +19,7 @@ METRICS = (
     ("rows", "Rows"),
 )
 MONTH_METRIC = "test_roc_auc_month_"
-OWN_LINES = ("calibrator",)  # params the card shows on a line of their own
+OWN_LINES = ("calibrator", "features")  # params the card shows on a line of their own
 
 
 def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> str:
@@ -42,7 +42,7 @@ def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> s
         calibration=calibration_line(params.get("calibrator", "none"), meta["metrics"]),
         metrics=METRICS,
         months=months,
-        features=FEATURES,
+        features=params.get("features", "").split(","),
         delay_minutes=DELAY_MINUTES,
         **slice_context(slices),
     )

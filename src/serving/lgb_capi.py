@@ -24,15 +24,39 @@ _FLOAT64, _ROW_MAJOR, _PREDICT_NORMAL = 1, 1, 0  # c_api.h constants
 _PARAMS = b"num_threads=1"  # one thread per worker: workers are the parallelism
 
 
-@functools.cache
-def _lib() -> ctypes.CDLL:
+# The library's file name in LightGBM's Linux, macOS and Windows wheels, and the folders
+# its own loader (lightgbm/libpath.py) looks in, relative to the package.
+LIBRARY_NAMES = ("lib_lightgbm.so", "lib_lightgbm.dylib", "lib_lightgbm.dll")
+LIBRARY_FOLDERS = ("lib", "bin", "..")
+
+
+def library_path() -> Path:
+    """LightGBM's shared library, found without importing the package (OSError if none)."""
     spec = importlib.util.find_spec("lightgbm")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("lightgbm is not installed")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    lib = ctypes.cdll.LoadLibrary(str(folder / "lib" / "lib_lightgbm.so"))
+        raise OSError("the lightgbm package is not installed")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    candidates = [package / f / name for f in LIBRARY_FOLDERS for name in LIBRARY_NAMES]
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is None:
+        raise OSError(f"no {' / '.join(LIBRARY_NAMES)} under {package}")
+    return found
+
+
+@functools.cache
+def _lib() -> ctypes.CDLL:
+    lib = ctypes.cdll.LoadLibrary(str(library_path()))
     lib.LGBM_GetLastError.restype = ctypes.c_char_p
     return lib
+
+
+def available() -> str | None:
+    """None when the C library loads; else why not, in one line."""
+    try:
+        _lib()
+    except OSError as exc:
+        return str(exc)
+    return None
 
 
 def _check(ret: int) -> None:

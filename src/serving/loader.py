@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from src.common.config import Config, config_from_dict, load_config
+from src.common.config import Config, config_from_dict, load_config, with_fast_paths
 from src.common.errors import ModelNotFoundError
 from src.common.io import read_json
 from src.common.paths import DEFAULT_CONFIG, Paths
 from src.common.settings import Settings
 from src.model import model as model_file
 from src.model.model import BoosterFromText, FlightDelayModel, LightGBMBooster
-from src.serving.registry import MlflowRegistry, Registry
+from src.serving.registry import MlflowRegistry, RegistryReader
 
 log = logging.getLogger(__name__)
 # The roles a worker serves a model in: the champion answers requests; the challenger, when
@@ -48,15 +48,19 @@ class LoadedModel:
 
 
 def booster_for(cfg: Config) -> BoosterFromText:
-    """What builds a LightGBM estimator from model text: the C API (fast) or lightgbm."""
+    """What builds a LightGBM estimator from model text: the C API (fast, when switched on
+    and its library loads on this platform) or lightgbm.Booster (plain)."""
     if cfg.serve.fast_paths.lightgbm_c_api:
-        from src.serving.lgb_capi import CApiBooster
+        from src.serving import lgb_capi
 
-        return CApiBooster
+        problem = lgb_capi.available()
+        if problem is None:
+            return lgb_capi.CApiBooster
+        log.warning("LightGBM C API fast path off (%s): serving with lightgbm.Booster", problem)
     return LightGBMBooster.from_text
 
 
-def registry_for(cfg: Config, paths: Paths, settings: Settings) -> Registry:
+def registry_for(cfg: Config, paths: Paths, settings: Settings) -> RegistryReader:
     """The REST reader (fast) for an http(s) tracking server, else MlflowClient."""
     uri = paths.tracking_uri
     if cfg.serve.fast_paths.registry_rest and uri.startswith(("http://", "https://")):
@@ -86,7 +90,7 @@ def load_export(cfg: Config, paths: Paths) -> LoadedModel:
 
 
 def load_version(
-    cfg: Config, paths: Paths, registry: Registry, version: str, alias: str | None = None
+    cfg: Config, paths: Paths, registry: RegistryReader, version: str, alias: str | None = None
 ) -> LoadedModel:
     """One registered version, by number, so a moving alias cannot race the load. `alias`:
     the one it was found under (default: the config's, the champion's)."""
@@ -116,11 +120,14 @@ def load_champion(cfg: Config, paths: Paths, settings: Settings | None = None) -
 
 
 def serving_config(settings: Settings, paths: Paths) -> Config:
-    """The config the API serves with: FD_CONFIG when set; else the one the exported
-    champion was registered with (so whichever of `make smoke` or `make pipeline` ran last,
-    its export serves, in a container image too); else configs/default.yml."""
+    """The config the API serves with, its fast paths as FD_FAST_PATHS sets them: FD_CONFIG
+    when set; else the one the exported champion was registered with (so whichever of `make
+    smoke` or `make pipeline` ran last, its export serves, in a container image too); else
+    configs/default.yml."""
     if settings.config is not None:
-        return load_config(settings.config)
-    if paths.champion_config.is_file():
-        return config_from_dict(read_json(paths.champion_config), str(paths.champion_config))
-    return load_config(DEFAULT_CONFIG)
+        cfg = load_config(settings.config)
+    elif paths.champion_config.is_file():
+        cfg = config_from_dict(read_json(paths.champion_config), str(paths.champion_config))
+    else:
+        cfg = load_config(DEFAULT_CONFIG)
+    return with_fast_paths(cfg, settings)

@@ -21,7 +21,7 @@ AliasTarget = tuple[str, str | None] | None
 Version = tuple[FlightDelayModel, str | None, dict[str, Any]]
 
 
-class Registry(Protocol):
+class RegistryReader(Protocol):
     """The two questions serving asks a registry: MlflowRegistry here, or RestRegistry."""
 
     def resolve_alias(self, name: str, alias: str) -> AliasTarget: ...

@@ -18,14 +18,14 @@ from src.common.config import Config
 from src.common.errors import ModelNotFoundError, PipelineError
 from src.common.paths import Paths
 from src.serving.loader import CHALLENGER, LoadedModel, load_export, load_version
-from src.serving.registry import AliasTarget, Registry
+from src.serving.registry import AliasTarget, RegistryReader
 from src.serving.service import ModelService
 
 log = logging.getLogger(__name__)
 
 
 class AliasWatcher:
-    def __init__(self, service: ModelService, cfg: Config, paths: Paths, registry: Registry):
+    def __init__(self, service: ModelService, cfg: Config, paths: Paths, registry: RegistryReader):
         self.service, self.cfg, self.paths, self.registry = service, cfg, paths, registry
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -23,7 +23,7 @@ from mlflow.types import ColSpec, Schema
 
 from src.common.config import Config
 from src.common.paths import MODEL_DATA, ROOT
-from src.common.schema import FEATURES, PREDICTION, REQUEST, REQUEST_FIELDS, TARGET
+from src.common.schema import PREDICTION, REQUEST, REQUEST_FIELDS, TARGET
 from src.model import model as model_module
 from src.model.evaluate import calibration_figure, importance_figure, roc_figure
 from src.model.features import request_columns
@@ -90,12 +90,16 @@ def load_logged_model(model_uri: str, booster=LightGBMBooster.from_text) -> Flig
         return model_module.load(Path(local) / MODEL_DATA, booster)
 
 
+FEATURES_PARAM = "features"  # the model's ordered feature list, comma-separated
+
+
 def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: str) -> str:
     """One MLflow run for one model: params, metrics, config, the model; plots and the
     slice table when the splits hold a test set. Returns the run id."""
     params = getattr(cfg.train, model.kind).model_dump()
     with mlflow.start_run(run_name=f"{role}-{model.kind}", tags={**tags, "role": role}) as run:
         mlflow.log_params({"model": model.kind, "seed": cfg.seed, **params})
+        mlflow.log_params({FEATURES_PARAM: ",".join(model.features)})  # the model card's list
         mlflow.log_params({"calibrator": calibrator_name(model)})
         mlflow.log_params({f"split_{k}": v for k, v in cfg.split.model_dump().items()})
         mlflow.log_metrics(metrics)
@@ -122,7 +126,7 @@ def log_figures(model: FlightDelayModel, y: np.ndarray, scores: np.ndarray) -> N
     }
     if isinstance(model.estimator, LightGBMBooster):
         gains = np.asarray(model.estimator.booster.feature_importance(importance_type="gain"))
-        figures["feature_importance.png"] = importance_figure(FEATURES, gains)
+        figures["feature_importance.png"] = importance_figure(model.features, gains)
     for name, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{name}")
 

@@ -13,6 +13,7 @@ import sys
 import pytest
 import yaml
 
+from src.common.config import read_raw
 from src.common.errors import DataContractError
 from src.common.paths import CONTRACTS_DIR, ROOT, SMOKE_CONFIG, Paths
 from src.data.snapshot import ingest as ingest_files
@@ -33,7 +34,7 @@ def test_snapshot_without_contract_exits_1_naming_the_contract(how, tmp_path):
     assert not (CONTRACTS_DIR / f"{UNKNOWN}.json").exists()
     if how == "--config":
         config = tmp_path / "unknown.yml"
-        raw = yaml.safe_load(SMOKE_CONFIG.read_text())
+        raw = read_raw(SMOKE_CONFIG)
         config.write_text(yaml.safe_dump({**raw, "snapshot": UNKNOWN}))
         args = ["--config", str(config)]
     else:

@@ -11,6 +11,7 @@ import yaml
 from mlflow.types import DataType
 
 from src import preprocess, train
+from src.common.config import read_raw
 from src.common.io import read_json, sha256_file
 from src.common.paths import MODEL_DATA, SMOKE_CONFIG
 from src.common.schema import REQUEST, REQUEST_FIELDS
@@ -137,7 +138,7 @@ def test_rerun_gives_identical_outputs_and_metrics(smoke_pipeline, mlflow_client
 
 def test_full_run_quality_gate_fails_loudly(smoke_pipeline, tmp_path, caplog):
     """With enforcement on, a one-month model misses the thresholds: exit 1, named metrics."""
-    raw = yaml.safe_load(SMOKE_CONFIG.read_text())
+    raw = read_raw(SMOKE_CONFIG)
     raw["train"]["quality_gate"]["enforce"] = True
     strict = tmp_path / "strict.yml"
     strict.write_text(yaml.safe_dump(raw))

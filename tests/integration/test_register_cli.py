@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from src.common.config import read_raw
 from src.common.paths import ROOT, SMOKE_CONFIG
 from src.common.servers import free_port
 from tests.conftest import point_paths_at
@@ -91,7 +91,7 @@ def test_rollback_with_one_champion_names_the_version(smoke_pipeline, mlflow_cli
     """A model registered once has no earlier champion: refused, and @champion stays."""
     name = "flight-delay-cli-rollback"
     config = tmp_path / "config.yml"
-    raw = yaml.safe_load(Path(SMOKE_CONFIG).read_text())
+    raw = read_raw(SMOKE_CONFIG)
     config.write_text(yaml.safe_dump({**raw, "registry": {**raw["registry"], "model_name": name}}))
     # The smoke store, but models/ of its own: the shared export and alias histories stay.
     env = {"FD_MODELS_DIR": str(tmp_path / "models")}

@@ -14,6 +14,7 @@ from src.common.config import (
     QualityGate,
     config_from_dict,
     load_config,
+    read_raw,
 )
 from src.common.errors import PipelineError
 from src.common.paths import CONFIGS_DIR
@@ -32,7 +33,7 @@ def write_yaml(tmp_path, data: dict, name: str = "cfg.yml"):
 
 @pytest.fixture
 def smoke_yaml() -> dict:
-    return yaml.safe_load((CONFIGS_DIR / "smoke.yml").read_text())
+    return read_raw(CONFIGS_DIR / "smoke.yml")
 
 
 # ---------------------------------------------------------------- config
@@ -125,7 +126,9 @@ def test_lightgbm_fit_is_deterministic(january):
     X, y = january
     params = LightGBMParams(n_estimators=20, num_leaves=15, min_child_samples=20)
 
-    first, second = fit_lightgbm(X, y, params, seed=42), fit_lightgbm(X, y, params, seed=42)
+    first, second = fit_lightgbm(X, y, FEATURES, params, seed=42), fit_lightgbm(
+        X, y, FEATURES, params, seed=42
+    )
 
     p1, p2 = first.predict(X), second.predict(X)
     np.testing.assert_array_equal(p1, p2)
@@ -138,7 +141,7 @@ def test_logistic_handles_missing_category_codes(january, processed_slice, featu
     X, y = january
     assert np.isnan(X[:, CATEGORICAL]).any()  # planes unknown to planes.csv: NaN manufacturer
 
-    model = fit_logistic(X, y, LogisticParams(max_iter=500), seed=42)
+    model = fit_logistic(X, y, FEATURES, LogisticParams(max_iter=500), seed=42)
 
     unseen = processed_slice.head(20).assign(carrier="ZZ", origin="SWF", dest="XXX", tailnum=None)
     X_unseen = build_features(request_columns(unseen), feature_state)
@@ -172,9 +175,11 @@ def test_early_stopping_picks_the_validation_minimum(processed_slice, raw_slice)
     y_train, y_val = splits["train"][TARGET].to_numpy(), splits["validation"][TARGET].to_numpy()
     params = cfg.train.lightgbm
     longer = fit_lightgbm(
-        X_train, y_train, params.model_copy(update={"n_estimators": best + 30}), 42
+        X_train, y_train, FEATURES, params.model_copy(update={"n_estimators": best + 30}), 42
     )
-    fixed = fit_lightgbm(X_train, y_train, params.model_copy(update={"n_estimators": best}), 42)
+    fixed = fit_lightgbm(
+        X_train, y_train, FEATURES, params.model_copy(update={"n_estimators": best}), 42
+    )
     at_best = longer.booster.predict(X_val, num_iteration=best, num_threads=1)
     assert log_loss(y_val, at_best) <= log_loss(y_val, longer.predict(X_val))
     np.testing.assert_array_equal(fixed.predict(X_val), at_best)
@@ -188,3 +193,37 @@ def test_a_config_written_before_the_ece_alarm_still_loads():
         cfg = config_from_dict(old, "models/champion/config.json")
     assert cfg.monitor.max_auc_drop == 0.02
     assert cfg.monitor.max_calibration_error == Monitor().max_calibration_error
+
+
+def test_smoke_config_is_an_overlay_of_default(smoke_cfg, default_cfg, tmp_path):
+    """configs/smoke.yml names default.yml as its base and holds only what differs: a
+    section it leaves out is the default's, a key it sets replaces the default's alone."""
+    assert "base" in (CONFIGS_DIR / "smoke.yml").read_text()
+    assert (
+        smoke_cfg.gate == default_cfg.gate and smoke_cfg.drift.columns == default_cfg.drift.columns
+    )
+    assert (
+        smoke_cfg.train.lightgbm.min_child_samples == default_cfg.train.lightgbm.min_child_samples
+    )
+    assert smoke_cfg.train.lightgbm.learning_rate != default_cfg.train.lightgbm.learning_rate
+    # An overlay of an overlay; a list replaces the base's list.
+    write_yaml(tmp_path, read_raw(CONFIGS_DIR / "smoke.yml"), "base.yml")
+    overlay = write_yaml(tmp_path, {"base": "base.yml", "drift": {"columns": ["origin"]}}, "o.yml")
+    cfg = load_config(overlay)
+    assert cfg.drift.columns == ["origin"] and cfg.drift.current_months == [3]
+    assert cfg.name == "smoke"
+
+
+def test_an_overlay_naming_a_missing_base_names_it(tmp_path):
+    overlay = write_yaml(tmp_path, {"base": "nowhere.yml", "name": "x"}, "o.yml")
+    with pytest.raises(PipelineError, match="nowhere.yml: config file not found"):
+        load_config(overlay)
+
+
+def test_train_features_are_checked_against_what_the_code_builds(smoke_yaml, tmp_path):
+    smoke_yaml["train"]["features"] = ["carrier", "thunderstorm"]
+    with pytest.raises(PipelineError, match=r"train.features.*'thunderstorm'"):
+        load_config(write_yaml(tmp_path, smoke_yaml, "bad.yml"))
+    smoke_yaml["train"]["features"] = ["carrier", "carrier"]
+    with pytest.raises(PipelineError, match="train.features.*once"):
+        load_config(write_yaml(tmp_path, smoke_yaml, "twice.yml"))
