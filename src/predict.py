@@ -13,8 +13,9 @@ the request's checks go to the rejects file (JSON lines: file, row, field, reaso
 The model: --model (a models:/ URI or a model folder), else the registry's @champion, else
 the export in models/champion/, like the API.
 
-Exit codes: 0 every row scored; 1 some rows rejected (the output holds the rest); 2 an error
-(bad arguments, unreadable input, no model), and nothing is written.
+Exit codes: 0 every row scored (an input without rows gives an empty output); 1 some rows
+rejected (the output holds the rest); 2 an error (bad arguments, unreadable input, an output
+that cannot be written, no model), and nothing is written.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,27 +120,37 @@ def rejects_path(output: Path) -> Path:
     return output.with_name(output.stem + ".rejects.jsonl")
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    if int(text) < 1:  # int's ValueError: argparse says "invalid positive value"
+        raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
+    return int(text)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.predict", description=__doc__.split("\n")[0])
-    p.add_argument("--input", required=True, type=Path, help=".parquet/.csv file or folder")
+    p.add_argument(
+        "--input", required=True, type=Path,
+        help=".parquet/.csv file or folder; one without rows gives an empty output and exit 0",
+    )  # fmt: skip
     p.add_argument("--output", required=True, type=Path, help="the scored Parquet file")
     p.add_argument("--rejects", type=Path, help="default: <output>.rejects.jsonl beside it")
     p.add_argument("--model", help="models:/<name>/<version>, models:/<name>@<alias>, or a folder")
     p.add_argument("--engine", choices=("local", "spark"), default="local")
     p.add_argument("--spark-master", help="--engine spark: default local[2], or spark-submit's")
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per record batch")
+    p.add_argument("--batch-rows", type=positive, default=BATCH_ROWS, help="rows per record batch")
     p.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1,
+        "--workers", type=positive, default=os.cpu_count() or 1,
         help="local engine: threads that score batches (default: one per CPU; 1: the plain path)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
-def check_paths(files: list[Path], source: Path, output: Path, rejects: Path) -> None:
-    """No output may replace an input or the other output, or sit where a later run would
-    read it as input."""
+def check_paths(files: list[Path], source: Path, output: Path, rejects: Path, engine: str) -> None:
+    """Before any work: each output can be written, and none may replace an input or the
+    other output, or sit where a later run would read it as input."""
     inputs = {f.resolve() for f in files}
     out, rej = output.resolve(), rejects.resolve()
     for flag, path in (("--output", out), ("--rejects", rej)):
@@ -146,8 +158,23 @@ def check_paths(files: list[Path], source: Path, output: Path, rejects: Path) ->
             raise PipelineError(f"{flag} {path}: is an input file")
         if source.is_dir() and path.is_relative_to(source.resolve()):
             raise PipelineError(f"{flag} {path}: inside the input folder, a later run reads it")
+        # The Spark engine's output is a Parquet folder (an old one is replaced); a file else.
+        if path.is_dir() and not (flag == "--output" and engine == "spark"):
+            raise PipelineError(f"{flag} {path}: is a folder, not a file")
+        check_writable(flag, path)
     if out == rej:
         raise PipelineError(f"--rejects {rej}: the same file as --output")
+
+
+def check_writable(flag: str, path: Path) -> None:
+    """A file can be made where `path` will go: in its folder, or in the nearest folder
+    above it that exists (where the job will create the rest)."""
+    folder = next(p for p in path.parents if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise PipelineError(f"{flag} {path}: cannot write in {folder} ({exc.strerror})") from None
 
 
 def _main(argv=None) -> int:
@@ -155,7 +182,7 @@ def _main(argv=None) -> int:
     cfg, paths = load_config(args.config), get_paths()
     files = input_files(args.input)
     output, rejects = args.output, args.rejects or rejects_path(args.output)
-    check_paths(files, args.input, output, rejects)
+    check_paths(files, args.input, output, rejects, args.engine)
     resolved = resolve_model(args.model, cfg, paths)
     loaded = resolved.loaded
     log.info("scoring %d file(s) with %s v%s", len(files), loaded.name, loaded.version)
@@ -177,7 +204,7 @@ def _main(argv=None) -> int:
 
         summary = local.score_files(
             files, loaded.model, output, rejects, run_lineage,
-            args.batch_rows, not args.no_progress, max(1, args.workers),
+            args.batch_rows, not args.no_progress, args.workers,
         )  # fmt: skip
     log.info(summary.line(output, rejects))
     if summary.rows and not summary.scored:

@@ -64,11 +64,12 @@ def input_files(path: Path) -> list[Path]:
 
 def input_schema(path: Path) -> pa.Schema:
     """A file's columns, read before any row: a Parquet footer, or a CSV header (every CSV
-    column is text, see read_batches)."""
+    column is text, see read_batches). A CSV is UTF-8, with or without the byte-order mark
+    spreadsheets write (Arrow skips it too)."""
     try:
         if path.suffix.lower() == ".parquet":
             return pq.read_schema(path)
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f), [])
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SchemaError(f"{path}: cannot read it ({exc})") from None
@@ -122,12 +123,16 @@ def numbers_parsed(rows: pa.RecordBatch) -> pa.RecordBatch:
     """The numeric request fields of a CSV batch (text) parsed by Arrow, in one C++ call per
     column: parsing them in pandas, value by value, cost more than scoring the rows. A
     column holding a value Arrow cannot parse stays text, and the row checks parse it and
-    reject that value's row (src/batch/rows.py): the result is the same, only slower."""
+    reject that value's row (src/batch/rows.py): the result is the same, only slower. Arrow
+    reads the rule's text (NUMBER_TEXT) and also "nan" and "inf", which the rule refuses: a
+    column where it read one stays text too."""
     arrays = list(rows.columns)
     for i, name in enumerate(rows.schema.names):
         if name in NUMERIC_FIELDS and pa.types.is_string(rows.schema.field(i).type):
             with contextlib.suppress(pa.ArrowInvalid):  # not a number: the checks name it
-                arrays[i] = pc.cast(arrays[i], pa.float64())
+                number = pc.cast(arrays[i], pa.float64())
+                if pc.all(pc.is_finite(number)).as_py() is not False:
+                    arrays[i] = number
     return pa.RecordBatch.from_arrays(arrays, names=rows.schema.names)
 
 

@@ -83,6 +83,39 @@ def test_a_folder_of_parquet_and_csv_files_scores_alike(tmp_path, flights, pyfun
     np.testing.assert_allclose(scored[PREDICTION], pyfunc_scores, rtol=0, atol=1e-12)
 
 
+def test_a_csv_with_a_byte_order_mark_reads_as_without(tmp_path, flights, pyfunc_scores):
+    """Spreadsheets save "CSV UTF-8" with a byte-order mark before the first column's name."""
+    flights.iloc[:200].to_csv(tmp_path / "in.csv", index=False, encoding="utf-8-sig")
+    assert (tmp_path / "in.csv").read_bytes().startswith(b"\xef\xbb\xbfyear,")
+    out = tmp_path / "scored.parquet"
+    assert run("--input", tmp_path / "in.csv", "--output", out) == 0
+    scored = pd.read_parquet(out)
+    assert scored["flight_id"].tolist() == flights["flight_id"].iloc[:200].tolist()
+    np.testing.assert_allclose(scored[PREDICTION], pyfunc_scores[:200], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_an_input_without_rows_gives_an_empty_output_and_exit_0(tmp_path, flights, suffix, capsys):
+    """A header and no rows is not an error (a quiet day's file): --help says what happens."""
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        flights.iloc[:0].to_csv(source, index=False)
+    else:
+        flights.iloc[:0].to_parquet(source, index=False)
+    out = tmp_path / "scored.parquet"
+    assert run("--input", source, "--output", out) == 0
+    scored = pq.read_table(out)
+    assert scored.num_rows == 0 and scored.column_names[-4:] == [
+        PREDICTION, DECISION, "model_name", "model_version"
+    ]  # fmt: skip
+    assert read_lineage(out)["engine"] == "local"
+    assert (tmp_path / "scored.rejects.jsonl").read_text() == ""
+    with pytest.raises(SystemExit):
+        predict.parse_args(["--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    assert "one without rows gives an empty output and exit 0" in usage
+
+
 def test_bad_rows_go_to_the_rejects_with_field_and_reason(tmp_path, flights, pyfunc_scores):
     csv = flights.iloc[:50].astype(object)
     csv.loc[3, "month"] = 13

@@ -5,6 +5,7 @@ output written. The smoke pipeline's champion and test split; no mocks."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pandas as pd
 import pytest
@@ -77,6 +78,51 @@ def test_a_csv_that_is_not_text(tmp_path, caplog):
     path.write_bytes(b"\xff\xfe\x00y\x00e\x00a\x00r\x00\n\x00\x80\x81\x82")
     line = failure(tmp_path, caplog, "--input", path)
     assert line.startswith(f"SchemaError: {path}: cannot read it (")
+
+
+@pytest.mark.parametrize("flag", ["--output", "--rejects"])
+def test_an_output_that_is_a_folder(tmp_path, flights, caplog, flag):
+    flights.to_parquet(tmp_path / "in.parquet", index=False)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    line = failure(tmp_path, caplog, "--input", tmp_path / "in.parquet", flag, folder)
+    assert line == f"PipelineError: {flag} {folder}: is a folder, not a file"
+
+
+@pytest.mark.parametrize("where", ["read-only folder", "file in the way"])
+def test_an_output_that_cannot_be_written_fails_before_the_model_loads(
+    tmp_path, flights, caplog, where
+):
+    flights.to_parquet(tmp_path / "in.parquet", index=False)
+    blocked = tmp_path / "blocked"
+    if where == "read-only folder":
+        blocked.mkdir(mode=0o555)
+        if os.access(blocked, os.W_OK):
+            pytest.skip("this user writes in read-only folders (root)")
+        reason = "Permission denied"
+    else:
+        blocked.write_text("a file where the output's folder would go")
+        reason = "Not a directory"
+    out = blocked / "scored" / "scored.parquet"
+    line = failure(tmp_path, caplog, "--input", tmp_path / "in.parquet", "--output", out)
+    assert line == f"PipelineError: --output {out}: cannot write in {blocked} ({reason})"
+    assert "scoring" not in caplog.text  # the check came before the model was loaded
+    assert not [r for r in caplog.records if r.name == "src.serving.loader"]
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--batch-rows", 0), ("--batch-rows", -5),
+                                             ("--workers", 0)])  # fmt: skip
+def test_a_count_below_one_is_refused_by_the_argument_parser(
+    tmp_path, flights, capsys, flag, value
+):
+    flights.to_parquet(tmp_path / "in.parquet", index=False)
+    argv = ["--input", tmp_path / "in.parquet", "--output", tmp_path / "out.parquet"]
+    with pytest.raises(SystemExit) as exited:
+        predict.main([str(a) for a in [*argv, flag, value]])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == f"python -m src.predict: error: argument {flag}: {value} is not 1 or more"
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.parquet"]
 
 
 def test_a_model_folder_that_is_not_a_model(tmp_path, flights, caplog):
