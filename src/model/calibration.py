@@ -1,12 +1,9 @@
-"""Post-hoc calibration of a fitted model, fitted and chosen on the validation window only.
+"""Post-hoc calibration, fitted and chosen on the validation window only, forward in time.
 
-A calibrator fitted and judged on the same rows always "lowers" log loss, so the choice is
-made forward in time, as the calibrator will be used: the validation rows in date order are
-split into an earlier and a later half; each method is fitted on the earlier half and scored
-on the later half against the raw model there. The best method is kept only if it lowers
-that log loss, and is then refit on the whole window and attached to the model, which
-applies it in every path (src/model/model.py). Pure: frames and a model in, a model and a
-report out; the caller logs the report.
+A calibrator fitted and judged on the same rows always "lowers" log loss, so each method is
+fitted on the earlier half of the validation rows (date order) and judged on the later half
+against the raw model. The best is kept only if it lowers that log loss; it is then refit on
+the whole window and attached to the model, which applies it in every path.
 """
 
 from __future__ import annotations
@@ -65,9 +62,8 @@ CALIBRATORS: dict[str, Callable[[np.ndarray, np.ndarray], Calibrator]] = {
 
 def time_halves(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the frame's rows in date order, split into an earlier and a later half."""
-    keys = [c for c in TIME_ORDER if c in frame]
-    order = np.lexsort([frame[c].to_numpy() for c in reversed(keys)]) if keys else None
-    positions = np.arange(len(frame)) if order is None else order
+    keys = [frame[c].to_numpy() for c in reversed(TIME_ORDER) if c in frame]
+    positions = np.lexsort(keys) if keys else np.arange(len(frame))
     return positions[: len(frame) // 2], positions[len(frame) // 2 :]
 
 
@@ -100,11 +96,8 @@ def later_log_losses(metrics: dict) -> dict[str, float]:
 def calibrate(
     model: FlightDelayModel, validation: pd.DataFrame, methods: Sequence[str]
 ) -> tuple[FlightDelayModel, dict]:
-    """The model with the best of `methods` attached if it lowers log loss on the later half
-    of the validation window, else without a calibrator (a calibrator `model` had is dropped
-    first: the raw estimator is what gets calibrated). Returns (model, report):
-    report["method"] is the method kept or None; report["metrics"] holds floats
-    (`forward_figures`)."""
+    """(the model with the best of `methods` attached, or with none: a calibrator `model` had
+    is dropped first; {"method": the method kept or None, "metrics": `forward_figures`})."""
     unknown = sorted(set(methods) - set(CALIBRATORS))
     if unknown:
         raise ValueError(f"calibration methods {unknown}: expected some of {sorted(CALIBRATORS)}")

@@ -1,8 +1,5 @@
-"""Metrics and plots for a binary probability model (pure functions + figure builders).
-
-Figures are `matplotlib.figure.Figure` objects, not pyplot: no backend, no global state, no
-window, and nothing to close (mlflow.log_figure and Figure.savefig write them to files).
-"""
+"""Metrics and plots of a binary probability model. Figures are `matplotlib.figure.Figure`
+objects, not pyplot: no backend, no global state, nothing to close."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
-"""Sliced evaluation: the test months cut by carrier, origin, scheduled hour band, plane and
-weather, with each slice's figures, and the findings the model card writes sentences from.
-
-Pure (pandas, numpy, scikit-learn; no MLflow). Each slice's ROC AUC interval is a percentile
-bootstrap, from the gate's exact resampled AUC (src/model/gate.py). Within a dimension, the
-slices under `min_rows` flights are grouped into one "other" slice rather than dropped, so
-the rows of every dimension add up to the whole test set; a group that is itself small is kept,
-and so is a lone small slice, under its own name.
+"""The test months cut by carrier, origin, scheduled hour band, plane and weather: each
+slice's figures (the ROC AUC interval a percentile bootstrap of the gate's exact resampled
+AUC), and the findings the model card writes sentences from. A dimension's slices under
+`min_rows` flights are grouped into one "other" slice, not dropped: every dimension adds up
+to the whole test set.
 """
 
 from __future__ import annotations
@@ -23,15 +20,8 @@ OTHER = "other"  # the slice that groups a dimension's small slices
 # Scheduled departure hour (local) -> band: the first hour of each band after the first.
 HOUR_EDGES = (10, 14, 18)
 HOUR_BANDS = ("00-09", "10-13", "14-17", "18-23")
-FIGURES = (
-    "rows",
-    "base_rate",
-    "roc_auc",
-    "roc_auc_low",
-    "roc_auc_high",
-    "log_loss",
-    "mean_prediction",
-)
+AUC = ("roc_auc", "roc_auc_low", "roc_auc_high")
+FIGURES = ("rows", "base_rate", *AUC, "log_loss", "mean_prediction")
 COLUMNS = ("dimension", "slice", "members", *FIGURES)
 
 
@@ -40,12 +30,13 @@ def hour_band(hour) -> np.ndarray:
 
 
 def slice_labels(frame: pd.DataFrame, known_tailnums) -> dict[str, np.ndarray]:
-    """Each dimension's slice label per row. A plane is matched when its tail number is in
+    """Each dimension's slice label per row (OVERALL: "all"). A plane is matched when its tail number is in
     the planes table the model's features read (`FeatureState.plane_tailnum`); weather is
     missing when the row holds no reading at all (the weather join found no hour), and a
     frame without weather columns has none."""
     weather = frame.reindex(columns=[c.name for c in WEATHER]).notna().any(axis=1)
     return {
+        OVERALL: np.full(len(frame), "all"),
         "carrier": frame["carrier"].astype(str).to_numpy(),
         "origin": frame["origin"].astype(str).to_numpy(),
         "hour_band": hour_band(frame["hour"]),
@@ -75,13 +66,10 @@ def slice_figures(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> dict[
         "mean_prediction": float(p.mean()),
     }
     if y.min() == y.max():
-        return figures | dict.fromkeys(("roc_auc", "roc_auc_low", "roc_auc_high"), np.nan)
+        return figures | dict.fromkeys(AUC, np.nan)
     low, high = np.quantile(bootstrap_aucs(y, p, n_boot, seed), [ALPHA / 2, 1 - ALPHA / 2])
-    return figures | {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "roc_auc_low": float(low),
-        "roc_auc_high": float(high),
-    }
+    auc = float(roc_auc_score(y, p))
+    return figures | {"roc_auc": auc, "roc_auc_low": float(low), "roc_auc_high": float(high)}
 
 
 def slice_table(
@@ -92,17 +80,13 @@ def slice_table(
     y, p = frame[TARGET].to_numpy(dtype=float), np.asarray(scores, dtype=float)
     if p.shape != y.shape:
         raise ValueError(f"{len(p)} scores for {len(y)} rows: score every row of the frame")
-    whole = slice_figures(y, p, n_boot, seed)
-    rows = [{"dimension": OVERALL, "slice": "all", "members": "", **whole}]
+    rows = []
     for dimension, labels in slice_labels(frame, known_tailnums).items():
         labels, members = group_small(labels, min_rows)
         for value in sorted(np.unique(labels), key=lambda v: (v == OTHER, v)):
-            mask = labels == value
-            grouped = members if value == OTHER else ""
-            figures = slice_figures(y[mask], p[mask], n_boot, seed)
-            rows.append(
-                {"dimension": dimension, "slice": str(value), "members": grouped, **figures}
-            )
+            mask, grouped = labels == value, members if value == OTHER else ""
+            row = {"dimension": dimension, "slice": str(value), "members": grouped}
+            rows.append(row | slice_figures(y[mask], p[mask], n_boot, seed))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

@@ -1,14 +1,10 @@
 """Time-series cross-validation and Optuna's search over LightGBM's parameters (no MLflow).
 
-Folds expand month by month inside the training window (`split.cv_months`): with
-[4, 5, 6, 7], April is validated by a model fit on January-March, May by one fit on
-January-April, and so on. Every fold picks its own tree count by early stopping, so a trial
-is a recipe (parameters + "stop when the next month's log loss stops improving"), the same
-recipe `src.train --early-stopping` and the monitoring cycle follow. A trial's score is its
-mean log loss over the folds. The test months are never read here.
-
-`python -m src.train --tune N` (src/train.py) runs the search, logs it (src/tracking/tuning.py)
-and writes the best recipe as a config (`tuned_config_yaml`).
+Folds expand month by month inside the training window (`split.cv_months`: with [4, 5, 6, 7],
+April is validated by a model fit on January-March, May by one fit on January-April...). Each
+fold picks its tree count by early stopping, so a trial is a recipe (parameters + "stop when
+the next month's log loss stops improving"), as `src.train --early-stopping` and the cycle
+follow; its score is the mean fold log loss. The test months are never read here.
 """
 
 from __future__ import annotations
@@ -70,14 +66,8 @@ def cross_validate(folds: list[Fold], planes: pd.DataFrame, cfg: Config) -> list
     """The config's LightGBM recipe on every fold: fit, early-stop on the fold's month, score."""
     tuning, results = cfg.train.tuning, []
     for fold in folds:
-        model, trees = early_stopped(
-            fold.train,
-            fold.validation,
-            planes,
-            cfg,
-            tuning.early_stopping_patience,
-            tuning.max_trees,
-        )
+        stop = (tuning.early_stopping_patience, tuning.max_trees)
+        model, trees = early_stopped(fold.train, fold.validation, planes, cfg, *stop)
         y = fold.validation[TARGET].to_numpy()
         p = model.predict_proba(request_columns(fold.validation))
         loss, auc = float(log_loss(y, p, labels=[0, 1])), float(roc_auc_score(y, p))
@@ -122,15 +112,9 @@ def search(
         score = mean_log_loss(results)
         on_trial(trial.number, params, results)
         best_so_far = min([score, *(t.value for t in study.trials if t.value is not None)])
-        log.info(
-            "trial %d/%d: mean fold log loss %.5f (best %.5f), trees %s, %.0fs",
-            trial.number + 1,
-            trials,
-            score,
-            best_so_far,
-            [r.trees for r in results],
-            time.perf_counter() - start,
-        )
+        trees, seconds = [r.trees for r in results], time.perf_counter() - start
+        message = "trial %d/%d: mean fold log loss %.5f (best %.5f), trees %s, %.0fs"
+        log.info(message, trial.number + 1, trials, score, best_so_far, trees, seconds)
         return score
 
     study.optimize(objective, n_trials=trials)
@@ -206,14 +190,12 @@ def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def same_search_space(a: LightGBMParams, b: LightGBMParams) -> bool:
-    """The same parameters, the tree count aside (early stopping sets it, not the search)."""
-    return a.model_dump(exclude={"n_estimators"}) == b.model_dump(exclude={"n_estimators"})
-
-
 def verdict(cfg: Config, params: LightGBMParams, comparison: Comparison) -> str:
-    """What to do with the best trial: adopt it only if it wins beyond the bootstrap's noise."""
-    if same_search_space(params, cfg.train.lightgbm):  # a re-run after adopting it
+    """What to do with the best trial: adopt it only if it wins beyond the bootstrap's noise.
+    The best trial is already adopted (a re-run) when its parameters are the config's, the
+    tree count aside (early stopping sets it, not the search)."""
+    searched = [p.model_dump(exclude={"n_estimators"}) for p in (params, cfg.train.lightgbm)]
+    if searched[0] == searched[1]:
         return "ALREADY ADOPTED: the best trial is the current configuration"
     return "WINS: adopt" if comparison.wins else "does not win: keep the current parameters"
 
