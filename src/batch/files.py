@@ -110,7 +110,8 @@ def read_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
         convert = pa_csv.ConvertOptions(
             column_types=text, null_values=[""], strings_can_be_null=True
         )
-        # Blocks of 16 MiB, about 100k rows: Arrow's 1 MiB default made batches of ~8k rows.
+        # Large blocks: a CSV batch is at most one block, and Arrow's 1 MiB default would cut
+        # batches far below --batch-rows, each paying for its own checks and LightGBM call.
         blocks = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
         for block in pa_csv.open_csv(path, read_options=blocks, convert_options=convert):
             for start in range(0, block.num_rows, batch_rows):
