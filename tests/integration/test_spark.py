@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 try:
@@ -25,7 +27,7 @@ except ImportError:
 
 from src import predict
 from src.batch import spark as engine
-from src.batch.files import DECISION, MODEL_NAME, MODEL_VERSION, read_output_lineage
+from src.batch.files import BATCH_ROWS, DECISION, MODEL_NAME, MODEL_VERSION, read_output_lineage
 from src.common.config import load_config
 from src.common.paths import SMOKE_CONFIG, get_paths
 from src.common.schema import PREDICTION, REQUEST_FIELDS
@@ -70,6 +72,11 @@ def run(*args) -> int:
 
 def rejects_of(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def files_of(folder) -> list[tuple]:
+    """The folder's files: name, inode and change time (a file renamed over one differs)."""
+    return sorted((p.name, p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir())
 
 
 def test_spark_scores_as_the_local_engine(spark, tmp_path, flights, champion):
@@ -119,10 +126,22 @@ def test_a_folder_of_parquet_and_csv_with_optional_fields_left_out(spark, tmp_pa
     assert (b[DECISION] == a[DECISION]).all()
 
 
-def test_bad_rows_are_rejected_as_the_local_engine_rejects_them(spark, tmp_path, flights):
-    """Bad values in a CSV file split into several partitions (so row numbers must add up
-    across them) and in a Parquet file: the same reject lines as the local engine's, and
-    the rest scored."""
+def test_work_units_split_large_row_groups_and_keep_file_and_row_order(tmp_path):
+    """A CSV file is one unit; a Parquet file one per row group, a large group in slices."""
+    table = pa.table({"x": np.arange(3 * BATCH_ROWS + 10)})
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=2 * BATCH_ROWS + 5)
+    (tmp_path / "b.csv").write_text("x\n1\n")
+    units = engine.work_units([tmp_path / "a.parquet", tmp_path / "b.csv"])
+    groups = [(u.row_group, u.first_row, u.start, u.stop) for u in units]
+    assert groups == [(0, 0, 0, 4), (1, 2 * BATCH_ROWS + 5, 0, 4), (None, 0, 0, None)]
+
+
+def test_bad_rows_are_rejected_as_the_local_engine_rejects_them(
+    spark, tmp_path, flights, champion, monkeypatch
+):
+    """Bad values in a CSV file and in a Parquet file of two row groups, each split in two
+    tasks (so a row's number must come from its file, not from its task): the same
+    reject lines as the local engine's, in file and row order, and the rest scored."""
     csv = flights.iloc[:4000][[*REQUEST_FIELDS, "flight_id"]].astype(object)
     bad = {
         5: ("month", 13, "13 is above the maximum 12"),
@@ -133,21 +152,23 @@ def test_bad_rows_are_rejected_as_the_local_engine_rejects_them(spark, tmp_path,
     for row, (field, value, _) in bad.items():
         csv.loc[row, field] = value
     csv.loc[3000, ["month", "day"]] = [2, 30]  # each field fine, not a date
-    csv.to_csv(tmp_path / "a.csv", index=False)
-    typed = flights.iloc[4000:4100][[*REQUEST_FIELDS, "flight_id"]].reset_index(drop=True)
-    typed.loc[7, "hour"] = 24
-    typed.to_parquet(tmp_path / "b.parquet", index=False)
-    files = [tmp_path / "a.csv", tmp_path / "b.parquet"]
-    spark.conf.set("spark.sql.files.maxPartitionBytes", "64k")
-    try:
-        assert engine.read_file(spark, files[0]).rdd.getNumPartitions() >= 4
-        uri = str(get_paths().champion)  # the export: an MLflow model folder
-        about = {"model_name": NAME, "model_version": "export"}
-        out, rejects = tmp_path / "spark", tmp_path / "spark.rejects.jsonl"
-        summary = engine.score_files(files, uri, CFG.serve.threshold, out, rejects, about)
-    finally:
-        spark.conf.unset("spark.sql.files.maxPartitionBytes")
-    assert (summary.rows, summary.rejected, summary.files) == (4100, 6, 2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    csv.to_csv(folder / "a.csv", index=False)
+    n, group = 2 * BATCH_ROWS + 5000, BATCH_ROWS + 3000  # two row groups, two batches each
+    typed = flights[[*REQUEST_FIELDS, "flight_id"]].sample(n, replace=True, random_state=1)
+    typed = typed.reset_index(drop=True).assign(flight_id=np.arange(n))
+    bad_hours = [7, BATCH_ROWS + 9, group + 11, group + BATCH_ROWS + 5]  # one per task
+    typed.loc[bad_hours, "hour"] = 24
+    pq.write_table(pa.Table.from_pandas(typed), folder / "b.parquet", row_group_size=group)
+    files = [folder / "a.csv", folder / "b.parquet"]
+    monkeypatch.setattr(engine, "UNIT_BATCHES", 1)
+    assert len(engine.work_units(files)) == 5
+    uri = str(get_paths().champion)  # the export: an MLflow model folder
+    about = {"model_name": NAME, "model_version": str(champion.version)}  # as src.predict's
+    out, rejects = tmp_path / "spark", tmp_path / "spark.rejects.jsonl"
+    summary = engine.score_files(files, uri, CFG.serve.threshold, out, rejects, about)
+    assert (summary.rows, summary.rejected, summary.files) == (4000 + n, 9, 2)
     got = rejects_of(rejects)
     where = [(r["source_file"], r["source_row"], r["reject_field"]) for r in got]
     assert where == [
@@ -156,47 +177,56 @@ def test_bad_rows_are_rejected_as_the_local_engine_rejects_them(spark, tmp_path,
         (str(files[0]), 2600, "distance"),
         (str(files[0]), 3000, "day"),
         (str(files[0]), 3999, "dest"),
-        (str(files[1]), 7, "hour"),
+        *[(str(files[1]), row, "hour") for row in bad_hours],
     ]
     for line in got[:3] + got[4:5]:
         assert line["reject_reason"] == bad[line["source_row"]][2]
     assert got[3]["reject_reason"] == "2013-02-30 is not a date"
-    ids = [str(r["values"]["flight_id"]) for r in got]  # text from the CSV, as read
-    assert ids == ["5", "1700", "2600", "3000", "3999", "4007"]
-    # the local engine's lines, value for value (as read: text from the CSV)
+    ids = [r["values"]["flight_id"] for r in got]
+    assert ids == ["5", "1700", "2600", "3000", "3999", *bad_hours]  # as read: CSV text
+    # the local engine's lines, line for line
     local_rejects = tmp_path / "local.rejects.jsonl"
-    code = run("--input", files[0], "--output", tmp_path / "l.parquet", "--rejects", local_rejects)
+    code = run("--input", folder, "--output", tmp_path / "l.parquet", "--rejects", local_rejects)
     assert code == 1
-    assert got[:5] == rejects_of(local_rejects)
-    scored = pd.read_parquet(out)
-    assert len(scored) == 4100 - 6
-    assert set(scored["flight_id"].astype(int)).isdisjoint({5, 1700, 2600, 3000, 3999, 4007})
+    assert got == rejects_of(local_rejects)
+    scored = pd.read_parquet(out)  # the part files in name order: file, then row order
+    assert len(scored) == 4000 + n - 9
+    assert scored.equals(pd.read_parquet(tmp_path / "l.parquet"))
 
 
-def test_exit_codes_and_a_failed_run_leaves_the_last_output(spark, tmp_path, flights, monkeypatch):
+def test_exit_codes_and_a_failed_run_leaves_the_last_output(
+    spark, tmp_path, flights, monkeypatch, caplog
+):
     data = flights.iloc[:200][[*REQUEST_FIELDS, "flight_id"]].astype({"month": object})
     data.loc[3, "month"] = "13"
     data.to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "scored"
     assert run("--input", tmp_path / "in.csv", "--output", out, "--engine", "spark") == 1
     assert len(rejects_of(tmp_path / "scored.rejects.jsonl")) == 1
-    first = sorted(p.name for p in out.iterdir())
+    first = files_of(out)
     # a second run over it replaces it; a run that fails leaves it as it was
     data.drop(columns=["carrier"]).to_csv(tmp_path / "broken.csv", index=False)
     args = ("--output", out, "--engine", "spark")
     assert run("--input", tmp_path / "broken.csv", *args) == 2
-    assert sorted(p.name for p in out.iterdir()) == first
+    assert files_of(out) == first
     assert run("--input", tmp_path / "in.csv", *args, "--model", "models:/nope") == 2
-    assert sorted(p.name for p in out.iterdir()) == first
+    assert files_of(out) == first
+    # a row the reader cannot parse, found by a task: the file's error, not a traceback
+    lines = (tmp_path / "in.csv").read_text().splitlines()
+    (tmp_path / "ragged.csv").write_text("\n".join([*lines[:150], lines[150] + ",1", ""]))
+    assert run("--input", tmp_path / "ragged.csv", *args) == 2
+    assert "ragged.csv: cannot read it (CSV parse error" in caplog.text
+    assert "Traceback" not in caplog.text
+    assert files_of(out) == first
 
     def disk_full(*_):  # fails after the scored rows are written, before the rename
         raise OSError("No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(engine, "write_rejects", disk_full)
+        patch.setattr(engine, "join_rejects", disk_full)
         assert run("--input", tmp_path / "in.csv", *args) == 2
-    assert sorted(p.name for p in out.iterdir()) == first
+    assert files_of(out) == first
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert run("--input", tmp_path / "in.csv", *args) == 1
-    assert sorted(p.name for p in out.iterdir()) != first  # new part files
+    assert files_of(out) != first  # new files, renamed into place
     assert len(pd.read_parquet(out)) == 199
