@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from starlette.routing import Match
 
 from app import routes
-from app.routes import Service, batch_response, guarded
+from app.routes import Guarded, Service, batch_response
 from app.schemas import BatchResponse, FlightColumns
 from src.common.schema import API_REQUEST_FIELDS, FLIGHT_NUMBER, REQUEST_FIELDS
 
@@ -34,8 +34,9 @@ ROW = itemgetter(*REQUEST_FIELDS)  # the model's fields: every record has them a
 PATH = "/predict/batch"
 
 
-class WhenSwitchedOn(APIRoute):
-    """Matches only while the switch is on; otherwise the plain route for the path answers."""
+class WhenSwitchedOn(Guarded):
+    """Matches only while the switch is on; otherwise the plain route for the path answers.
+    Guarded as the plain route is: the key and the content type before the body."""
 
     def matches(self, scope):
         if not scope["app"].state.config.serve.fast_paths.batch_parse:
@@ -48,7 +49,7 @@ router = APIRouter(route_class=WhenSwitchedOn)
 
 # response_model: what FastAPI validates an answer against (the plain route's answer is a
 # ready Response and passes as it is).
-@router.post(PATH, include_in_schema=False, dependencies=guarded, response_model=BatchResponse)
+@router.post(PATH, include_in_schema=False, response_model=BatchResponse)
 async def predict_batch(request: Request, svc: Service) -> BatchResponse | Response:
     raw = await request.body()
     limit = request.app.state.config.serve.max_batch
@@ -115,8 +116,7 @@ def one_batch_at_a_time(request: Request) -> anyio.CapacityLimiter:
     return state.batch_limiter
 
 
-# The plain route's request handler (FastAPI's own, for app/routes.py's endpoint and
-# dependencies). The body is read and cached on the request, so it parses the same bytes.
-PLAIN_ROUTE = APIRoute(
-    PATH, routes.predict_batch, methods=["POST"], dependencies=guarded
-).get_route_handler()
+# The plain route's request handler (FastAPI's own, for app/routes.py's endpoint; the key and
+# the content type are checked already). The body is read and cached on the request, so it
+# parses the same bytes.
+PLAIN_ROUTE = APIRoute(PATH, routes.predict_batch, methods=["POST"]).get_route_handler()

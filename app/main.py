@@ -23,7 +23,8 @@ from fastapi_offline import FastAPIOffline
 
 from app import batch_fast_path, metrics
 from app.middleware import CORSFromConfig, ObserveAndLimit
-from app.routes import router
+from app.routes import predictions, router
+from app.schemas import MAX_ERRORS
 from src.common.config import Config
 from src.common.logs import setup_logging
 from src.common.paths import Paths, get_paths
@@ -84,14 +85,18 @@ def create_app(
     app.add_exception_handler(Exception, internal_error)
     app.include_router(batch_fast_path.router)  # first: it answers only when switched on
     app.include_router(router)
+    app.include_router(predictions)
     return app
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, without echoing the input: a non-finite number in it (NaN, Infinity,
-    which Python's JSON parser accepts) cannot be written back as JSON."""
-    errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
-    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    """FastAPI's 422, with the first MAX_ERRORS errors and how many there are in all, and
+    without echoing the input: a non-finite number in it (NaN, Infinity, which Python's JSON
+    parser accepts) cannot be written back as JSON."""
+    errors = exc.errors()
+    shown = [{k: v for k, v in e.items() if k != "input"} for e in errors[:MAX_ERRORS]]
+    body = {"detail": jsonable_encoder(shown), "error_count": len(errors)}
+    return JSONResponse(body, status_code=422)
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:

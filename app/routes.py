@@ -1,6 +1,7 @@
 """The API's routes. Each gets the ModelService through `Depends(get_service)`; bodies are
 parsed by FastAPI into the models of app/schemas.py (a batch by app/batch_fast_path.py first,
-when its switch is on)."""
+when its switch is on). The POST routes are `Guarded`: the key and the content type are
+checked before the body is read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
 from app import metrics
@@ -34,16 +36,42 @@ async def get_service(request: Request) -> ModelService:
     return service
 
 
-async def require_api_key(request: Request, key: str | None = Security(api_key_header)):
-    """/predict* need X-API-Key when FD_API_KEY is set (compared in constant time)."""
+def require_api_key(request: Request) -> None:
+    """X-API-Key must match FD_API_KEY when it is set (compared in constant time)."""
     expected = request.app.state.settings.api_key
     if expected is None:
         return
-    if not (key and hmac.compare_digest(key.encode(), expected.get_secret_value().encode())):
+    key = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
         raise HTTPException(401, "missing or wrong X-API-Key", {"WWW-Authenticate": "ApiKey"})
 
 
-guarded = [Depends(require_api_key)]
+def require_json(request: Request) -> None:
+    """Bodies are JSON, declared so: a page may post text/plain or a form to any origin
+    without a CORS preflight, never application/json."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(415, "the body must be JSON, sent as Content-Type: application/json")
+
+
+class Guarded(APIRoute):
+    """A route that checks the API key (401), then the content type (415), before FastAPI
+    reads the body: a caller without the key gets nothing parsed."""
+
+    def get_route_handler(self):
+        parse_and_answer = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            require_api_key(request)
+            require_json(request)
+            return await parse_and_answer(request)
+
+        return guarded
+
+
+# The POST routes. The header is declared for the OpenAPI schema (the docs' Authorize
+# button); Guarded checks it.
+predictions = APIRouter(route_class=Guarded, dependencies=[Security(api_key_header)])
 Service = Annotated[ModelService, Depends(get_service)]
 
 
@@ -96,7 +124,7 @@ async def prometheus(request: Request) -> Response:
 
 # One flight costs a fraction of a millisecond of CPU: scored on the event loop, since a
 # hop to the thread pool would cost about as much as the scoring.
-@router.post("/predict", dependencies=guarded)
+@predictions.post("/predict")
 async def predict(flight: Flight, request: Request, svc: Service) -> PredictionResponse:
     request_id = request.state.request_id  # set by app.middleware.ObserveAndLimit
     p, champ = svc.predict_one(flight.model_dump(), request_id)
@@ -115,7 +143,7 @@ async def predict(flight: Flight, request: Request, svc: Service) -> PredictionR
 # The plain path (serve.fast_paths.batch_parse off; app/batch_fast_path.py when on): FastAPI
 # parses the body with BatchRequest. A plain `def`, so FastAPI scores it in its thread pool
 # and the event loop keeps answering health checks and single flights meanwhile.
-@router.post("/predict/batch", dependencies=guarded)
+@predictions.post("/predict/batch")
 def predict_batch(body: BatchRequest, request: Request, svc: Service) -> BatchResponse:
     limit = request.app.state.config.serve.max_batch
     return batch_response(svc, body.as_columns(), limit, request.state.request_id)
@@ -151,8 +179,8 @@ async def bench_echo_enabled(request: Request) -> None:
         raise HTTPException(404, "Not Found")
 
 
-@router.post(
-    "/bench/echo", include_in_schema=False, dependencies=[Depends(bench_echo_enabled), *guarded]
+@predictions.post(
+    "/bench/echo", include_in_schema=False, dependencies=[Depends(bench_echo_enabled)]
 )
 async def echo(flight: Flight) -> dict:
     """The HTTP stack's ceiling for `make bench`: the same body parsing, no model."""

@@ -1,19 +1,41 @@
 """Request and response models. The flight fields are derived from the one schema declaration
-(src/common/schema.py): types, bounds, patterns, which fields are optional. FastAPI parses
-every body with these models; a bad field is a 422 that names it. A request holds the API's
-fields (API_REQUEST): the model's own (REQUEST) plus the optional flight number, which only
-the prediction log keeps."""
+(src/common/schema.py): types, bounds, patterns, allowed values, which fields are optional.
+FastAPI parses every body with these models; a bad field is a 422 that names it. A request
+holds the API's fields (API_REQUEST): the model's own (REQUEST) plus the optional flight
+number, which only the prediction log keeps.
+
+A number field takes a JSON number or text written as one (NUMBER_TEXT), never a boolean;
+an int field takes a whole float as an int. The batch job's row checks (src/batch/rows.py)
+apply the same rule. The types are strict and the text is read before they check it, once per
+record or per column: a validator per value would cost more than the rest of the parse.
+
+A body's errors stay few, whatever its size: a list stops at its first bad item (fail_fast),
+and more than MAX_ERRORS unknown keys in one object are one error."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
-from src.common.schema import API_REQUEST, API_REQUEST_FIELDS, EXAMPLE_FLIGHT, Column
+from src.common.schema import API_REQUEST, API_REQUEST_FIELDS, EXAMPLE_FLIGHT, NUMBER_TEXT, Column
 
+MAX_ERRORS = 20  # the most errors a 422 lists (app/main.py); its count says how many in all
 _TYPES = {"int": int, "float": float, "str": str}
+NUMBER_TEXT_RE = re.compile(NUMBER_TEXT)
+NUMBER_KINDS = {c.name: c.kind for c in API_REQUEST if c.kind in ("int", "float")}
+# The Python types a number field's value may have as it is (JSON decoded), read as they are.
+AS_IS: dict[str, set[type]] = {"int": {int, type(None)}, "float": {int, float, type(None)}}
+
+
+def _type(col: Column) -> Any:
+    """The field's type: its allowed values, or its kind (numbers strict: no bool, no text)."""
+    if col.allowed:
+        return Literal[col.allowed]
+    return Annotated[_TYPES[col.kind], Strict()] if col.kind in AS_IS else _TYPES[col.kind]
 
 
 def _constraints(col: Column) -> dict:
@@ -26,7 +48,7 @@ def _constraints(col: Column) -> dict:
 
 
 def _field(col: Column):
-    kind = _TYPES[col.kind]
+    kind = _type(col)
     if col.nullable:
         return (kind | None, Field(None, description=col.description, **_constraints(col)))
     return (kind, Field(..., description=col.description, **_constraints(col)))
@@ -34,12 +56,30 @@ def _field(col: Column):
 
 def _column(col: Column):
     """The same field as a list of values (the columnar batch body)."""
-    kind = _TYPES[col.kind]
+    kind = _type(col)
     # Built at run time from the schema: a value for pydantic, no type mypy could check.
     item: Any = Annotated[kind | None if col.nullable else kind, Field(**_constraints(col))]
     if col.nullable:
-        return (list[item] | None, Field(None, description=f"{col.description} (may be omitted)"))
-    return (list[item], Field(..., min_length=1, description=col.description))
+        described = f"{col.description} (may be omitted)"
+        return (list[item] | None, Field(None, fail_fast=True, description=described))
+    return (list[item], Field(..., min_length=1, fail_fast=True, description=col.description))
+
+
+def number_read(value: Any, kind: str) -> Any:
+    """A number field's value by the rule: text written as a number read as one, a whole float
+    given to an int field as an int; anything else as it is, for the strict type to refuse."""
+    if type(value) is str and NUMBER_TEXT_RE.fullmatch(value):
+        value = float(value)
+    if kind == "int" and type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def numbers_read(values: Any, kind: str) -> Any:
+    """A column's values by the rule (a list of plain numbers as it is, at C speed)."""
+    if isinstance(values, list) and not set(map(type, values)) <= AS_IS[kind]:
+        return [number_read(v, kind) for v in values]
+    return values
 
 
 def _check_date(year: int, month: int, day: int, where: str) -> None:
@@ -49,15 +89,47 @@ def _check_date(year: int, month: int, day: int, where: str) -> None:
         raise ValueError(f"{where}: {year}-{month:02d}-{day:02d} is not a date") from None
 
 
-class _FlightBase(BaseModel):
+class _Closed(BaseModel):
+    """Unknown keys are refused, each an error; past MAX_ERRORS of them, one error names the
+    first few and counts them, so a body of many keys costs no more to refuse than a few."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and len(data) > MAX_ERRORS:
+            unknown = [key for key in data if key not in cls.model_fields]
+            if len(unknown) > MAX_ERRORS:
+                first = ", ".join(map(repr, unknown[:5]))
+                raise PydanticCustomError(
+                    "extra_forbidden",
+                    "{count} unknown fields (the first: {first})",
+                    {"count": len(unknown), "first": first},
+                )
+        return data
+
+
+class _FlightBase(_Closed):
     """One scheduled departure and the origin's weather at the scheduled hour."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_FLIGHT]})
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_FLIGHT]})
 
     if TYPE_CHECKING:  # fields create_model adds below (all of API_REQUEST); the checks read these
         year: int
         month: int
         day: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or all(
+            type(data.get(name)) in AS_IS[kind] for name, kind in NUMBER_KINDS.items()
+        ):
+            return data
+        return {
+            k: number_read(v, NUMBER_KINDS[k]) if k in NUMBER_KINDS else v for k, v in data.items()
+        }
 
     @model_validator(mode="after")
     def _date_exists(self):
@@ -65,10 +137,17 @@ class _FlightBase(BaseModel):
         return self
 
 
-class _ColumnsBase(BaseModel):
+class _ColumnsBase(_Closed):
     """Flights as columns: each field a list, all of one length; optional ones may be left out."""
 
-    model_config = ConfigDict(extra="forbid")
+    @model_validator(mode="before")
+    @classmethod
+    def _read_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {
+            k: numbers_read(v, NUMBER_KINDS[k]) if k in NUMBER_KINDS else v for k, v in data.items()
+        }
 
     if TYPE_CHECKING:  # as in _FlightBase
         year: list[int]
@@ -93,11 +172,10 @@ FlightColumns = create_model(
 )
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(_Closed):
     """Either `flights` (a list of flight records) or `columns` (one list per field)."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {"flights": [EXAMPLE_FLIGHT]},
@@ -105,7 +183,7 @@ class BatchRequest(BaseModel):
             ]
         },
     )
-    flights: list[Flight] | None = Field(None, min_length=1)
+    flights: list[Flight] | None = Field(None, min_length=1, fail_fast=True)
     columns: FlightColumns | None = None
 
     @model_validator(mode="after")

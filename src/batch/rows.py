@@ -1,14 +1,16 @@
 """Flight records checked row by row: the batch job's version of the API's 422s.
 
 The rules are the API's (app/schemas.py), derived from the same declaration
-(src/common/schema.py): each request field has its kind, whether it may be missing, its bounds
-and its pattern, floats must be finite, and year-month-day must be a date. The API refuses a
+(src/common/schema.py): each request field has its kind, whether it may be missing, its bounds,
+its pattern or allowed values, numbers must be finite, text is a number only when written as
+one (NUMBER_TEXT) and a boolean never is, and year-month-day must be a date. The API refuses a
 whole request when one field is bad; a batch file sets the bad rows aside, each with the first
 field that failed (in the declaration's order) and why, and scores the rest.
 """
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -16,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from src.common.errors import SchemaError
-from src.common.schema import REQUEST, Column
+from src.common.schema import NUMBER_TEXT, REQUEST, Column
 
 REJECT_FIELD, REJECT_REASON = "reject_field", "reject_reason"
+NUMBER_TEXT_RE = re.compile(NUMBER_TEXT)
 
 
 @dataclass(frozen=True)
@@ -95,37 +98,47 @@ def check_column(values: pd.Series, col: Column, problems: Problems) -> pd.Serie
 
 
 def as_numbers(values: pd.Series, col: Column, problems: Problems) -> pd.Series:
-    """Numbers as they are; text (a CSV column read as strings) parsed, what is not a number
-    recorded. Stricter than the API in one way: a boolean column is not numbers here (the
-    API's lax parsing takes true as 1)."""
-    if pd.api.types.is_bool_dtype(values):
-        problems.add(values.notna().to_numpy(), col.name, "not a number")
-        return pd.Series(np.nan, index=values.index)
-    if pd.api.types.is_numeric_dtype(values):
+    """Numbers as they are; text (a CSV column is all text) read by the API's rule; what is
+    not a number, a boolean included, recorded."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values
-    number = pd.to_numeric(values, errors="coerce")
-    unparsed = (values.notna() & number.isna()).to_numpy()
-    problems.add(unparsed, col.name, [f"{v!r} is not a number" for v in values[unparsed]])
+    number = values.map(as_number, na_action="ignore").astype("float64")
+    refused = (values.notna() & number.isna()).to_numpy()
+    problems.add(refused, col.name, [f"{v!r} is not a number" for v in values[refused]])
     return number
 
 
+def as_number(value) -> float:
+    """The value as a float: a number, or text written as one (NUMBER_TEXT); NaN otherwise."""
+    if isinstance(value, str):
+        return float(value) if NUMBER_TEXT_RE.fullmatch(value) else np.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return np.nan
+
+
 def check_strings(values: pd.Series, col: Column, problems: Problems) -> pd.Series:
-    """Strings as they are; anything else recorded. The pattern is matched once per distinct
-    value: a file's carriers, airports and tail numbers repeat on most rows."""
+    """Strings as they are; anything else recorded. A value is checked once, however many
+    rows hold it: a file's carriers, airports and tail numbers repeat on most rows."""
     present = values.notna().to_numpy()
     if not col.nullable:
         problems.add(~present, col.name, "missing")
-    distinct = pd.unique(values[present])
     pattern = re.compile(col.pattern) if col.pattern else None
-    bad = [v for v in distinct if not isinstance(v, str) or (pattern and not pattern.fullmatch(v))]
+    bad = [v for v in pd.unique(values[present]) if string_problem(v, col, pattern)]
     if bad:
         rows = values.isin(bad).to_numpy() & present
-        why = [
-            f"{v!r} does not match {col.pattern}" if isinstance(v, str) else f"{v!r} is not text"
-            for v in values[rows]
-        ]
-        problems.add(rows, col.name, why)
+        problems.add(rows, col.name, [string_problem(v, col, pattern) for v in values[rows]])
     return values.astype(object).where(present, None)
+
+
+def string_problem(value, col: Column, pattern: re.Pattern | None) -> str | None:
+    if not isinstance(value, str):
+        return f"{value!r} is not text"
+    if col.allowed and value not in col.allowed:
+        return f"{value!r} is not one of {', '.join(col.allowed)}"
+    if pattern and not pattern.fullmatch(value):
+        return f"{value!r} does not match {col.pattern}"
+    return None
 
 
 def check_dates(valid: pd.DataFrame, problems: Problems) -> None:

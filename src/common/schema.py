@@ -21,6 +21,14 @@ class Column:
     max: float | None = None
     pattern: str | None = None  # regex for strings
     description: str = ""
+    allowed: tuple[str, ...] = ()  # strings: the only values taken (empty: any)
+
+
+# A number written as text (a CSV cell, a JSON string): an optional sign, digits with an
+# optional point, an optional exponent. No spaces, NaN, Infinity, hex or digit separators, and
+# a boolean is never a number. The API (app/schemas.py) and the batch job's row checks
+# (src/batch/rows.py) read text by this one rule.
+NUMBER_TEXT = r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?"
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,8 @@ class Table:
 CARRIER = Column(
     "carrier", "str", pattern=r"^[A-Z0-9]{2}$", description="IATA airline code, e.g. UA"
 )
-ORIGIN = Column("origin", "str", pattern=r"^[A-Z0-9]{3,4}$", description="Origin airport (FAA)")
+# The data holds flights out of New York only: the model knows no other origin.
+ORIGIN = Column("origin", "str", allowed=("EWR", "JFK", "LGA"), description="Origin airport (FAA)")
 DEST = Column("dest", "str", pattern=r"^[A-Z0-9]{3,4}$", description="Destination airport (FAA)")
 TAILNUM = Column(
     "tailnum", "str", nullable=True, pattern=r"^[A-Z0-9]{1,8}$", description="Plane tail"

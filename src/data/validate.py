@@ -65,6 +65,9 @@ def validate_table(df: pd.DataFrame, table: Table, where: str) -> pd.DataFrame:
         if col.pattern and not values.str.fullmatch(col.pattern).all():
             bad = values[~values.str.fullmatch(col.pattern)].iloc[0]
             raise SchemaError(f"{where}: column '{col.name}' value {bad!r} breaks {col.pattern}")
+        if col.allowed and not values.isin(col.allowed).all():
+            bad = values[~values.isin(col.allowed)].iloc[0]
+            raise SchemaError(f"{where}: column '{col.name}' value {bad!r} not in {col.allowed}")
     if table.key and out.duplicated(list(table.key)).any():
         n = int(out.duplicated(list(table.key)).sum())
         raise SchemaError(f"{where}: {n} duplicate rows on key {list(table.key)}")

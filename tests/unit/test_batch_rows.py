@@ -1,6 +1,7 @@
 """The batch job's row checks (src/batch/rows.py) apply the API's rules: every record the
 API's Flight model refuses is a reject naming the same field, and every record it accepts
-passes, in the declared dtypes."""
+passes, in the declared dtypes. Text is a number by the same rule on both sides, whether
+the row checks or Arrow (a CSV column, src/batch/files.py) read it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from app.schemas import Flight
+from src.batch.files import numbers_parsed
 from src.batch.rows import REJECT_FIELD, REJECT_REASON, check_rows
 from src.common.errors import SchemaError
-from src.common.schema import EXAMPLE_FLIGHT, REQUEST_FIELDS
+from src.common.schema import EXAMPLE_FLIGHT, NUMBER_TEXT, REQUEST_FIELDS
 
 # (field, bad value, what the reason says). One field changed from the documented example.
 BAD = [
@@ -32,6 +37,12 @@ BAD = [
     ("carrier", "ua", "does not match"),
     ("carrier", 12, "is not text"),
     ("origin", None, "missing"),
+    ("origin", "ORD", "'ORD' is not one of EWR, JFK, LGA"),  # issue 23: the model knows 3
+    ("distance", True, "True is not a number"),  # issue 23: booleans were scored as 1
+    ("distance", " 719 ", "' 719 ' is not a number"),  # issue 23: the batch job took it
+    ("distance", "0x2cf", "'0x2cf' is not a number"),
+    ("temp", "nan", "'nan' is not a number"),
+    ("hour", "1e3", "1000 is above the maximum 23"),
     ("dest", "O", "does not match"),
     ("tailnum", "N-1", "does not match"),
     ("temp", math.inf, "not finite"),
@@ -42,6 +53,7 @@ BAD = [
 ]
 NOT_A_DAY = [(2, 30), (4, 31), (2, 29)]  # 2013 is not a leap year
 FINE = [("tailnum", None), ("wind_gust", None), ("temp", None), ("month", "8"), ("temp", "70.5")]
+FINE += [("month", "8.0"), ("month", "08"), ("distance", "7.19e2"), ("temp", "+7e1")]
 
 
 def frame_of(*records: dict) -> pd.DataFrame:
@@ -106,3 +118,41 @@ def test_optional_columns_may_be_left_out_and_other_columns_are_kept():
     checked = check_rows(frame, "f")
     assert checked.ok.all()
     assert "tailnum" not in checked.valid and checked.valid["id"].tolist() == ["a"]
+
+
+def test_a_boolean_column_is_not_numbers():
+    frame = frame_of(EXAMPLE_FLIGHT, EXAMPLE_FLIGHT).assign(distance=[True, False])
+    checked = check_rows(frame, "f")
+    assert checked.rejects[REJECT_REASON].tolist() == [
+        "True is not a number",
+        "False is not a number",
+    ]
+
+
+TEXTS = st.one_of(
+    st.from_regex(NUMBER_TEXT, fullmatch=True),
+    st.text(alphabet=" +-.0123456789eEinfaINFAx_,", max_size=7),
+    st.sampled_from(["nan", "NaN", "inf", "-Infinity", "1e400", "719", " 719", "١"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=TEXTS, field=st.sampled_from(["distance", "temp"]))
+def test_text_is_a_number_by_one_rule_in_the_api_and_the_batch_job(text, field):
+    """Issue 23: the batch job took "1e3" and " 719 " for a distance, the API only one."""
+    record = {**EXAMPLE_FLIGHT, field: text}
+    checked = check_rows(frame_of(record), "f")
+    assert checked.ok.tolist() == [not api_refuses(record)], checked.rejects[REJECT_REASON]
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(TEXTS, min_size=1, max_size=4))
+def test_a_csv_column_arrow_reads_is_checked_as_the_rule_reads_it(texts):
+    """A CSV batch's numbers are parsed by Arrow when it can (numbers_parsed): the rows kept
+    and their values are those the row checks give the same text."""
+    as_read = {k: None if v is None else str(v) for k, v in EXAMPLE_FLIGHT.items()}  # CSV text
+    text = frame_of(*[as_read] * len(texts)).assign(temp=texts)
+    parsed = numbers_parsed(pa.RecordBatch.from_pandas(text, preserve_index=False)).to_pandas()
+    by_rule, by_arrow = check_rows(text, "f"), check_rows(parsed, "f")
+    assert by_arrow.ok.tolist() == by_rule.ok.tolist()
+    assert by_arrow.valid["temp"].tolist() == by_rule.valid["temp"].tolist()
