@@ -26,9 +26,7 @@ def feature_frame(df: pd.DataFrame, model: FlightDelayModel) -> pd.DataFrame:
     logged score when the batch has one (the prediction log), else the model's."""
     cols = request_columns(df)
     X = build_features(cols, model.state)
-    out = pd.DataFrame(X, columns=list(model.features))
-    for name, labels in decode_categories(X, model.state).items():
-        out[name] = labels
+    out = pd.DataFrame(X, columns=list(model.features)).assign(**decode_categories(X, model.state))
     score = df[PREDICTION] if PREDICTION in df else model.predict_proba(cols)
     out[PREDICTION] = np.asarray(score, dtype=float)
     return out
@@ -48,13 +46,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, rule: Drift):
         numerical_columns=[c for c in current.columns if c not in categorical],
         categorical_columns=categorical,
     )
-    preset = DataDriftPreset(
-        columns=rule.columns,
-        threshold=rule.threshold,
-        drift_share=rule.drift_share,
-        num_method=rule.num_method,
-        cat_method=rule.cat_method,
-    )
+    preset = DataDriftPreset(**rule.model_dump(exclude={"current_months"}))  # the rule's fields
     report = Report([preset, ValueDrift(column=PREDICTION, method=rule.num_method)])
     snapshot = report.run(
         current_data=Dataset.from_pandas(current, data_definition=definition),

@@ -1,12 +1,7 @@
-"""Live performance: the API's logged predictions joined with the delays observed later.
-
-A caller that sends the flight number gets a prediction that can be joined, once the flight
-has left, with its outcome. Outcomes arrive as CSV files in data/outcomes/ with the columns
-of the public flights table that name a departure (OUTCOME_KEY) and its `dep_delay` in
-minutes (empty: cancelled). Every logged prediction of the window is counted in exactly one
-bucket: joined, cancelled (the flight never left: no label), or unmatched (no flight number,
-or no outcome yet). None is dropped silently.
-"""
+"""Live performance: the API's logged predictions joined with the delays observed later
+(CSV files in data/outcomes/: OUTCOME_KEY and `dep_delay`, empty when cancelled). Every
+prediction is counted in one bucket: joined, cancelled (no label) or unmatched (no flight
+number, or no outcome yet); none is dropped silently."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""The monitoring cycle's figures, pushed to a Prometheus Pushgateway.
-
-A cycle is a batch job: Prometheus cannot scrape it while it runs, so it pushes its figures
-once at the end (job "flight-delay-cycle", grouped by model) and Prometheus scrapes the
-gateway. The alert rules (monitoring/prometheus/alerts.yml) and the dashboard read these
-names; a push replaces the previous cycle's figures of the same model.
-"""
+"""The monitoring cycle's figures, pushed to a Prometheus Pushgateway once at the end (a
+batch job cannot be scraped), grouped by model: a push replaces the previous cycle's. The
+alert rules (monitoring/prometheus/alerts.yml) and the dashboard read these names."""
 
 from __future__ import annotations
 

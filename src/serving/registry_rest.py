@@ -1,13 +1,8 @@
 """Fast path (switch: `serve.fast_paths.registry_rest`): the registry read over MLflow's REST
-API with urllib, without importing MLflow.
-
-Why: an API worker polls the champion alias every few seconds and loads a new version when
-it moves. Importing MLflow for that costs each worker start-up time and memory it never
-gives back. This module asks a tracking server the same questions MlflowClient does (the
-plain path, src/serving/registry.py) through its documented REST endpoints, and reads the
-version's model file from the server's proxied artifact store or a local folder. Both paths
-are tested against a real `mlflow server` (tests/integration/test_mlflow_server.py).
-"""
+API with urllib. A worker polls the champion alias every few seconds; importing MLflow for
+that costs each worker start-up time and memory it never gives back. It asks the questions
+MlflowClient does (src/serving/registry.py) and reads the model file from the server's
+proxied artifact store or a local folder."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
 """ModelService: the served champion, the challenger in its shadow, the registry status and
-the prediction log.
-
-The champion is one immutable LoadedModel behind one attribute. `swap()` replaces it in a
-single assignment: a request reads `service.champion` once and finishes on that model even
-if a reload lands meanwhile. The challenger (`service.shadow`, set by `swap_shadow()`) is
-read the same way, once per request, and handed to the prediction log, which scores it off
-the request path: no answer depends on it.
-"""
+the prediction log. Each model is one immutable LoadedModel behind one attribute, swapped in
+a single assignment: a request reads it once and finishes on that model even if a reload
+lands meanwhile. The prediction log scores the shadow off the request path."""
 
 from __future__ import annotations
 
@@ -37,19 +32,13 @@ class RegistryStatus:
     history: list[dict[str, Any]] = field(default_factory=list)  # swaps: from/to version, when
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "reachable": self.reachable,
-            "checked_at": self.checked_at,
-            "error": self.error,
-            "reloads": self.history[-10:],
-        }
+        status = {"reachable": self.reachable, "checked_at": self.checked_at, "error": self.error}
+        return status | {"reloads": self.history[-10:]}
 
 
 class ModelService:
-    """Scores flights with the champion and logs every prediction (with the challenger, when
-    one is set, scored in its shadow). The API's metrics hear of changes through callbacks:
-    `on_swap(role, old, new)` of every model change, `on_registry(reachable)` of every
-    registry check."""
+    """Scores flights with the champion and logs every prediction. The API's metrics hear of
+    every model change (`on_swap`) and registry check (`on_registry(reachable)`)."""
 
     def __init__(
         self,
@@ -60,10 +49,8 @@ class ModelService:
     ):
         self.champion: LoadedModel | None = None
         self.shadow: LoadedModel | None = None  # the registry's @challenger, if set
-        self.threshold = threshold
-        self.logger = logger
-        self.on_swap = on_swap
-        self.on_registry = on_registry
+        self.threshold, self.logger = threshold, logger
+        self.on_swap, self.on_registry = on_swap, on_registry
         self.registry = RegistryStatus()
         self.watcher: AliasWatcher | None = None  # stopped by close()
 

@@ -1,11 +1,6 @@
 """Hot reload: serve the export at once, poll the registry aliases, swap when they move.
-
-Each poll resolves the champion's alias (the config's, @champion) and @challenger. A moved
-champion is loaded and served; a set challenger is loaded into the service's shadow (scored
-beside every request, never answering one), a removed one dropped. Unreachable registry (at
-start or later): keep serving what is loaded and report it in /ready and /model. A version
-that fails to load is logged and tried again next poll.
-"""
+A set @challenger is scored in the service's shadow (never answering a request). An
+unreachable registry: keep serving what is loaded and report it in /ready and /model."""
 
 from __future__ import annotations
 
@@ -18,7 +13,7 @@ from src.common.config import Config
 from src.common.errors import ModelNotFoundError, PipelineError
 from src.common.paths import Paths
 from src.serving.loader import CHALLENGER, LoadedModel, load_export, load_version
-from src.serving.registry import AliasTarget, RegistryReader
+from src.serving.registry import RegistryReader
 from src.serving.service import ModelService
 
 log = logging.getLogger(__name__)
@@ -32,36 +27,26 @@ class AliasWatcher:
 
     def poll(self) -> None:
         """One poll: serve what the champion's alias points at, score in the shadow of what
-        @challenger points at; load only what is not loaded yet."""
-        svc, name = self.service, self.cfg.registry.model_name
+        @challenger points at (of none once it is unset); load only what is not loaded yet."""
+        svc, name, alias = self.service, self.cfg.registry.model_name, self.cfg.registry.alias
         try:
-            champion = self.registry.resolve_alias(name, self.cfg.registry.alias)
+            champion = self.registry.resolve_alias(name, alias)
             challenger = self.registry.resolve_alias(name, CHALLENGER)
         except Exception as exc:  # any registry failure: keep serving, say so
             if svc.registry.reachable is not False:
                 log.warning("registry unreachable: %s", str(exc)[:200])
             svc.mark_registry(False, str(exc)[:300])
             return
-        errors = [self._follow_champion(champion), self._follow_challenger(challenger)]
+        if champion is None:
+            errors = [f"{name}@{alias} is not set"]
+        else:
+            errors = [self._follow(svc.champion, champion, alias, svc.swap)]
+        if challenger is not None:
+            errors.append(self._follow(svc.shadow, challenger, CHALLENGER, svc.swap_shadow))
+        elif svc.shadow is not None:
+            log.info("@%s unset: no more shadow scores of v%s", CHALLENGER, svc.shadow.version)
+            svc.swap_shadow(None)
         svc.mark_registry(True, "; ".join(e for e in errors if e) or None)
-
-    def _follow_champion(self, target: AliasTarget) -> str | None:
-        """Serve the champion alias's version; an error to report, or None."""
-        svc, alias = self.service, self.cfg.registry.alias
-        if target is None:
-            return f"{self.cfg.registry.model_name}@{alias} is not set"
-        return self._follow(svc.champion, target, alias, svc.swap)
-
-    def _follow_challenger(self, target: AliasTarget) -> str | None:
-        """Score in the shadow of @challenger's version, or of none once it is unset; an
-        error to report, or None."""
-        svc = self.service
-        if target is None:
-            if svc.shadow is not None:
-                log.info("@%s unset: no more shadow scores of v%s", CHALLENGER, svc.shadow.version)
-                svc.swap_shadow(None)
-            return None
-        return self._follow(svc.shadow, target, CHALLENGER, svc.swap_shadow)
 
     def _follow(
         self,
@@ -71,8 +56,10 @@ class AliasWatcher:
         serve: Callable[[LoadedModel], None],
     ) -> str | None:
         """Load the alias's version unless `current` is it, and hand it to `serve`; an error
-        to report, or None. A version that fails to load is tried again next poll."""
-        if is_loaded(current, target):
+        to report, or None. A version that fails to load is tried again next poll. The run id
+        counts too: an export (or a baked image) from another store may carry the same version
+        number for another run."""
+        if current is not None and (current.version, current.run_id) == target:
             return None
         name, version, started = self.cfg.registry.model_name, target[0], time.monotonic()
         try:
@@ -120,10 +107,3 @@ class AliasWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-
-
-def is_loaded(model: LoadedModel | None, target: tuple[str, str | None]) -> bool:
-    """Whether `model` is the alias's (version, run id). A version number names a model only
-    within one store: an export (or a baked image) from another store may carry the same
-    number for another run."""
-    return model is not None and (model.version, model.run_id) == target
