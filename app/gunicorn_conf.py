@@ -11,23 +11,38 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
-from src.common.settings import Settings
+from src.common.settings import Settings, SettingsError
 
-settings = Settings()
+# The production profile: the serving fast paths `make bench` shows pay under this server
+# (docs/serving.md#fast-paths), set in the workers' environment (raw_env below) unless the
+# deployment chose with FD_FAST_PATHS ("none": all off).
+PRODUCTION_FAST_PATHS = "lightgbm_c_api,registry_rest,batch_parse"
+try:
+    settings = Settings()
+except SettingsError as exc:  # one line and exit 2, not gunicorn's traceback and exit 1
+    print(f"gunicorn: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 bind = settings.bind
 workers = settings.workers
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "app.slow_clients.Worker"  # uvicorn's, with a deadline to read a request
 # One OpenMP thread per worker: the workers are the parallelism, and two OpenMP threads per
 # process on a small host make everything slower. Set here, where the processes start.
 raw_env = ["OMP_NUM_THREADS=1"]
+if settings.fast_paths is None:
+    raw_env.append(f"FD_FAST_PATHS={PRODUCTION_FAST_PATHS}")
 # A worker is restarted if it does not heartbeat for this long (model load included).
 timeout = settings.timeout
 # On SIGTERM, workers stop accepting, finish in-flight requests and flush the prediction
 # log (lifespan shutdown) within this window before they are killed.
 graceful_timeout = settings.graceful_timeout
 keepalive = settings.keepalive
+# No control socket (`gunicornc`): its default path, ~/.gunicorn/gunicorn.ctl, is the same
+# for every server a user runs, so a second server would take over the first's and remove
+# it on exit. Nothing here uses it; signals do its work (TERM, HUP, TTIN/TTOU).
+control_socket_disable = True
 # Each worker loads the model itself: preloading in the master would fork a loaded
 # LightGBM booster and an MLflow client, neither of which is fork-safe.
 preload_app = False

@@ -26,6 +26,9 @@ from src.common.servers import free_port, http_json, stop_server, wait_http
 from src.common.settings import Settings
 
 log = logging.getLogger("serve")
+# uvicorn reading requests with a deadline, so slow clients are cut off (app/slow_clients.py).
+UVICORN = [sys.executable, "-m", "uvicorn", "app.main:app"]
+UVICORN += ["--http", "app.slow_clients:DeadlineProtocol"]
 
 
 def server_env(config: str | Path | None) -> dict[str, str]:
@@ -37,8 +40,7 @@ def check(config: str | Path | None) -> None:
     """Start a real server on loopback, score the documented example flight, shut down."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--log-level", "warning"]
+    cmd = [*UVICORN, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env(config), start_new_session=True)
     try:
         wait_http(f"{base}/ready", proc)
@@ -68,8 +70,7 @@ def _main(argv=None) -> int:
     if args.check:
         check(config)
         return 0
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", args.host]
-    cmd += ["--port", str(args.port), "--workers", str(args.workers)]
+    cmd = [*UVICORN, "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     return subprocess.call(cmd, cwd=ROOT, env=server_env(config))
 
 

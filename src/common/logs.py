@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from src.common.errors import PipelineError
-from src.common.settings import Settings
+from src.common.settings import Settings, SettingsError
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 NOISY = ("alembic", "urllib3", "git", "matplotlib", "numba", "httpx")
@@ -54,10 +54,13 @@ def run_stage(
     body: Callable[[Sequence[str] | None], int],
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Run a stage's body: a PipelineError becomes one line on stderr and exit code 1."""
-    setup_logging()
+    """Run a stage's body: a PipelineError becomes one line on stderr and exit code 1, a bad
+    environment value one line and exit code 2."""
     try:
+        setup_logging()
         return body(argv)
+    except SettingsError as exc:
+        return bad_settings(name, exc)
     except PipelineError as exc:
         logging.getLogger(name).error("%s: %s", type(exc).__name__, exc)
         return 1
@@ -73,11 +76,21 @@ def run_cron_stage(
 ) -> int:
     """Run a stage that cron runs (drift, cycle), whose exit code 1 is a result, not a
     failure: every error, expected or not, becomes exit code 2 and a logged line."""
-    setup_logging()
     try:
+        setup_logging()
         return body(argv)
+    except SettingsError as exc:
+        return bad_settings(name, exc)
     except PipelineError as exc:
         logging.getLogger(name).error("%s: %s", type(exc).__name__, exc)
     except Exception:  # a traceback's exit code 1 would read as "acted"
         logging.getLogger(name).exception("%s failed", name)
     return CRON_ERROR
+
+
+def bad_settings(name: str, exc: SettingsError) -> int:
+    """A bad environment value, found before logging is set up (that reads the environment
+    too): one plain line, and exit code 2 as argparse gives a bad flag (never 1, which cron
+    reads as a result)."""
+    print(f"{name}: {exc}", file=sys.stderr)
+    return 2

@@ -1,6 +1,8 @@
 """The production server (gunicorn + uvicorn workers) on loopback: graceful shutdown keeps
-every logged prediction, 60 s of load at 32 connections, and faults under load: the
-champion alias moved, then the tracking server killed. Every loop is bounded in time."""
+every logged prediction, a worker killed with SIGKILL loses none it answered, 60 s of load at
+32 connections, and faults under load: the champion alias moved, then the tracking server
+killed. Bad settings fail in one line; no server touches a shared control socket. Every loop
+is bounded in time."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -18,6 +22,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from src.common.paths import ROOT
+from src.common.schema import EXAMPLE_FLIGHT
 from src.serving.prediction_log import read_log
 from tests.api.support import CFG, cfg_with, records, wait_until
 from tests.conftest import gunicorn, mlflow_server
@@ -40,13 +46,17 @@ def flights(test_split, n: int = 500) -> list[bytes]:
 
 class Load:
     """`connections` keep-alive clients POSTing flights until stopped or `seconds` pass.
-    Records (time, status, model version) for every request; any exception is an error."""
+    Records (time, status, model version) for every request; any exception is an error.
+    Each request has its own X-Request-ID: `answered` lists those of the 200s, `failed`
+    those of the requests that got no answer."""
 
     def __init__(self, base: str, bodies: list[bytes], connections: int, seconds: float):
         self.host, self.port = base.removeprefix("http://").split(":")
         self.bodies, self.seconds = bodies, seconds
         self.results: list[tuple[float, int, str | None]] = []
         self.errors: list[str] = []
+        self.answered: list[str] = []
+        self.failed: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
@@ -56,9 +66,10 @@ class Load:
     def _client(self, offset: int) -> None:
         conn = http.client.HTTPConnection(self.host, int(self.port), timeout=10)
         deadline, i = time.monotonic() + self.seconds, offset
-        headers = {"Content-Type": "application/json"}
         while not self._stop.is_set() and time.monotonic() < deadline:
             body = self.bodies[i % len(self.bodies)]
+            request_id = f"load-{offset}-{i}"
+            headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
             i += 1
             try:
                 conn.request("POST", "/predict", body, headers)
@@ -69,9 +80,12 @@ class Load:
                 )
                 with self._lock:
                     self.results.append((time.monotonic(), response.status, version))
+                    if response.status == 200:
+                        self.answered.append(request_id)
             except Exception as exc:  # noqa: BLE001 - every failure counts
                 with self._lock:
                     self.errors.append(repr(exc))
+                    self.failed.append(request_id)
                 conn.close()
                 conn = http.client.HTTPConnection(self.host, int(self.port), timeout=10)
         conn.close()
@@ -118,6 +132,103 @@ def test_graceful_shutdown_keeps_every_prediction(smoke_pipeline, tmp_path, test
     assert len(rows) == len(ids) == 200 and torn == 0
     assert set(rows["request_id"]) == set(ids)
     assert rows["delay_probability"].between(0, 1).all() and rows["origin"].notna().all()
+
+
+KILL_DRILL_SECONDS = 12  # of load; the worker is killed 4 s in
+
+
+def test_kill_9_of_a_worker_loses_no_answered_prediction(smoke_pipeline, tmp_path, test_split):
+    """SIGKILL runs no shutdown code: what a killed worker answered must be on disk already.
+    The master replaces it, the new worker serves, and SIGTERM ends the run."""
+    folder = tmp_path / "predictions"
+    with gunicorn({"FD_DATA_DIR": str(tmp_path)}) as (base, master):
+        workers = {p.pid for p in psutil.Process(master.pid).children()}
+        start = time.monotonic()
+        with Load(base, flights(test_split), 8, KILL_DRILL_SECONDS) as load:
+            time.sleep(4)
+            # The worker holding most of the load's connections (kept alive, they need not
+            # be shared evenly): one that answers requests all the time.
+            held = {pid: clients_of(pid) for pid in workers}
+            killed = max(held, key=held.__getitem__)
+            assert held[killed] > 0, held
+            os.kill(killed, signal.SIGKILL)
+            now = wait_until(
+                lambda: len(pids := {p.pid for p in psutil.Process(master.pid).children()}) == 2
+                and killed not in pids
+                and pids,
+                timeout=60,
+                interval=0.1,
+                what="the master to replace the killed worker",
+            )
+            load.wait()
+        seconds = time.monotonic() - start
+        sent, answered = len(load.answered) + len(load.failed), len(load.answered)
+        (new,) = now - workers
+        # The load's kept-alive connections stay with the old worker: new connections, one
+        # request each, until one reaches the new worker (its own log file), bounded.
+        wait_until(
+            lambda: post_flight(base, load) and list(folder.glob(f"predictions-*-{new}-*.jsonl")),
+            timeout=60,
+            interval=0.05,
+            what=f"the new worker {new} to answer",
+        )
+        os.killpg(master.pid, signal.SIGTERM)
+        assert master.wait(timeout=60) == 0
+    rows, torn = read_log(folder)
+    logged = list(rows["request_id"])
+    print(  # the drill's figures (pytest -s)
+        f"kill -9 drill: {sent} requests in {seconds:.1f} s, {answered} answered 200, "
+        f"{len(load.failed)} failed; then {len(load.answered) - answered} on new connections "
+        f"until the new worker answered; {len(logged)} rows logged, {torn} torn lines"
+    )
+    assert torn == 0 and len(logged) == len(set(logged))  # whole lines, each request once
+    assert set(load.answered) <= set(logged)  # every answer was logged
+    # A request can be logged and lose its answer when its worker dies between the two, so
+    # a logged request without an answer must be one that failed; a connection fails once
+    # (the request it had in flight on the killed worker).
+    assert set(logged) - set(load.answered) <= set(load.failed), load.errors
+    assert len(load.failed) <= 8, load.errors
+    assert len(load.answered) > 20 * KILL_DRILL_SECONDS
+
+
+def clients_of(pid: int) -> int:
+    """The established TCP connections of a worker: its clients."""
+    connections = psutil.Process(pid).net_connections(kind="tcp")
+    return sum(c.status == psutil.CONN_ESTABLISHED for c in connections)
+
+
+def post_flight(base: str, load: Load) -> bool:
+    """One flight on a new connection, counted in `load` as its clients' requests are."""
+    request_id = f"after-{len(load.answered)}"
+    headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
+    body = json.dumps(EXAMPLE_FLIGHT).encode()
+    request = urllib.request.Request(f"{base}/predict", body, headers)
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.status == 200
+    load.answered.append(request_id)
+    return True
+
+
+def test_a_bad_setting_is_one_line_and_exit_2():
+    env = {**os.environ, "FD_WORKERS": "0", "FD_BIND": "127.0.0.1:1"}  # never bound
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app.main:app"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "gunicorn: FD_WORKERS='0': Input should be greater than or equal to 1"
+    ]
+
+
+def test_no_control_socket_is_shared(smoke_pipeline, tmp_path):
+    """gunicorn's default control socket is one path per user (~/.gunicorn/gunicorn.ctl,
+    or under XDG_RUNTIME_DIR): two servers would fight over it. None is made."""
+    home, runtime = tmp_path / "home", tmp_path / "runtime"
+    runtime.mkdir()
+    env = {"FD_DATA_DIR": str(tmp_path), "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
+    with gunicorn(env, workers=1) as (first, _), gunicorn(env, workers=1) as (second, _):
+        assert get_json(f"{first}/health") == get_json(f"{second}/health") == {"status": "ok"}
+        sockets = [p for p in tmp_path.rglob("*") if p.is_socket()]
+    assert sockets == []
 
 
 def test_sixty_seconds_at_32_connections(smoke_pipeline, tmp_path, test_split):

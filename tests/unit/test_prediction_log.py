@@ -1,15 +1,19 @@
 """The prediction log's writer and reader: what the API logs is what the drift stage reads,
-a failed write keeps the requests for the next flush instead of losing them, and a torn last
-line (a worker killed mid-write) costs that line only."""
+a request's line is on disk before `log()` returns, a failed write raises and leaves no
+partial line, and a torn last line (a worker killed mid-write) costs that line only."""
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 
 from src.common.errors import PipelineError
+from src.common.paths import ROOT
 from src.common.schema import API_REQUEST_FIELDS, EXAMPLE_FLIGHT, REQUEST_FIELDS
 from src.serving.prediction_log import PredictionLogger, read_log
 
@@ -107,14 +111,87 @@ def test_columns_of_unequal_length_are_a_bad_line(tmp_path):
         read_log(tmp_path / "log")
 
 
-def test_a_failed_write_keeps_the_requests_for_the_next_flush(tmp_path):
+def test_each_line_is_written_before_log_returns(tmp_path):
+    """Nothing waits in memory for a flush: a worker killed right after answering (SIGKILL
+    runs no flush) has logged what it answered."""
+    logger = PredictionLogger(tmp_path / "log", flush_seconds=3600)  # no flush runs
+    for n in range(1, 4):
+        ids = log_requests(logger, n)
+        rows, torn = read_log(tmp_path / "log")
+        assert torn == 0 and list(rows["request_id"].drop_duplicates())[-n:] == ids
+    logger.close()
+
+
+def test_a_failed_write_raises_and_the_next_one_writes(tmp_path):
     blocked = tmp_path / "log"
     blocked.write_text("a file where the log folder should be")  # mkdir fails: OSError
     logger = PredictionLogger(blocked, flush_seconds=3600)
-    ids = log_requests(logger, 4)
-    assert logger.flush() == 0  # nothing written, nothing lost
+    with pytest.raises(OSError):  # the API's request fails: nothing answered goes unlogged
+        log_requests(logger, 1)
     blocked.unlink()
-    assert logger.flush() == 4
+    ids = log_requests(logger, 2)
     logger.close()
-    rows, _ = read_log(blocked)
-    assert list(rows["request_id"].drop_duplicates()) == ids
+    rows, torn = read_log(blocked)
+    assert torn == 0 and list(rows["request_id"].drop_duplicates()) == ids
+
+
+# A process whose files may not grow past LIMIT bytes (RLIMIT_FSIZE; SIGXFSZ ignored, so a
+# write across the limit is short, the next one fails): a full disk, for real, in a child.
+FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+import numpy as np
+from src.common.schema import EXAMPLE_FLIGHT, REQUEST_FIELDS
+from src.serving.prediction_log import PredictionLogger
+LIMIT = 5000
+logger = PredictionLogger(Path(sys.argv[1]), flush_seconds=3600)
+cols = {f: [EXAMPLE_FLIGHT[f]] for f in REQUEST_FIELDS}
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
+logged = 0
+for i in range(100):
+    try:
+        logger.log(f"request-{i}", "flight-delay", "3", cols, np.full(1, 0.25))
+        logged += 1
+    except OSError as exc:
+        print(logged, exc, file=sys.stderr)
+        break
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+logger.log("after", "flight-delay", "3", cols, np.full(1, 0.25))  # room again
+logger.close()
+print(logged)
+"""
+
+
+def test_a_short_write_is_cut_back_so_no_partial_line_stays(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FULL_DISK), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "short write" in done.stderr  # the write that crossed the limit, cut back
+    logged = int(done.stdout)
+    rows, torn = read_log(tmp_path)
+    assert torn == 0 and 0 < logged < 100
+    assert list(rows["request_id"]) == [f"request-{i}" for i in range(logged)] + ["after"]
+
+
+def test_a_challenger_line_that_matches_no_request_is_a_bad_line(tmp_path):
+    path, _ = written_log(tmp_path / "log", 2)
+    stray = b'{"seq":7,"shadow_version":"2","shadow_probability":[0.5]}\n'
+    path.write_bytes(path.read_bytes() + stray + path.read_bytes().splitlines(True)[0])
+    with pytest.raises(PipelineError, match=rf"{path}:3: .*match no request line above"):
+        read_log(tmp_path / "log")
+
+
+def test_lines_with_the_challengers_scores_inline_are_read(tmp_path):
+    """The format before the challenger's scores had lines of their own."""
+    path, _ = written_log(tmp_path / "log", 1)
+    older = path.read_bytes().replace(b',"seq":0', b"").rstrip(b"}\n")
+    path.write_bytes(older + b',"shadow_version":"2","shadow_probability":[0.5]}\n')
+    rows, torn = read_log(tmp_path / "log")
+    assert torn == 0 and list(rows["shadow_version"]) == ["2"]
+    assert list(rows["shadow_probability"]) == [0.5]

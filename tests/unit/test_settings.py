@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from src import cycle, drift, predict, train
 from src.common.config import load_config
 from src.common.errors import PipelineError
 from src.common.io import write_json
 from src.common.paths import DEFAULT_CONFIG, ROOT, SMOKE_CONFIG, Paths, get_paths
-from src.common.settings import Settings
+from src.common.settings import Settings, SettingsError
 from src.serving.loader import serving_config
 
 FOLDERS = {"data": "FD_DATA_DIR", "models": "FD_MODELS_DIR"}
@@ -67,10 +68,31 @@ def test_other_tools_variables_keep_their_names(env):
     assert get_paths(settings).tracking_uri == "http://127.0.0.1:5000"
 
 
-def test_invalid_value_is_refused(env):
-    env.setenv("FD_LOG_FORMAT", "xml")
-    with pytest.raises(ValueError, match="log_format"):
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [
+        ("FD_LOG_FORMAT", "xml", "FD_LOG_FORMAT='xml': Input should be 'text' or 'json'"),
+        ("FD_WORKERS", "0", "FD_WORKERS='0': Input should be greater than or equal to 1"),
+        ("FD_TIMEOUT", "1m", "FD_TIMEOUT='1m': Input should be a valid integer, unable to"),
+        ("FD_FAST_PATHS", "c_api", "FD_FAST_PATHS='c_api': Input should be 'lightgbm_c_api', "),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable(env, variable, value, line):
+    env.setenv(variable, value)
+    with pytest.raises(SettingsError) as err:
         Settings()
+    assert str(err.value).startswith(line) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("stage", [drift, predict, cycle, train], ids=lambda s: s.__name__)
+def test_a_stage_given_a_bad_value_exits_2_in_one_line(env, capsys, stage):
+    """Cron reads exit code 1 of drift, predict and the cycle as a result: a bad setting is
+    2 (for every stage, as argparse gives a bad flag), with no traceback."""
+    env.setenv("FD_LOG_FORMAT", "xml")
+    assert stage.main([]) == 2
+    err = capsys.readouterr().err
+    name = stage.__name__.removeprefix("src.")
+    assert err == f"{name}: FD_LOG_FORMAT='xml': Input should be 'text' or 'json'\n"
 
 
 # ---------------------------------------------------------------- paths
