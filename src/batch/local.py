@@ -8,7 +8,7 @@ with its pass-through columns; bad rows go to the rejects file with their field 
 Both files are written beside their targets and renamed into place only when the run
 succeeds, so a failed run leaves no partial output.
 
-Fast path (switch: `workers`, `--workers`; default one per CPU): batches are checked and
+Fast path (switch: `workers`, `--workers N`; default 1, the plain path): batches are checked and
 scored in that many threads, results written in input order. One thread scores at the
 model's single-core rate; LightGBM's C code and numpy let go of the GIL, so a second core
 nearly doubles it (benchmarks/batch.py gives the figures). `workers=1` is the plain path:
