@@ -15,7 +15,7 @@ REPORTS := $(or $(FD_REPORTS_DIR),reports)
 # beyond the free cores spin waiting for each other.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help ci setup setup-spark lock smoke pipeline test lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help ci setup setup-spark lock smoke pipeline test test-fast lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,13 +38,16 @@ ci: ## What CI runs, in order (after make system-deps): setup, lint, test, pipel
 		$(MAKE) --no-print-directory $$step || exit; \
 	done; echo "== make ci: finished in $$((SECONDS - start)) s"
 
+# --compile-bytecode: uv, unlike pip, installs no .pyc files, and with PYTHONDONTWRITEBYTECODE
+# set none is ever written: every process (each stage, server and test worker) would compile
+# MLflow, SQLAlchemy and the rest from source each time it imports them.
 setup: ## Create .venv with exactly the hash-pinned locks (runtime + dev): anything else is removed
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-uv.txt
-	$(VENV)/bin/uv pip sync --python $(PY) --require-hashes requirements.txt requirements-dev.txt
+	$(VENV)/bin/uv pip sync --python $(PY) --require-hashes --compile-bytecode requirements.txt requirements-dev.txt
 
 setup-spark: ## Add pyspark (its own hash-pinned lock) for `--engine spark`; after make setup, which removes it
-	$(VENV)/bin/uv pip install --python $(PY) --require-hashes -r requirements-spark.txt
+	$(VENV)/bin/uv pip install --python $(PY) --require-hashes --compile-bytecode -r requirements-spark.txt
 
 lock: ## Re-resolve requirements*.txt from requirements*.in (uv, hash-pinned)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-uv.in -o requirements-uv.txt
@@ -75,12 +78,20 @@ pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, ser
 # and app/, failing under 85% of lines. A test failure fails the target, and the report is
 # printed either way. PYTEST_ARGS narrows the run; the 85% then does not apply (it is a
 # figure of the whole suite), but the report still shows what that part covers.
+# The tests run in one pytest-xdist worker per core (-n auto), each test file on one worker
+# (--dist loadfile in pyproject.toml); coverage follows the workers and every process they
+# start, and `coverage combine` joins them. PYTEST_ARGS="-n 0 ..." runs in one process.
 COV := $(VENV)/bin/coverage
-test: ## Run the whole test suite under coverage (per-module report; fails under 85% of src/ and app/)
+test: ## Run the whole test suite under coverage, every tier CI runs (per-module report; fails under 85% of src/ and app/)
 	@rm -f .coverage .coverage.*
-	COVERAGE_FILE=$(CURDIR)/.coverage $(COV) run -m pytest $(PYTEST_ARGS); tests=$$?; \
+	COVERAGE_FILE=$(CURDIR)/.coverage $(COV) run -m pytest -n auto $(PYTEST_ARGS); tests=$$?; \
 	$(COV) combine --quiet && $(COV) report $(if $(PYTEST_ARGS),--fail-under=0); covered=$$?; \
 	[ $$tests -ne 0 ] && exit $$tests; exit $$covered
+
+# What to run while you work: the tests marked neither `slow` nor `smoke` (pyproject.toml's
+# markers): no smoke pipeline, no server in a subprocess. No coverage: make test measures it.
+test-fast: ## The quick tier, to run while you work: the tests needing no smoke pipeline and no server
+	$(PY) -m pytest -n auto -m "not slow and not smoke" $(PYTEST_ARGS)
 
 lint: ## ruff check + black --check; import contracts (lint-imports); mypy (src, app); hadolint; compose files; promtool; k8s manifests
 	$(VENV)/bin/ruff check .

