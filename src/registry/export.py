@@ -1,7 +1,6 @@
-"""The export: the champion copied out of the registry into models/champion/, so the API
-(and a container image) can serve with no tracking server. It holds the MLflow model (its
-data/model.pkl is the model object's file), metadata.json (version, run, metrics, lineage)
-and config.json (the config it was registered with, which the API serves it with)."""
+"""The export: the champion copied out of the registry into models/champion/ (the MLflow
+model, metadata.json, and config.json: the config the API serves it with), so the API and a
+container image serve with no tracking server."""
 
 from __future__ import annotations
 
@@ -63,7 +62,6 @@ def export(model_uri: str, meta: dict, cfg: Config, paths: Paths) -> None:
 
 
 def publish_champion(client: MlflowClient, cfg: Config, paths: Paths) -> None:
-    """Export the current champion and regenerate its model card."""
     name = cfg.registry.model_name
     version = client.get_model_version_by_alias(name, CHAMPION)
     if version.run_id is None:  # src.registry.versions creates every version from a run

@@ -1,9 +1,6 @@
-"""Append-only history of registry alias moves (register, promote, reject, rollback).
-
-MLflow keeps only where an alias points now; this file keeps how it got there, with the
-gate's evidence, so `make rollback` knows the previous champion (the file:
-`Paths.alias_history`).
-"""
+"""Append-only history of registry alias moves (register, promote, reject, rollback): MLflow
+keeps only where an alias points now; this keeps how it got there, with the gate's evidence,
+so `make rollback` knows the previous champion."""
 
 from __future__ import annotations
 

@@ -48,7 +48,6 @@ def create_version(client: MlflowClient, run_id: str, name: str):
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    """The version `alias` points at, or None."""
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
@@ -56,16 +55,8 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
 
 
 def move_alias(client, paths: Paths, name: str, alias: str, version, event: str, **evidence):
-    """Point `alias` at `version` and record the move in the alias history."""
     previous = alias_version(client, name, alias)
     client.set_registered_model_alias(name, alias, str(version))
-    append_event(
-        paths.alias_history(name),
-        model=name,
-        alias=alias,
-        version=str(version),
-        previous_version=previous,
-        event=event,
-        **evidence,
-    )
+    moved = {"model": name, "alias": alias, "version": str(version), "previous_version": previous}
+    append_event(paths.alias_history(name), **moved, event=event, **evidence)
     log.info("%s: @%s -> version %s (was %s)", event, alias, version, previous)
