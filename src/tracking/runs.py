@@ -1,10 +1,6 @@
 """MLflow runs: log a FlightDelayModel with its metrics, plots and lineage; load one back.
-
-The logged model is a pyfunc whose loader is src/model/model.py (`loader_module`): its file
-(data/model.pkl) is the model object's own, and it carries exactly the code its predict runs
-(MODEL_CODE), so `mlflow models serve`, `mlflow.pyfunc.load_model`, the API and batch scoring
-all score with `FlightDelayModel`.
-"""
+The logged pyfunc's loader is src/model/model.py (`loader_module`) and it carries exactly the
+code its predict runs (MODEL_CODE), so every scoring path runs `FlightDelayModel`."""
 
 from __future__ import annotations
 
@@ -50,11 +46,6 @@ SLICE_METRIC = "test_slice_"  # test_slice_<dimension>_<slice>_<figure>
 MLFLOW_TYPES = {"int": "long", "float": "double", "str": "string"}
 
 
-def pip_requirements() -> list[str]:
-    """Pinned from the running environment (skips MLflow's slow requirement inference)."""
-    return [f"{p}=={version(p)}" for p in RUNTIME_PACKAGES]
-
-
 def signature() -> ModelSignature:
     """Derived from the request schema: nullable fields (tailnum, weather) are optional."""
     inputs = Schema(
@@ -78,7 +69,8 @@ def log_model(model: FlightDelayModel, example: pd.DataFrame):
             code_paths=[str(Path(tmp) / "src")],
             signature=signature(),
             input_example=example[list(REQUEST_FIELDS)],
-            pip_requirements=pip_requirements(),
+            # Pinned from the running environment (skips MLflow's slow requirement inference).
+            pip_requirements=[f"{p}=={version(p)}" for p in RUNTIME_PACKAGES],
         )
 
 
@@ -90,17 +82,14 @@ def load_logged_model(model_uri: str, booster=LightGBMBooster.from_text) -> Flig
         return model_module.load(Path(local) / MODEL_DATA, booster)
 
 
-FEATURES_PARAM = "features"  # the model's ordered feature list, comma-separated
-
-
 def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: str) -> str:
     """One MLflow run for one model: params, metrics, config, the model; plots and the
     slice table when the splits hold a test set. Returns the run id."""
     params = getattr(cfg.train, model.kind).model_dump()
     with mlflow.start_run(run_name=f"{role}-{model.kind}", tags={**tags, "role": role}) as run:
         mlflow.log_params({"model": model.kind, "seed": cfg.seed, **params})
-        mlflow.log_params({FEATURES_PARAM: ",".join(model.features)})  # the model card's list
-        mlflow.log_params({"calibrator": calibrator_name(model)})
+        mlflow.log_params({"features": ",".join(model.features)})  # ordered: the model card's
+        mlflow.log_params({"calibrator": model.calibrator.method if model.calibrator else "none"})
         mlflow.log_params({f"split_{k}": v for k, v in cfg.split.model_dump().items()})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(cfg.model_dump(), CONFIG_ARTIFACT)
@@ -112,11 +101,6 @@ def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: s
         info = log_model(model, splits["train"].head(5))
         mlflow.set_tag("model_uri", info.model_uri)
         return run.info.run_id
-
-
-def calibrator_name(model: FlightDelayModel) -> str:
-    """The model's calibrator method ("platt", "isotonic"), or "none"."""
-    return "none" if model.calibrator is None else model.calibrator.method
 
 
 def log_figures(model: FlightDelayModel, y: np.ndarray, scores: np.ndarray) -> None:

@@ -1,10 +1,6 @@
-"""The tuning search in MLflow: one parent run, one nested run per Optuna trial.
-
-Each trial's run holds its parameters and, per fold, the tree count, log loss and ROC AUC
-(`fold_04_log_loss`, ...), plus the mean fold log loss it was scored by. The parent holds the
-best parameters, the comparison with the current configuration, Optuna's history and
-importance plots, and the config file the search wrote.
-"""
+"""The tuning search in MLflow: one parent run (the best parameters, the comparison with the
+current config, Optuna's plots, the config written), one nested run per trial (its parameters
+and per-fold figures: `fold_04_log_loss`, ...)."""
 
 from __future__ import annotations
 
@@ -35,12 +31,8 @@ def tuning_run(tags: dict, trials: int) -> Iterator[str]:
 def fold_metrics(results: list[FoldResult]) -> dict[str, float]:
     metrics = {"mean_fold_log_loss": mean_log_loss(results)}
     for r in results:
-        prefix = f"fold_{r.month:02d}"
-        metrics |= {
-            f"{prefix}_log_loss": r.log_loss,
-            f"{prefix}_roc_auc": r.roc_auc,
-            f"{prefix}_trees": r.trees,
-        }
+        for figure in ("log_loss", "roc_auc", "trees"):
+            metrics[f"fold_{r.month:02d}_{figure}"] = getattr(r, figure)
     return metrics
 
 
@@ -64,7 +56,6 @@ def log_outcome(
     comparison: Comparison,
     config_yaml: str,
 ) -> None:
-    """The search's result on the parent run."""
     mlflow.log_params({f"best_{k}": v for k, v in best.model_dump().items()})
     mlflow.log_metrics(
         {
