@@ -211,6 +211,10 @@ def test_export_with_the_same_version_number_from_another_run_is_replaced(
 
 def test_unreachable_registry_serves_export_and_says_so(smoke_pipeline, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody there
+    # The plain registry reader is MlflowClient, which retries a refused connection for
+    # minutes by default; a deployment bounds it with these variables.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     with TestClient(create_app(default_service, CFG)) as c:
         assert c.get("/ready").json()["source"] == "export"  # served before any poll
         # The first poll runs in the watcher's thread: wait for its verdict.
