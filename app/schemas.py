@@ -6,8 +6,8 @@ number, which only the prediction log keeps.
 
 A number field takes a JSON number or text written as one (NUMBER_TEXT), never a boolean;
 an int field takes a whole float as an int. The batch job's row checks (src/batch/rows.py)
-apply the same rule. The types are strict and the text is read before they check it, once per
-record or per column: a validator per value would cost more than the rest of the parse.
+apply the same rule. The types are strict; a record or a body of columns they refuse is read
+by the rule and checked again (a validator per value would cost more than the whole parse).
 
 A body's errors stay few, whatever its size: a list stops at its first bad item (fail_fast),
 and more than MAX_ERRORS unknown keys in one object are one error."""
@@ -16,9 +16,18 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    create_model,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from src.common.schema import API_REQUEST, API_REQUEST_FIELDS, EXAMPLE_FLIGHT, NUMBER_TEXT, Column
@@ -76,10 +85,16 @@ def number_read(value: Any, kind: str) -> Any:
 
 
 def numbers_read(values: Any, kind: str) -> Any:
-    """A column's values by the rule (a list of plain numbers as it is, at C speed)."""
-    if isinstance(values, list) and not set(map(type, values)) <= AS_IS[kind]:
-        return [number_read(v, kind) for v in values]
-    return values
+    """A column's values by the rule, up to the first that is still not a number, where its
+    validation stops (fail_fast); a list of plain numbers as it is."""
+    if not isinstance(values, list) or set(map(type, values)) <= AS_IS[kind]:
+        return values
+    read = []
+    for value in values:
+        read.append(number_read(value, kind))
+        if type(read[-1]) not in AS_IS[kind]:
+            return read + values[len(read) :]
+    return read
 
 
 def _check_date(year: int, month: int, day: int, where: str) -> None:
@@ -90,15 +105,23 @@ def _check_date(year: int, month: int, day: int, where: str) -> None:
 
 
 class _Closed(BaseModel):
-    """Unknown keys are refused, each an error; past MAX_ERRORS of them, one error names the
-    first few and counts them, so a body of many keys costs no more to refuse than a few."""
+    """Unknown keys refused. Validated as it is first: a body refused that way is checked
+    again with its number fields read by the rule (`read_value`: number_read per value of a
+    record, numbers_read per column), so the usual body, plain JSON numbers, costs no Python
+    per value. Past MAX_ERRORS unknown keys, one error names the first few and counts them,
+    so a body of many keys costs no more to refuse than a few."""
 
     model_config = ConfigDict(extra="forbid")
+    read_value: ClassVar = None  # the models with number fields set it
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _few_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and len(data) > MAX_ERRORS:
+    def _checked(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(data)
+        except ValidationError:
+            if not isinstance(data, dict):
+                raise
             unknown = [key for key in data if key not in cls.model_fields]
             if len(unknown) > MAX_ERRORS:
                 first = ", ".join(map(repr, unknown[:5]))
@@ -106,8 +129,13 @@ class _Closed(BaseModel):
                     "extra_forbidden",
                     "{count} unknown fields (the first: {first})",
                     {"count": len(unknown), "first": first},
-                )
-        return data
+                ) from None
+            if cls.read_value is None:
+                raise
+            kinds = NUMBER_KINDS
+            return handler(
+                {k: cls.read_value(v, kinds[k]) if k in kinds else v for k, v in data.items()}
+            )
 
 
 class _FlightBase(_Closed):
@@ -120,16 +148,7 @@ class _FlightBase(_Closed):
         month: int
         day: int
 
-    @model_validator(mode="before")
-    @classmethod
-    def _read_numbers(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or all(
-            type(data.get(name)) in AS_IS[kind] for name, kind in NUMBER_KINDS.items()
-        ):
-            return data
-        return {
-            k: number_read(v, NUMBER_KINDS[k]) if k in NUMBER_KINDS else v for k, v in data.items()
-        }
+    read_value: ClassVar = staticmethod(number_read)
 
     @model_validator(mode="after")
     def _date_exists(self):
@@ -140,14 +159,7 @@ class _FlightBase(_Closed):
 class _ColumnsBase(_Closed):
     """Flights as columns: each field a list, all of one length; optional ones may be left out."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _read_numbers(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        return {
-            k: numbers_read(v, NUMBER_KINDS[k]) if k in NUMBER_KINDS else v for k, v in data.items()
-        }
+    read_value: ClassVar = staticmethod(numbers_read)
 
     if TYPE_CHECKING:  # as in _FlightBase
         year: list[int]
