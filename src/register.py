@@ -1,13 +1,7 @@
 """Stage 4: the model registry: register, gate, promote, roll back; export the champion.
 
-    python -m src.register [--run-id ID]                  # latest candidate -> @champion
-    python -m src.register --alias challenger [--run-id]  # register as @challenger
-    python -m src.register --gate --window 10 [11 ...]    # challenger vs champion on months
-    python -m src.register --rollback                     # @champion -> previous champion
-
-Every alias move is appended to models/registry/<name>.alias-history.jsonl. A new champion
-is exported to models/champion/ (MLflow model + metadata.json + config.json) so serving needs
-no tracking server, and its model card is regenerated from the run.
+Without --gate or --rollback, registers a run (default: the latest candidate) under --alias.
+A new champion is exported to models/champion/ and its model card regenerated from the run.
 """
 
 from __future__ import annotations

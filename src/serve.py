@@ -1,10 +1,7 @@
 """Stage 5: serve the champion over HTTP (the FastAPI app in app/main.py).
 
-    python -m src.serve [--config CONFIG] [--host 127.0.0.1] [--port 8000] [--workers 1]
-    python -m src.serve --check   # start on a free loopback port, predict once, stop
-
-The app serves models/champion/ at once and follows the registry's alias. Without --config
-(or FD_CONFIG) it serves with the config the champion was registered with.
+The app serves models/champion/ at once and follows the registry's alias; without --config
+(or FD_CONFIG), with the config the champion was registered with.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """Stage 3: train the logistic baseline and the LightGBM candidate; log both to MLflow.
 
-    python -m src.train [--config configs/default.yml] [--early-stopping]
-    python -m src.train [--config ...] --tune N [--tune-out configs/tuned.yml]
-
-Each model is one MLflow run with params, validation and test metrics (AUC per test month),
-plots, the model (signature + input example) and lineage tags. A full run (quality_gate.enforce)
-fails when the candidate misses the thresholds (EDA-12). Each model is fit on the train split
-and calibrated on the validation split (`fit_and_calibrate`); its run also holds the ECE, the
-calibrator's evidence and the test slice table (docs/model-development.md).
-
-`--tune N` trains nothing for the registry: it runs N trials of Optuna's search over the
-time-series folds (src/model/tuning.py), logs them as nested MLflow runs, and writes the best
-recipe as a config with the evidence for adopting it (docs/model-development.md).
+Each model is fit on the train split, calibrated on the validation split and logged as one
+run (docs/model-development.md). A full run (quality_gate.enforce) fails when the candidate
+misses the thresholds (EDA-12). `--tune N` trains nothing for the registry: it searches the
+parameters over time-series folds and writes the best recipe as a config, with its evidence.
 """
 
 from __future__ import annotations
@@ -31,21 +23,8 @@ from src.common.io import write_atomic
 from src.common.logs import run_stage
 from src.common.paths import SPLITS, TUNED_CONFIG, get_paths
 from src.data.processed import load_processed
-from src.model.fit import (
-    early_stopping_trees,
-    fit_and_calibrate,
-    quality_failures,
-    score,
-)
-from src.model.tuning import (
-    best_recipe,
-    compare,
-    cross_validate,
-    cv_folds,
-    search,
-    tuned_config_yaml,
-    verdict,
-)
+from src.model import tuning
+from src.model.fit import early_stopping_trees, fit_and_calibrate, quality_failures, score
 from src.tracking.runs import log_run
 from src.tracking.store import connect, experiment_id, lineage_tags
 from src.tracking.tuning import log_outcome, trial_logger, tuning_run
@@ -110,16 +89,9 @@ def _main(argv=None) -> int:
         results[kind], _ = score(model, splits)
         metrics = results[kind] | calibration["metrics"]
         run_id = log_run(model, metrics, splits, tags, cfg, ROLES[kind])
-        m = results[kind]
-        log.info(
-            "%s run %s: test ROC AUC %.4f, PR AUC %.4f, log loss %.4f, Brier %.4f",
-            kind,
-            run_id,
-            m["test_roc_auc"],
-            m["test_pr_auc"],
-            m["test_log_loss"],
-            m["test_brier"],
-        )
+        test = [results[kind][f"test_{k}"] for k in ("roc_auc", "pr_auc", "log_loss", "brier")]
+        message = "%s run %s: test ROC AUC %.4f, PR AUC %.4f, log loss %.4f, Brier %.4f"
+        log.info(message, kind, run_id, *test)
     if cfg.train.quality_gate.enforce:
         failed = quality_failures(results["lightgbm"], cfg.train.quality_gate)
         if failed:
@@ -129,28 +101,26 @@ def _main(argv=None) -> int:
 
 
 def tune(splits: dict, cfg, paths, trials: int, out: Path) -> int:
-    """The search, the current config on the same folds, the comparison, the config file."""
-    folds = cv_folds(pd.concat([splits["train"], splits["validation"]]), cfg)
+    folds = tuning.cv_folds(pd.concat([splits["train"], splits["validation"]]), cfg)
     log.info("tuning: %d trials on folds %s", trials, [f.month for f in folds])
     tags = lineage_tags(paths, cfg)
     connect(paths)
     mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, paths))
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
     with tuning_run(tags, trials) as run_id:
-        current = cross_validate(folds, splits["planes"], cfg)
-        study = search(folds, splits["planes"], cfg, trials, trial_logger(tags))
-        best_params, best_results = best_recipe(study, folds, splits["planes"], cfg)
-        comparison = compare(
-            current, best_results, cfg.train.tuning.bootstrap, cfg.seed, cfg.gate.alpha
-        )
-        text = tuned_config_yaml(cfg, best_params, comparison, trials)
+        current = tuning.cross_validate(folds, splits["planes"], cfg)
+        study = tuning.search(folds, splits["planes"], cfg, trials, trial_logger(tags))
+        best_params, best_results = tuning.best_recipe(study, folds, splits["planes"], cfg)
+        n_boot, alpha = cfg.train.tuning.bootstrap, cfg.gate.alpha
+        comparison = tuning.compare(current, best_results, n_boot, cfg.seed, alpha)
+        text = tuning.tuned_config_yaml(cfg, best_params, comparison, trials)
         write_atomic(out, lambda p: p.write_text(text))
         log_outcome(study, best_params, current, comparison, text)
     print(
         f"tuning run {run_id}: best mean fold log loss {comparison.best_log_loss:.5f} vs current"
         f" {comparison.current_log_loss:.5f} (change {comparison.log_loss_change:+.5f},"
         f" interval {comparison.log_loss_low:+.5f}..{comparison.log_loss_high:+.5f}):"
-        f" {verdict(cfg, best_params, comparison)}; written to {out}"
+        f" {tuning.verdict(cfg, best_params, comparison)}; written to {out}"
     )
     return 0
 
