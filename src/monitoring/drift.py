@@ -33,8 +33,7 @@ def feature_frame(df: pd.DataFrame, model: FlightDelayModel) -> pd.DataFrame:
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, rule: Drift):
-    """Run Evidently with the configured rule; returns (snapshot, summary dict)."""
-    from evidently import DataDefinition, Dataset, Report  # 5-10 s import: only here
+    from evidently import DataDefinition, Dataset, Report  # a slow import: only here
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
@@ -140,7 +139,6 @@ def append_history(path: Path, row: dict) -> None:
 
 
 def history_row(summary: dict) -> dict:
-    """The summary's row in reports/drift/history.csv."""
     q = summary["quality"] or {}
     keys = ("created_at", "batch", "model", "rows", "drift_share", "drift_detected")
     row = {key: summary[key] for key in (*keys, "prediction_drift")}

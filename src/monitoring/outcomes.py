@@ -5,7 +5,6 @@ number, or no outcome yet); none is dropped silently."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from src.common.errors import SchemaError
 from src.common.schema import DELAY_MINUTES, OUTCOME_KEY, PREDICTION, TARGET
 from src.model.evaluate import expected_calibration_error
 
-log = logging.getLogger(__name__)
 OUTCOME_COLUMNS = (*OUTCOME_KEY, "dep_delay")
 SHADOW_VERSION, SHADOW_PREDICTION = "shadow_version", "shadow_probability"
 

@@ -106,7 +106,6 @@ class ModelService:
     def _log(
         self, request_id: str, champ: LoadedModel, cols: Columns, proba: Probabilities
     ) -> None:
-        """Queue the request for the prediction log, with the challenger of this moment."""
         if self.logger is not None:
             self.logger.log(request_id, champ.name, champ.version, cols, proba, self.shadow)
 
