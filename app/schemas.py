@@ -4,13 +4,10 @@ FastAPI parses every body with these models; a bad field is a 422 that names it.
 holds the API's fields (API_REQUEST): the model's own (REQUEST) plus the optional flight
 number, which only the prediction log keeps.
 
-A number field takes a JSON number or text written as one (NUMBER_TEXT), never a boolean;
-an int field takes a whole float as an int. The batch job's row checks (src/batch/rows.py)
-apply the same rule. The types are strict; a record or a body of columns they refuse is read
-by the rule and checked again (a validator per value would cost more than the whole parse).
-
-A body's errors stay few, whatever its size: a list stops at its first bad item (fail_fast),
-and more than MAX_ERRORS unknown keys in one object are one error."""
+A number field takes a JSON number or text written as one (NUMBER_TEXT), never a boolean; an
+int field takes a whole float as an int. The batch job's row checks (src/batch/rows.py) apply
+the same rule. A body's errors stay few whatever its size: a list stops at its first bad item
+(fail_fast), and past MAX_ERRORS unknown keys in one object they are one error."""
 
 from __future__ import annotations
 
@@ -36,7 +33,7 @@ MAX_ERRORS = 20  # the most errors a 422 lists (app/main.py); its count says how
 _TYPES = {"int": int, "float": float, "str": str}
 NUMBER_TEXT_RE = re.compile(NUMBER_TEXT)
 NUMBER_KINDS = {c.name: c.kind for c in API_REQUEST if c.kind in ("int", "float")}
-# The Python types a number field's value may have as it is (JSON decoded), read as they are.
+# The Python types a number field's value may have as it is (JSON decoded).
 AS_IS: dict[str, set[type]] = {"int": {int, type(None)}, "float": {int, float, type(None)}}
 
 
@@ -86,8 +83,8 @@ def number_read(value: Any, kind: str) -> Any:
 
 def numbers_read(values: Any, kind: str) -> Any:
     """A column's values by the rule, up to the first that is still not a number, where its
-    validation stops (fail_fast); a list of plain numbers as it is."""
-    if not isinstance(values, list) or set(map(type, values)) <= AS_IS[kind]:
+    validation stops (fail_fast)."""
+    if not isinstance(values, list):
         return values
     read = []
     for value in values:
@@ -105,11 +102,9 @@ def _check_date(year: int, month: int, day: int, where: str) -> None:
 
 
 class _Closed(BaseModel):
-    """Unknown keys refused. Validated as it is first: a body refused that way is checked
-    again with its number fields read by the rule (`read_value`: number_read per value of a
-    record, numbers_read per column), so the usual body, plain JSON numbers, costs no Python
-    per value. Past MAX_ERRORS unknown keys, one error names the first few and counts them,
-    so a body of many keys costs no more to refuse than a few."""
+    """Unknown keys refused. The types are strict: a body they refuse is checked again with its
+    number fields read by the rule (`read_value`), so the usual body costs no Python per value.
+    Past MAX_ERRORS unknown keys, one error names the first few and counts them."""
 
     model_config = ConfigDict(extra="forbid")
     read_value: ClassVar = None  # the models with number fields set it
