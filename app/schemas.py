@@ -107,7 +107,7 @@ class _Closed(BaseModel):
     Past MAX_ERRORS unknown keys, one error names the first few and counts them."""
 
     model_config = ConfigDict(extra="forbid")
-    read_value: ClassVar = None  # the models with number fields set it
+    read_value: ClassVar[Any] = None  # (value or column, kind) -> read; None: no numbers
 
     @model_validator(mode="wrap")
     @classmethod
@@ -143,7 +143,7 @@ class _FlightBase(_Closed):
         month: int
         day: int
 
-    read_value: ClassVar = staticmethod(number_read)
+    read_value = staticmethod(number_read)
 
     @model_validator(mode="after")
     def _date_exists(self):
@@ -154,7 +154,7 @@ class _FlightBase(_Closed):
 class _ColumnsBase(_Closed):
     """Flights as columns: each field a list, all of one length; optional ones may be left out."""
 
-    read_value: ClassVar = staticmethod(numbers_read)
+    read_value = staticmethod(numbers_read)
 
     if TYPE_CHECKING:  # as in _FlightBase
         year: list[int]
