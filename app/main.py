@@ -18,8 +18,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.requests import ClientDisconnect
 
 from app import batch_fast_path, metrics
 from app.middleware import CORSFromConfig, ObserveAndLimit
@@ -82,6 +83,7 @@ def create_app(
     # Starlette types a handler as taking any Exception, not the one it is registered for
     # (Kludex/starlette#2417).
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, client_gone)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, internal_error)
     app.include_router(batch_fast_path.router)  # first: it answers only when switched on
     app.include_router(router)
@@ -97,6 +99,17 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     shown = [{k: v for k, v in e.items() if k != "input"} for e in errors[:MAX_ERRORS]]
     body = {"detail": jsonable_encoder(shown), "error_count": len(errors)}
     return JSONResponse(body, status_code=422)
+
+
+async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    """The client left before its body arrived (or was cut off as too slow,
+    app/slow_clients.py): nothing to answer, nothing to log as an error."""
+    log.info(
+        "client gone before its body arrived: %s, request %s",
+        request.url.path,
+        request.state.request_id,
+    )
+    return Response(status_code=400)
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:

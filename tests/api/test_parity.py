@@ -284,7 +284,9 @@ def load_in_fresh_process(cfg, tracking_uri: str, folder) -> dict:
 def test_rest_registry_loads_without_importing_mlflow(tracking_server, smoke_export, tmp_path):
     expected = smoke_export.model.predict_one(EXAMPLE_FLIGHT)
     fast = load_in_fresh_process(
-        cfg_with(fast_paths={"registry_rest": True}), tracking_server, tmp_path
+        cfg_with(fast_paths={"registry_rest": True, "lightgbm_c_api": True}),
+        tracking_server,
+        tmp_path,
     )
     assert fast["registry"] == "RestRegistry" and fast["version"] == "1"
     assert fast["imported"] == [], fast  # no mlflow (nor lightgbm, pandas: the C API path)
