@@ -1,6 +1,7 @@
 """The monitoring cycle: the production job a scheduler runs once a month's outcomes are in.
 
     python -m src.cycle --as-of 2013-10-31 [--config configs/default.yml] [--pushgateway URL]
+    python -m src.cycle --reset-cursor 2013-09-30   # the date of the latest completed cycle
 
 With only the data available at --as-of (the months of 2013 that ended by then):
 1. checks drift and performance of @champion on the latest labelled month (Evidently);
@@ -9,10 +10,13 @@ With only the data available at --as-of (the months of 2013 that ended by then):
    (src/model/fit.py `retrain`), registered as @challenger;
 4. gates it on evidence from before its refit (the recipe's backtest model vs @champion on
    the latest month) and promotes or rejects it, the evidence recorded on the version.
+Steps 3 and 4 are src/monitoring/policy.py `policy_step`, which `make loop` also replays.
 
-One cycle per date (a second run changes nothing and says so), one at a time (a lock on the
-registered model). Writes reports/cycle/<as-of>/{summary.json,drift.html}; pushes its figures
-to a Prometheus Pushgateway when one is given (--pushgateway or FD_PUSHGATEWAY).
+One cycle per date (a second run changes nothing and says so: the registered model's cursor
+tag), one at a time (a lock on the registered model). An --as-of or a cursor later than the
+data's last day is refused: it would silence every cycle until that date. Writes
+reports/cycle/<as-of>/{summary.json,drift.html}; pushes its figures to a Prometheus
+Pushgateway when one is given (--pushgateway or FD_PUSHGATEWAY).
 Exit codes for cron: 0 nothing to do, 1 a decision was made or an alert raised, 2 an error.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import logging
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -34,17 +39,15 @@ from src.common.errors import ModelNotFoundError, PipelineError
 from src.common.io import write_atomic, write_json
 from src.common.logs import CRON_ERROR, run_cron_stage
 from src.common.paths import SPLITS, Paths, get_paths
-from src.common.schema import TARGET
 from src.common.settings import Settings
 from src.data.processed import load_processed, months_label
-from src.model.evaluate import binary_metrics
-from src.model.features import request_columns
-from src.model.fit import retrain, with_trees
+from src.model.fit import with_trees
 from src.monitoring.drift import append_history, check_batch, feature_frame, history_row
 from src.monitoring.outcomes import join_outcomes, live_figures, read_outcomes
+from src.monitoring.policy import policy_step
 from src.monitoring.push import push_cycle
 from src.registry.lock import LockHeld, model_lock
-from src.registry.promotion import compare, settle
+from src.registry.promotion import settle
 from src.registry.versions import CHALLENGER, CHAMPION, alias_version, create_version, move_alias
 from src.serving.loader import LoadedModel, load_version
 from src.serving.prediction_log import read_log
@@ -55,6 +58,7 @@ from src.tracking.store import connect, experiment_id, lineage_tags
 log = logging.getLogger("cycle")
 EXIT_NOTHING, EXIT_ACTED, EXIT_ERROR = 0, 1, CRON_ERROR
 LAST_AS_OF = "cycle.last_as_of"  # registered model tag: the latest date a cycle completed
+RESET = "; set it back with `python -m src.cycle --reset-cursor YYYY-MM-DD`"
 
 
 # ---------------------------------------------------------------- what is known at --as-of
@@ -66,12 +70,31 @@ def labelled_months(as_of: date, available: list[int]) -> list[int]:
     return ended
 
 
-def labelled_data(paths: Paths, as_of: date) -> pd.DataFrame:
-    """Every processed flight of the months labelled by `as_of`; later months never leave
-    this function."""
+def processed(paths: Paths) -> tuple[pd.DataFrame, date]:
+    """Every processed flight, and the last day they cover."""
     data = pd.concat([load_processed(paths, name) for name in SPLITS], ignore_index=True)
+    return data, pd.to_datetime(data[["year", "month", "day"]]).max().date()
+
+
+def labelled_data(data: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """The flights of the months labelled by `as_of`; later months never leave this function."""
     months = labelled_months(as_of, sorted(data["month"].unique().tolist()))
     return data[data["month"].isin(months)].reset_index(drop=True)
+
+
+def not_ahead(what: str, day: date, last_day: date, fix: str = "") -> None:
+    """No date the cycle acts on may run ahead of the data: a cursor later than the data
+    would make every cycle until then do nothing ("already ran")."""
+    if day > last_day:
+        raise PipelineError(f"{what} {day} is later than the data's last day, {last_day}{fix}")
+
+
+def iso_date(text: str) -> date:
+    """argparse's type for dates: YYYY-MM-DD only (date.fromisoformat also reads 20130901)."""
+    try:
+        return date.fromisoformat(text if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
 
 
 def champion_of(client: MlflowClient, cfg: Config, paths: Paths) -> LoadedModel:
@@ -123,60 +146,73 @@ def challenger_config(cfg: Config, months: list[int], latest: int, trees: int) -
 
 
 def challenge(client, cfg: Config, paths: Paths, champion: LoadedModel, labelled, as_of: str):
-    """Train the challenger by the recipe, register it, gate it; returns (the challenger's
-    version, trees and months; the gate's result)."""
-    planes = load_processed(paths, "planes")
-    recipe = retrain(labelled, planes, cfg, cfg.cycle.early_stopping_patience, cfg.cycle.max_trees)
-    months = sorted(labelled["month"].unique().tolist())
-    window = labelled[labelled["month"] == recipe.latest_month]
-    run_cfg = challenger_config(cfg, months, recipe.latest_month, recipe.trees)
+    """The policy step (`policy_step`), acted on: the challenger registered, then gated on
+    the evidence; returns (the challenger's version, trees and months; the gate's result)."""
+    step = policy_step(labelled, load_processed(paths, "planes"), champion.model, cfg)
+    retrained, months = step.retrained, sorted(labelled["month"].unique().tolist())
+    run_cfg = challenger_config(cfg, months, retrained.latest_month, retrained.trees)
     tags = {**lineage_tags(paths, run_cfg), "cycle.as_of": as_of}
-    run_id = log_run(recipe.model, {}, {"train": labelled}, tags, run_cfg, CHALLENGER)
+    run_id = log_run(retrained.model, {}, {"train": labelled}, tags, run_cfg, CHALLENGER)
     name = cfg.registry.model_name
     version = create_version(client, run_id, name).version
     move_alias(client, paths, name, CHALLENGER, version, "register")
     # The evidence: the recipe's model before the refit vs the champion, on the latest month.
-    cols, y = request_columns(window), window[TARGET].to_numpy()
-    scores = {
-        CHAMPION: champion.model.predict_proba(cols),
-        CHALLENGER: recipe.backtest.predict_proba(cols),
-    }
-    result = compare(y, scores, cfg)
     evidence = {
-        "window": months_label([recipe.latest_month]),
+        "window": months_label([retrained.latest_month]),
         "evidence": "backtest: the recipe before its refit",
         "challenger_train_months": months,
-        "trees": recipe.trees,
+        "trees": retrained.trees,
     }
-    settle(client, cfg, paths, result, evidence, binary_metrics(y, scores[CHALLENGER]))
-    challenger = {"version": str(version), "trees": recipe.trees, "train_months": months}
-    return challenger, result.as_dict()
+    settle(client, cfg, paths, step.gate, evidence, step.window_metrics)
+    challenger = {"version": str(version), "trees": retrained.trees, "train_months": months}
+    return challenger, step.gate.as_dict()
 
 
 # ---------------------------------------------------------------- one cycle
 def run_cycle(cfg: Config, paths: Paths, as_of: date) -> dict:
     """One cycle for `as_of` under the lock; the summary (status "done" or "already ran")."""
+    data, last_day = processed(paths)
+    not_ahead("--as-of", as_of, last_day)
+    labelled = labelled_data(data, as_of)
     connect(paths)
     mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, paths))
     client, name = MlflowClient(), cfg.registry.model_name
     stale = timedelta(minutes=cfg.cycle.stale_lock_minutes)
     with model_lock(client, name, stale):
-        last = last_as_of(client, name)
-        if last is not None and date.fromisoformat(last) >= as_of:
-            return {"status": "already ran", "as_of": as_of.isoformat(), "last_as_of": last}
-        summary = _cycle(client, cfg, paths, as_of.isoformat(), labelled_data(paths, as_of))
+        last = cursor(client, name)
+        if last is not None:
+            not_ahead(f"{name}'s cursor {LAST_AS_OF}", last, last_day, RESET)
+            if last >= as_of:
+                return {"status": "already ran", "as_of": str(as_of), "last_as_of": str(last)}
+        summary = _cycle(client, cfg, paths, as_of.isoformat(), labelled)
         client.set_registered_model_tag(name, LAST_AS_OF, as_of.isoformat())
     return summary
 
 
-def last_as_of(client: MlflowClient, name: str) -> str | None:
+def cursor(client: MlflowClient, name: str) -> date | None:
     """The date of the latest completed cycle (a tag on the registered model)."""
     try:
-        return client.get_registered_model(name).tags.get(LAST_AS_OF)
+        tag = client.get_registered_model(name).tags.get(LAST_AS_OF)
     except MlflowException:
         raise ModelNotFoundError(
             f"{name}: not in the registry; run `make pipeline` first"
         ) from None
+    try:
+        return None if tag is None else iso_date(tag)
+    except argparse.ArgumentTypeError as exc:
+        raise PipelineError(f"{name}'s cursor {LAST_AS_OF}: {exc}{RESET}") from None
+
+
+def reset_cursor(cfg: Config, paths: Paths, day: date) -> date | None:
+    """Set the cursor to `day` (no later than the data), under the lock; returns the date it
+    replaces. The next cycle acts for any --as-of after `day`."""
+    not_ahead("--reset-cursor", day, processed(paths)[1])
+    connect(paths)
+    client, name = MlflowClient(), cfg.registry.model_name
+    with model_lock(client, name, timedelta(minutes=cfg.cycle.stale_lock_minutes)):
+        before = cursor(client, name)
+        client.set_registered_model_tag(name, LAST_AS_OF, day.isoformat())
+    return before
 
 
 def _cycle(client, cfg: Config, paths: Paths, as_of: str, labelled: pd.DataFrame) -> dict:
@@ -248,7 +284,14 @@ def one_line(summary: dict) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.cycle", description=__doc__.split("\n")[0])
-    p.add_argument("--as-of", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--as-of", type=iso_date, help="YYYY-MM-DD: run the cycle for this date")
+    when.add_argument(
+        "--reset-cursor",
+        type=iso_date,
+        metavar="DATE",
+        help=f"set the date of the latest completed cycle ({LAST_AS_OF}) to DATE, and exit",
+    )
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--pushgateway", help="Pushgateway URL (default: FD_PUSHGATEWAY; unset: none)")
     return p.parse_args(argv)
@@ -257,12 +300,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     cfg, paths = load_config(args.config), get_paths()
+    name = cfg.registry.model_name
+    what = f"cycle {args.as_of}" if args.as_of else f"{name}: --reset-cursor"
     try:
+        if args.reset_cursor:
+            before = reset_cursor(cfg, paths, args.reset_cursor)
+            print(f"{name}: cursor {LAST_AS_OF} {before or 'unset'} -> {args.reset_cursor}")
+            return EXIT_NOTHING
         summary = run_cycle(cfg, paths, args.as_of)
     except LockHeld as exc:
         if exc.stale:
             raise
-        print(f"cycle {args.as_of}: nothing done: another cycle is running ({exc})")
+        print(f"{what}: nothing done: another cycle is running ({exc})")
         return EXIT_NOTHING
     if summary["status"] == "already ran":
         print(f"cycle {args.as_of}: nothing to do: a cycle for {summary['last_as_of']} already ran")

@@ -2,18 +2,13 @@
 
     python -m src.simulate [--config configs/default.yml] [--months 8 9 10 11 12]
 
-A sandbox under reports/loop/ (its own MLflow store, models, prediction log and outcomes;
-the real registry is untouched) starts from a champion trained on January-June, the frozen
-model the loop is compared with. Then, for each month, with a simulated clock:
-1. the month's flights are scored through a real API server on 127.0.0.1 (uvicorn, following
-   the sandbox registry's @champion), with their flight numbers, so the log can be joined;
-2. the month ends: its outcomes (the public flights table's departures) arrive in
-   data/outcomes/;
-3. `python -m src.cycle --as-of <month end>` runs in its own process, exactly as cron would;
-4. the next month waits until the server serves whatever @champion the cycle left.
-Writes reports/loop/{decisions.json,report.md,auc.png,drift.png}; decisions.json is identical
-across runs. The report's sensitivity table replays the policy in memory under other
-settings (src/monitoring/policy.py).
+In a sandbox under reports/loop/ (its own MLflow store: the real registry is untouched), a
+champion trained on January-June (the frozen model) serves each month's flights through a
+real API server on 127.0.0.1; the month's outcomes arrive; `python -m src.cycle --as-of
+<month end>` runs in its own process, as cron would; the next month waits until the server
+follows the cycle's @champion. Writes reports/loop/{decisions.json,report.md,*.png} and the
+sensitivity table, sensitivity.json: the cycle's own policy step (src/monitoring/policy.py)
+replayed in memory, one setting changed at a time (docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -27,15 +22,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from pathlib import Path
+from functools import partial
 
-import mlflow
 import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.figure import Figure
-from mlflow import MlflowClient
 
 from src.common.config import CONFIG_HELP, Config, load_config
 from src.common.errors import PipelineError
@@ -49,72 +43,59 @@ from src.data.processed import load_processed, months_label
 from src.data.validate import read_snapshot
 from src.model.evaluate import binary_metrics
 from src.model.features import request_columns, request_records
-from src.model.fit import fit_and_calibrate, score
+from src.model.fit import Retrained, retrain
 from src.monitoring.outcomes import OUTCOME_COLUMNS
-from src.monitoring.policy import POOLED_MONTHS, pooled_auc, sensitivity
-from src.registry.export import publish_champion
-from src.registry.versions import CHAMPION, create_version, move_alias
+from src.monitoring.policy import policy_step
+from src.registry.versions import CHAMPION
 from src.serving.prediction_log import read_log
-from src.tracking.runs import log_run
-from src.tracking.store import connect, experiment_id, lineage_tags
+from src.tracking.runs import load_logged_model
+from src.tracking.store import connect
 
 log = logging.getLogger("simulate")
-CYCLE_TIMEOUT = 1800  # seconds: a full-data cycle takes about a minute
+STAGE_TIMEOUT = 1800  # seconds: a full-data cycle takes about a minute
+POOLED_MONTHS = [10, 11, 12]  # the acceptance window: October-December 2013
+# The sensitivity table: one setting at a time around the config's value.
+VARIATIONS = (
+    ("cycle", "early_stopping_patience", (10, 20, 30, 50, 100)),
+    ("gate", "alpha", (0.01, 0.05, 0.2)),
+    ("gate", "max_log_loss_increase", (0.0, 0.002, 0.01)),
+    ("gate", "min_auc_gain", (0.0, -0.002, -0.005)),
+)
 
 
-# ---------------------------------------------------------------- the sandbox
-def loop_config(cfg: Config) -> Config:
-    """The loop's own registered model and experiment, and a registry poll of half a second
-    (the replay waits for the server to follow each promotion)."""
-    name = cfg.loop.model_name
-    registry = cfg.registry.model_copy(update={"model_name": name})
-    serve = cfg.serve.model_copy(update={"reload_seconds": 0.5})
-    train = cfg.train.model_copy(update={"experiment": name})
-    return cfg.model_copy(update={"registry": registry, "train": train, "serve": serve})
-
-
-def sandbox(paths: Paths) -> tuple[Paths, Path]:
-    """Fresh sandbox folders (Paths.loop_sandbox: a repeatable run) and the loop config's
-    file; the processed data linked, never copied."""
+# ---------------------------------------------------------------- the real replay
+def sandbox(cfg: Config, paths: Paths) -> tuple[Paths, dict[str, str]]:
+    """Fresh sandbox folders (the processed data linked, never copied) and the environment
+    the stages run with there, whatever the user exported; their config, in a file: the
+    loop's own registered model and experiment, and a registry poll of half a second (the
+    replay waits for the server to follow each promotion)."""
+    raw = cfg.model_dump()
+    raw["registry"]["model_name"] = raw["train"]["experiment"] = cfg.loop.model_name
+    raw["serve"]["reload_seconds"] = 0.5
     shutil.rmtree(paths.loop, ignore_errors=True)
     lpaths = paths.loop_sandbox(datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
     lpaths.data.mkdir(parents=True)
     (lpaths.data / "processed").symlink_to(paths.processed.resolve(), target_is_directory=True)
-    return lpaths, lpaths.data.parent / "loop.yml"
-
-
-def sandbox_env(lpaths: Paths, config_file: Path) -> dict[str, str]:
-    """What the server and the cycle run with: the sandbox, whatever the user exported."""
+    config_file = lpaths.data.parent / "loop.yml"
+    write_atomic(config_file, lambda p: p.write_text(yaml.safe_dump(raw)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FD_", "MLFLOW_"))}
-    return env | {
-        "FD_CONFIG": str(config_file),
-        "FD_DATA_DIR": str(lpaths.data),
-        "FD_MODELS_DIR": str(lpaths.models),
-        "FD_REPORTS_DIR": str(lpaths.reports),
-        "FD_MLFLOW_DIR": str(lpaths.mlflow),
-        "MLFLOW_TRACKING_URI": lpaths.tracking_uri,
-        "OMP_NUM_THREADS": "1",
-    }
+    env |= {f"FD_{k.upper()}_DIR": str(getattr(lpaths, k)) for k in ("data", "models", "reports")}
+    env |= {"FD_MLFLOW_DIR": str(lpaths.mlflow), "MLFLOW_TRACKING_URI": lpaths.tracking_uri}
+    return lpaths, env | {"FD_CONFIG": str(config_file), "OMP_NUM_THREADS": "1"}
 
 
-def initial_champion(cfg: Config, paths: Paths, lpaths: Paths, splits: dict):
-    """The config's model on its train months (calibrated on its validation months, as
-    src.train does), registered as the sandbox's @champion and
-    exported: the loop's first champion, and the frozen model it is compared with."""
-    connect(lpaths)
-    mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, lpaths))
-    frozen, calibration = fit_and_calibrate("lightgbm", splits, cfg)
-    metrics = score(frozen, splits)[0] | calibration["metrics"]
-    run_id = log_run(frozen, metrics, splits, lineage_tags(paths, cfg), cfg, "candidate")
-    client, name = MlflowClient(), cfg.registry.model_name
-    move_alias(
-        client, lpaths, name, CHAMPION, create_version(client, run_id, name).version, "register"
+def stage(env: dict, name: str, *args: str, results=(0,)) -> str:
+    """`python -m src.<name> args` in its own process, as a user or cron runs it; its output.
+    An exit code not in `results` is an error."""
+    cmd = [sys.executable, "-m", f"src.{name}", *args]
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=STAGE_TIMEOUT
     )
-    publish_champion(client, cfg, lpaths)
-    return frozen
+    if done.returncode not in results:
+        raise PipelineError(f"{' '.join(cmd[1:])} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return done.stdout.strip()
 
 
-# ---------------------------------------------------------------- one month
 def serve_month(base: str, flights: pd.DataFrame, batch_size: int) -> tuple[np.ndarray, str]:
     """Score the month through the server's batch route, flight numbers included; returns
     (probabilities, the one version that served them)."""
@@ -123,9 +104,8 @@ def serve_month(base: str, flights: pd.DataFrame, batch_size: int) -> tuple[np.n
         record["flight"] = int(number)
     probs, versions = [], set()
     for start in range(0, len(records), batch_size):
-        status, body = http_json(
-            f"{base}/predict/batch", {"flights": records[start : start + batch_size]}, timeout=60
-        )
+        batch = {"flights": records[start : start + batch_size]}
+        status, body = http_json(f"{base}/predict/batch", batch, timeout=60)
         if status != 200:
             raise PipelineError(f"{base}/predict/batch: {status} {str(body)[:300]}")
         versions.add(body["model_version"])
@@ -135,177 +115,178 @@ def serve_month(base: str, flights: pd.DataFrame, batch_size: int) -> tuple[np.n
     return np.array(probs), versions.pop()
 
 
-def wait_logged(lpaths: Paths, month: int, rows: int, timeout: float = 60) -> None:
-    """Until the server's prediction log holds the month's rows (it flushes every 0.2 s)."""
+def wait_until(done: Callable[[], bool], failure: str, timeout: float = 60) -> None:
+    """Poll `done` every 0.2 s; PipelineError(`failure`) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(lpaths.predictions.glob("predictions-*.jsonl")):
-            logged, _ = read_log(lpaths.predictions)
-            if int((logged["month"] == month).sum()) >= rows:
-                return
+    while not done():
+        if time.monotonic() > deadline:
+            raise PipelineError(f"{failure} after {timeout:.0f} s")
         time.sleep(0.2)
-    raise PipelineError(
-        f"{lpaths.predictions}: month {month}'s {rows} predictions not logged in {timeout:.0f} s"
+
+
+def logged_rows(lpaths: Paths, month: int) -> int:
+    """The month's rows in the server's prediction log (it flushes every 0.2 s)."""
+    if not any(lpaths.predictions.glob("predictions-*.jsonl")):
+        return 0
+    return int((read_log(lpaths.predictions)[0]["month"] == month).sum())
+
+
+def replay_month(base: str, lpaths: Paths, env: dict, flights, raw_flights, batch_size: int):
+    """Serve the month; its outcomes arrive; its cycle runs; the server follows the cycle's
+    @champion. Returns (the served scores, the version that served them, the cycle's
+    summary)."""
+    month = int(flights["month"].iloc[0])
+    served, version = serve_month(base, flights, batch_size)
+    wait_until(
+        lambda: logged_rows(lpaths, month) >= len(flights),
+        f"{lpaths.predictions}: month {month}'s {len(flights)} predictions not logged",
     )
-
-
-def publish_outcomes(raw_flights: pd.DataFrame, lpaths: Paths, month: int) -> None:
-    """The month's departures as observed (dep_delay; empty = cancelled) arrive."""
     observed = raw_flights.loc[raw_flights["month"] == month, list(OUTCOME_COLUMNS)]
-    path = lpaths.outcomes / f"outcomes-{months_label([month])}.csv"
-    write_atomic(path, lambda p: observed.to_csv(p, index=False))
-
-
-def run_cycle(env: dict, lpaths: Paths, as_of: str) -> dict:
-    """`python -m src.cycle --as-of` in its own process; its summary."""
-    cmd = [sys.executable, "-m", "src.cycle", "--as-of", as_of]
-    done = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=CYCLE_TIMEOUT
+    outcomes = lpaths.outcomes / f"outcomes-{months_label([month])}.csv"
+    write_atomic(outcomes, lambda p: observed.to_csv(p, index=False))
+    as_of = date(2013, month, calendar.monthrange(2013, month)[1]).isoformat()
+    log.info("%s", stage(env, "cycle", "--as-of", as_of, results=(0, 1)))
+    summary = read_json(lpaths.cycle_file(as_of, "summary.json"))
+    champion = summary["champion_version"]
+    wait_until(
+        lambda: http_json(f"{base}/model")[1].get("version") == champion,
+        f"{base}: still not serving v{champion}",
     )
-    if done.returncode not in (0, 1):
-        raise PipelineError(f"cycle {as_of} exited {done.returncode}:\n{done.stderr[-2000:]}")
-    log.info("%s", done.stdout.strip())
-    return read_json(lpaths.cycle_file(as_of, "summary.json"))
+    return served, version, summary
 
 
-def wait_serving(base: str, version: str, timeout: float = 60) -> None:
-    """Until the server answers with `version` (it polls the registry every 0.5 s)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, body = http_json(f"{base}/model")
-        if status == 200 and body["version"] == version:
-            return
-        time.sleep(0.2)
-    raise PipelineError(f"{base}: still not serving v{version} after {timeout:.0f} s")
-
-
-def month_row(month: int, served, version: str, frozen, y, summary: dict) -> dict:
+def month_row(month: int, version: str, y, served, frozen, summary: dict) -> dict:
     """The month in decisions.json: how it was served, then what its cycle decided."""
-    gate, challenger = summary["gate"] or {}, summary["challenger"] or {}
-    live = [f for f in summary["live"]["figures"] if f["role"] == "champion"]
+    gate, drift = summary["gate"], summary["drift"]
+    live = [f["roc_auc"] for f in summary["live"]["figures"] if f["role"] == "champion"]
     return {
         "month": month,
         "serving_version": version,
         "rows": len(y),
         "delay_rate": float(y.mean()),
-        "loop_auc": binary_metrics(y, served)["roc_auc"],
-        "frozen_auc": binary_metrics(y, frozen)["roc_auc"],
+        "loop_auc": auc(y, served),
+        "frozen_auc": auc(y, frozen),
         "live_counts": summary["live"]["counts"],
-        "live_auc": live[0]["roc_auc"] if live else None,
-        "drift_share": summary["drift"]["drift_share"],
-        "drifted_columns": summary["drift"]["drifted_columns"],
+        "live_auc": live[0] if live else None,
+        "drift_share": drift["drift_share"],
+        "drifted_columns": drift["drifted_columns"],
         "alerts": summary["alerts"],
         "decision": summary["decision"],
-        "challenger_trees": challenger.get("trees"),
+        "challenger_trees": (summary["challenger"] or {}).get("trees"),
         "gate": {k: gate[k] for k in ("auc_gain", "ci_low", "ci_high", "reason")} if gate else None,
         "champion_after": summary["champion_version"],
     }
 
 
-# ---------------------------------------------------------------- the replay
-def run_loop(cfg: Config, paths: Paths, months: list[int], splits: dict) -> dict:
-    lcfg = loop_config(cfg)
-    lpaths, config_file = sandbox(paths)
-    write_atomic(config_file, lambda p: p.write_text(yaml.safe_dump(lcfg.model_dump())))
-    env = sandbox_env(lpaths, config_file)
-    data = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
+def run_loop(cfg: Config, paths: Paths, months: list[int], data: pd.DataFrame):
+    """The real replay; returns (decisions.json, the frozen model)."""
+    lpaths, env = sandbox(cfg, paths)
     raw_flights = read_snapshot(paths, cfg.snapshot)[FLIGHTS.name]
-    log.info(
-        "initial champion: train %s, validate %s",
-        lcfg.split.train_months,
-        lcfg.split.validation_months,
-    )
-    frozen = initial_champion(lcfg, paths, lpaths, splits)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "app.main:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    split = cfg.split
+    log.info("initial champion: train %s, validate %s", split.train_months, split.validation_months)
+    for name in ("train", "register"):  # the frozen model: src.train's candidate, registered
+        stage(env, name)
+    connect(lpaths)
+    frozen = load_logged_model(f"models:/{cfg.loop.model_name}@{CHAMPION}")
+    base = f"http://127.0.0.1:{(port := free_port())}"
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--log-level", "warning"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-    rows = []
-    scores: dict[str, list[np.ndarray]] = {"loop": [], "frozen": [], "y": [], "month": []}
+    rows, y, served, frozen_scores = [], {}, {}, {}
     try:
         wait_http(f"{base}/ready", server)
         for month in months:
-            started = time.perf_counter()
             flights = data[data["month"] == month].reset_index(drop=True)
-            served, version = serve_month(base, flights, lcfg.loop.batch_size)
-            wait_logged(lpaths, month, len(flights))
-            publish_outcomes(raw_flights, lpaths, month)
-            as_of = date(2013, month, calendar.monthrange(2013, month)[1]).isoformat()
-            summary = run_cycle(env, lpaths, as_of)
-            wait_serving(base, summary["champion_version"])
-            y = flights[TARGET].to_numpy()
-            frozen_scores = frozen.predict_proba(request_columns(flights))
-            rows.append(month_row(month, served, version, frozen_scores, y, summary))
-            for key, values in zip(
-                scores, (served, frozen_scores, y, np.full(len(y), month)), strict=True
-            ):
-                scores[key].append(values)
-            log_month(rows[-1], time.perf_counter() - started)
+            y[month] = flights[TARGET].to_numpy()
+            frozen_scores[month] = frozen.predict_proba(request_columns(flights))
+            served[month], version, summary = replay_month(
+                base, lpaths, env, flights, raw_flights, cfg.loop.batch_size
+            )
+            row = month_row(month, version, y[month], served[month], frozen_scores[month], summary)
+            log.info("2013-%02d served by v%s: AUC %.4f", month, version, row["loop_auc"])
+            rows.append(row)
     finally:
         stop_server(server, signal.SIGINT, timeout=20)
-    pooled = pooled_auc(*(np.concatenate(scores[k]) for k in ("y", "month", "loop", "frozen")))
-    return {"months": rows, "pooled_oct_dec": pooled}
+    return {"months": rows, "pooled_oct_dec": pooled_auc(y, served, frozen_scores)}, frozen
 
 
-def shortfalls(result: dict, cfg: Config) -> list[str]:
-    """Where the loop fails to pay (config `loop:`): empty when it pays."""
-    failures = []
-    pooled = result["pooled_oct_dec"]
-    if pooled and pooled["loop"] - pooled["frozen"] < cfg.loop.min_pooled_gain:
-        gain = pooled["loop"] - pooled["frozen"]
-        failures.append(f"pooled Oct-Dec gain {gain:+.4f} < {cfg.loop.min_pooled_gain:+.4f}")
-    for row in result["months"]:
-        if row["loop_auc"] - row["frozen_auc"] < -cfg.loop.max_month_loss:
-            gap = row["loop_auc"] - row["frozen_auc"]
-            failures.append(f"2013-{row['month']:02d}: {gap:+.4f} vs frozen")
-    return failures
+# ---------------------------------------------------------------- the sensitivity table
+def sensitivity(cfg: Config, data: pd.DataFrame, planes, months: list[int], model) -> list[dict]:
+    """The cycle's policy step (`policy_step`) replayed in memory under each VARIATION: each month
+    the champion scores it, then `policy_step` retrains on every labelled month and gates; a
+    promoted refit serves the next month. Fits depend only on (patience, month): the settings
+    that differ only in the gate share them."""
+    fits: dict[tuple[int, int], Retrained] = {}
+
+    def fit(labelled, planes, cfg, patience, cap) -> Retrained:
+        key = (patience, int(labelled["month"].max()))
+        if key not in fits:
+            fits[key] = retrain(labelled, planes, cfg, patience, cap)
+        return fits[key]
+
+    y = {m: data.loc[data["month"] == m, TARGET].to_numpy() for m in months}
+    frozen = {m: model.predict_proba(request_columns(data[data["month"] == m])) for m in months}
+    rows = []
+    for section, field, value in ((s, f, v) for s, f, values in VARIATIONS for v in values):
+        part = getattr(cfg, section).model_copy(update={field: value})
+        varied, champion, served, promotions = cfg.model_copy(update={section: part}), model, {}, 0
+        for m in y:
+            step = policy_step(data[data["month"] <= m], planes, champion, varied, fit)
+            served[m] = step.champion_scores
+            if step.gate.promote:
+                champion, promotions = step.retrained.model, promotions + 1
+        chosen = getattr(getattr(cfg, section), field) == value
+        rows.append({"setting": f"{section}.{field}", "value": value, "chosen": chosen})
+        rows[-1]["pooled"] = pooled_auc(y, served, frozen)
+        rows[-1]["worst_month_gap"] = min(auc(y[m], served[m]) - auc(y[m], frozen[m]) for m in y)
+        rows[-1]["promotions"] = promotions
+        log.info("sensitivity %s.%s=%s: %s", section, field, value, rows[-1])
+    return rows
 
 
-def log_month(row: dict, seconds: float) -> None:
-    log.info(
-        "2013-%02d: served by v%s, AUC %.4f (frozen %.4f); cycle: %s, alerts %s, @champion v%s (%.0f s)",
-        row["month"],
-        row["serving_version"],
-        row["loop_auc"],
-        row["frozen_auc"],
-        row["decision"],
-        row["alerts"] or "none",
-        row["champion_after"],
-        seconds,
-    )
+def auc(y: np.ndarray, scores: np.ndarray) -> float:
+    return binary_metrics(y, scores)["roc_auc"]
+
+
+def pooled_auc(y: dict, loop: dict, frozen: dict) -> dict:
+    """ROC AUC of the loop's and the frozen model's scores (each: month -> scores) over the
+    POOLED_MONTHS replayed; empty when none was, or they hold one class."""
+    months = [m for m in y if m in POOLED_MONTHS]
+    labels = np.concatenate([y[m] for m in months]) if months else np.array([])
+    if len(np.unique(labels)) < 2:
+        return {}
+    pooled = {"loop": loop, "frozen": frozen}
+    return {k: auc(labels, np.concatenate([d[m] for m in months])) for k, d in pooled.items()}
 
 
 # ---------------------------------------------------------------- report
+def shortfalls(result: dict, cfg: Config) -> list[str]:
+    """Where the loop fails to pay (config `loop:`): empty when it pays."""
+    pooled, bar = result["pooled_oct_dec"], cfg.loop
+    gaps = [(f"2013-{r['month']:02d}", r["loop_auc"] - r["frozen_auc"]) for r in result["months"]]
+    failures = [f"{m}: {gap:+.4f} vs frozen" for m, gap in gaps if gap < -bar.max_month_loss]
+    if pooled and (gain := pooled["loop"] - pooled["frozen"]) < bar.min_pooled_gain:
+        failures.insert(0, f"pooled Oct-Dec gain {gain:+.4f} < {bar.min_pooled_gain:+.4f}")
+    return failures
+
+
 def charts(rows: list[dict], paths: Paths) -> None:
+    """auc.png: the monthly AUC of the loop and the frozen model; drift.png: drift share."""
     months = [r["month"] for r in rows]
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
+    auc_chart, drift_chart = Figure(figsize=(6, 3.5)), Figure(figsize=(6, 3))
+    ax = auc_chart.subplots()
     ax.plot(months, [r["frozen_auc"] for r in rows], "o--", label="frozen Jan–Jun model")
     ax.plot(months, [r["loop_auc"] for r in rows], "o-", label="loop champion (as served)")
     ax.set(xlabel="Month of 2013", ylabel="ROC AUC", title="Monthly AUC", xticks=months)
-    ax.legend()
-    fig.tight_layout()
-    write_atomic(paths.loop_file("auc.png"), lambda p: fig.savefig(p, format="png", dpi=110))
-    fig = Figure(figsize=(6, 3))
-    ax = fig.subplots()
+    ax = drift_chart.subplots()
     ax.bar(months, [r["drift_share"] for r in rows], color="tab:orange")
     ax.axhline(0.5, color="k", ls=":", label="alert at drift share 0.5")
     ax.set(xlabel="Month of 2013", ylabel="Share of columns drifted", xticks=months, ylim=(0, 1))
     ax.set_title("Fleet and airport-mix drift vs Jan–Jun")
-    ax.legend()
-    fig.tight_layout()
-    write_atomic(paths.loop_file("drift.png"), lambda p: fig.savefig(p, format="png", dpi=110))
+    for name, fig in (("auc.png", auc_chart), ("drift.png", drift_chart)):
+        fig.axes[0].legend()
+        fig.tight_layout()
+        write_atomic(paths.loop_file(name), partial(fig.savefig, format="png", dpi=110))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -320,29 +301,29 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     cfg, paths = load_config(args.config), get_paths()
+    data = pd.concat([load_processed(paths, name) for name in SPLITS], ignore_index=True)
     months = args.months or cfg.loop.months
-    splits = {name: load_processed(paths, name) for name in (*SPLITS, "planes")}
-    result = run_loop(cfg, paths, months, splits)
-    table = None
-    if not args.no_sensitivity:
-        data = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
-        table = sensitivity(cfg, data, splits["planes"], months)
+    result, frozen = run_loop(cfg, paths, months, data)
     write_json(paths.loop_file("decisions.json"), result)
-    if table is not None:
+    table = None
+    if args.no_sensitivity or cfg.cycle.retrain != "always":  # the table replays no alerts
+        log.info("no sensitivity table (--no-sensitivity, or cycle.retrain is not 'always')")
+    else:
+        table = sensitivity(cfg, data, load_processed(paths, "planes"), months, frozen)
         write_json(paths.loop_file("sensitivity.json"), table)
     charts(result["months"], paths)
+    failures = shortfalls(result, cfg)
     report = render(
         "loop_report.md.j2",
         rows=result["months"],
         pooled=result["pooled_oct_dec"],
         sensitivity=table,
-        shortfalls=shortfalls(result, cfg),
+        shortfalls=failures,
         loop=cfg.loop,
         pooled_label=months_label(POOLED_MONTHS),
     )
     write_atomic(paths.loop_file("report.md"), lambda p: p.write_text(report))
     log.info("loop report written to %s", paths.loop_file("report.md"))
-    failures = shortfalls(result, cfg)
     for failure in failures:
         log.warning("the loop does not pay: %s", failure)
     return 1 if failures and args.strict else 0

@@ -1,5 +1,6 @@
 """The monitoring cycle on the smoke pipeline's real store and data: a decision with its
-evidence, once per date, one at a time, exit codes for cron, and no data from after --as-of.
+evidence, once per date, one at a time, exit codes for cron, no data from after --as-of, and
+no date (--as-of, the cursor) later than the data.
 
 Each test cycles a registered model of its own (the smoke run registered under another
 name) with its own models and reports folders, so the smoke champion is untouched."""
@@ -83,6 +84,50 @@ def test_a_cycle_decides_with_evidence_then_has_nothing_to_do(cycled, mlflow_cli
     assert versions_of(mlflow_client, name) == before[0]
     assert before[1].read_bytes() == written
     assert alias_version(mlflow_client, name, CHAMPION) == expected
+
+
+def cursor_of(client, name: str) -> str | None:
+    return client.get_registered_model(name).tags.get(cycle.LAST_AS_OF)
+
+
+def test_an_as_of_later_than_the_data_is_refused(cycled, mlflow_client, caplog):
+    """Issue 23: `--as-of 2099-01-01` ran a cycle and set the cursor there, and every later
+    cycle said "already ran". The smoke data ends on 2013-03-31."""
+    cfg, args = cycled("cycle-future")
+    name = cfg.registry.model_name
+    assert cycle.main([*args, "--as-of", "2099-01-01"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        "PipelineError: --as-of 2099-01-01 is later than the data's last day, 2013-03-31"
+    ]
+    assert versions_of(mlflow_client, name) == ["1"] and cursor_of(mlflow_client, name) is None
+
+
+def test_a_cursor_ahead_of_the_data_is_an_error_until_reset(cycled, mlflow_client, capsys, caplog):
+    """A cursor the old code left ahead of the data: exit 2 naming the way out, not a
+    silent "already ran"; --reset-cursor moves it back (never ahead), and monitoring resumes."""
+    cfg, args = cycled("cycle-cursor")
+    name = cfg.registry.model_name
+    mlflow_client.set_registered_model_tag(name, cycle.LAST_AS_OF, "2099-01-01")
+    assert cycle.main([*args, "--as-of", AS_OF]) == 2
+    assert "cursor cycle.last_as_of 2099-01-01 is later than the data's last day" in caplog.text
+    assert "--reset-cursor" in caplog.text and "already ran" not in capsys.readouterr().out
+
+    assert cycle.main([*args, "--reset-cursor", "2013-04-01"]) == 2  # ahead of the data too
+    assert cursor_of(mlflow_client, name) == "2099-01-01"
+    assert cycle.main([*args, "--reset-cursor", "2013-01-31"]) == 0
+    assert "cursor cycle.last_as_of 2099-01-01 -> 2013-01-31" in capsys.readouterr().out
+    assert cursor_of(mlflow_client, name) == "2013-01-31"
+    assert cycle.main([*args, "--as-of", AS_OF]) == 1
+    assert cursor_of(mlflow_client, name) == AS_OF
+
+
+@pytest.mark.parametrize("text", ["20130228", "2013-W09-4", "2013-2-28", "2013-02-30"])
+def test_as_of_is_read_strictly_as_yyyy_mm_dd(text, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cycle.parse_args(["--as-of", text])
+    assert exited.value.code == 2
+    assert f"argument --as-of: '{text}' is not a date written YYYY-MM-DD" in capsys.readouterr().err
 
 
 def test_the_challenger_is_trained_and_gated_on_labelled_months_only(

@@ -1,6 +1,8 @@
 """`make loop` on the smoke slice (initial champion on January, February and March replayed):
-a real server, the cycle in its own process, the real registry untouched; two replays make
-identical decisions; the in-memory policy replay agrees with the real one."""
+src.train, src.register and src.cycle in their own processes, a real server, the real
+registry untouched; two replays make identical decisions; the sensitivity table, which
+replays the cycle's own policy step (src/monitoring/policy.py `policy_step`) in memory,
+agrees with the real replay."""
 
 from __future__ import annotations
 
@@ -58,8 +60,8 @@ def test_each_month_is_served_then_cycled(replays, smoke_pipeline):
 
 
 def test_the_policy_replay_in_memory_matches_the_real_one(replays, smoke_pipeline):
-    """The sensitivity table's row for the config's settings is the real replay, redone in
-    memory: the same promotions and the same worst month."""
+    """The sensitivity table's rows for the config's settings are the real replay, redone in
+    memory by the same policy step: the same promotions and the same worst month."""
     months = replays[0]["months"]
     table = json.loads(smoke_pipeline.loop_file("sensitivity.json").read_text())
     chosen = [row for row in table if row["chosen"]]
