@@ -37,7 +37,7 @@ def run(cfg: Config, paths: Paths, months: list[int], predictions: Path | None) 
     if predictions is None:  # labelled processed months
         batch, name = load_months(paths, months), months_label(months)
         rates = read_json(paths.processed_manifest)["stats"]["cancellation_rate_by_month"]
-        notes = {"cancellation_rate": {m: rates.get(str(m)) for m in months}}
+        notes: dict = {"cancellation_rate": {m: rates.get(str(m)) for m in months}}
     else:  # the prediction log, and how many torn lines it skipped
         batch, torn = read_log(predictions)
         name, notes = "predictions", {"torn_lines": torn}

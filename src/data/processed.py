@@ -44,7 +44,7 @@ def months_label(months: list[int]) -> str:
 
 def write_processed(
     paths: Paths, outputs: dict[str, pd.DataFrame], stats: dict, raw: dict, cfg: Config
-) -> None:
+) -> dict:
     """Every frame as parquet, then the manifest (raw snapshot hash, config hash, stats)."""
     files = {}
     for name, df in outputs.items():
@@ -63,3 +63,4 @@ def write_processed(
         "files": files,
     }
     write_json(paths.processed_manifest, manifest)
+    return manifest

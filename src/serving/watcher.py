@@ -38,7 +38,7 @@ class AliasWatcher:
             svc.mark_registry(False, str(exc)[:300])
             return
         if champion is None:
-            errors = [f"{name}@{alias} is not set"]
+            errors: list[str | None] = [f"{name}@{alias} is not set"]
         else:
             errors = [self._follow(svc.champion, champion, alias, svc.swap)]
         if challenger is not None:
