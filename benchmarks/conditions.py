@@ -1,13 +1,11 @@
-"""The conditions a benchmark ran under, recorded beside its figures: the machine, how busy
-it was before and during each measured run, and the code and libraries measured. A figure
-from another machine, or from a busy one, is then recognisable as such: these machines are
+"""The conditions a benchmark ran under, recorded beside its figures: the machine, how busy it
+was before and during each measured run, the code and the libraries. These machines are
 shared, and the ratios against MLflow move with the load.
 
-    conditions = start()                  # before anything runs
-    before = run_start()                  # just before each measured run
-    ...                                   # the run
-    run |= run_conditions(before, our_cpu_seconds, wall_seconds)
-    conditions = finish(conditions, measured_runs)
+    started = start()                                      # before anything runs
+    before = run_start()                                   # just before each measured run
+    run |= run_conditions(before, our_cpu_seconds, wall)   # after it
+    result["conditions"] = finish(started, runs)
 """
 
 from __future__ import annotations
@@ -21,45 +19,32 @@ from pathlib import Path
 
 import psutil
 
-# Beyond either, other work competes with the measured processes for the CPU. MLflow's
-# figures swing most with it (recorded runs: 198 to 470 req/s one flight, while this API's
-# stayed within 5%), so the ratios against MLflow then flatter us or not by chance: not the
-# figures to quote.
+# Beyond either, other work competes with the measured processes for the CPU, and MLflow's
+# figures swing most with it: the ratios against MLflow are then not the figures to quote.
 BUSY_LOAD_PER_CPU = 0.5
 BUSY_OTHER_SHARE = 0.10
-# psutil.cpu_times() fields that count as CPU in use (iowait and steal are not the guest's
-# work; steal is reported apart: other VMs on the same host).
-BUSY_FIELDS = ("user", "system", "nice", "irq", "softirq")
+BUSY_FIELDS = ("user", "system", "nice", "irq", "softirq")  # CPU in use; steal apart
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass  # not Linux
-    return platform.processor() or "unknown"
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown"
 
 
 def git_commit(root: Path = ROOT) -> str:
-    """The checked-out commit, "-dirty" if tracked files differ from it (untracked files, such
+    """The checked-out commit, "-dirty" if tracked files differ from it (untracked ones, such
     as reports, do not count); "unknown" outside a git checkout."""
     git = ["git", "-C", str(root)]
     try:
-        commit = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            [*git, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        head, status = (
+            subprocess.run([*git, *args], capture_output=True, text=True, check=True).stdout
+            for args in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "-uno"])
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit + ("-dirty" if status.strip() else "")
+    return head.strip() + ("-dirty" if status.strip() else "")
 
 
 def version(package: str) -> str | None:
@@ -67,10 +52,6 @@ def version(package: str) -> str | None:
         return metadata.version(package)  # not imported: importing mlflow takes seconds
     except metadata.PackageNotFoundError:
         return None
-
-
-def now_utc() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def start() -> dict:
@@ -81,27 +62,25 @@ def start() -> dict:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "load_before": [round(x, 2) for x in os.getloadavg()],  # 1, 5 and 15 minutes
-        "started_utc": now_utc(),
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "lightgbm": version("lightgbm"),
         "mlflow": version("mlflow"),
         "git_commit": git_commit(),
-        # This process's: in-process timings run under it (every child gets 1).
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),  # in-process runs' (children: 1)
     }
 
 
 def run_start() -> dict:
-    """Taken just before a measured run: the 1-minute load average and the machine's CPU
-    times. The load includes the benchmark's own previous runs (it decays over minutes)."""
+    """Just before a measured run: the 1-minute load (the benchmark's earlier runs included)
+    and the machine's CPU times."""
     return {"load": os.getloadavg()[0], "cpu": psutil.cpu_times()}
 
 
 def run_conditions(before: dict, ours: float, wall: float, after=None) -> dict:
-    """A measured run's conditions: the load just before it, and the share of the machine's
-    CPU (wall x CPUs) that went elsewhere during its `wall` seconds: to other processes (the
-    machine's busy CPU seconds less `ours`, those of the processes measured), and to other
-    VMs on the host (steal). `after`: psutil.cpu_times() at the run's end (default: now)."""
+    """The load before a measured run, and the share of the machine's CPU (wall x CPUs) that
+    went during it to other processes (the busy CPU seconds less `ours`, those of the
+    processes measured) and to other VMs (steal). `after`: CPU times at its end (now)."""
     after = after or psutil.cpu_times()
     delta = {f: getattr(after, f, 0.0) - getattr(before["cpu"], f, 0.0) for f in after._fields}
     capacity = max(wall, 1e-9) * psutil.cpu_count()
@@ -113,48 +92,30 @@ def run_conditions(before: dict, ours: float, wall: float, after=None) -> dict:
     }
 
 
-def spread(values: list[float]) -> list[float]:
-    return [min(values), max(values)] if values else []
-
-
 def finish(conditions: dict, runs: list[dict]) -> dict:
-    """`conditions` with the end time and commit and, over the measured `runs` (those with
-    run_conditions' keys), the range of each of those keys and the runs that were busy."""
+    """`conditions` with the end time and commit, and over the measured runs (those with
+    run_conditions' keys) the range of each of those keys and how many were busy."""
     measured = [r for r in runs if "other_cpu_share" in r]
-    busy = [r for r in measured if r["other_cpu_share"] > BUSY_OTHER_SHARE]
-    return conditions | {
-        "finished_utc": now_utc(),
-        "git_commit_at_end": git_commit(),  # a commit landed mid-run in a shared checkout
-        "measured_runs": len(measured),
-        "load_before_runs": spread([r["load_before"] for r in measured]),
-        "other_cpu_share_runs": spread([r["other_cpu_share"] for r in measured]),
-        "steal_share_runs": spread([r["steal_share"] for r in measured]),
-        "busy_runs": len(busy),
-    }
-
-
-def busy_warning(conditions: dict) -> str | None:
-    """A warning line if the machine was busy before the benchmark (its own load does not
-    count yet) or other processes took more than BUSY_OTHER_SHARE during any measured run."""
-    per_cpu = conditions["load_before"][0] / conditions["logical_cpus"]
-    if per_cpu <= BUSY_LOAD_PER_CPU and not conditions["busy_runs"]:
-        return None
-    others = conditions["other_cpu_share_runs"] or [0.0, 0.0]
+    spread = {}
+    for key in ("load_before", "other_cpu_share", "steal_share"):
+        values = [r[key] for r in measured]
+        spread[f"{key}_runs"] = [min(values), max(values)] if values else []
     return (
-        f"WARNING: busy machine: load {per_cpu:.2f} per CPU before the run (quiet: <= "
-        f"{BUSY_LOAD_PER_CPU}), other processes took > {BUSY_OTHER_SHARE:.0%} of the CPU in "
-        f"{conditions['busy_runs']} of {conditions['measured_runs']} runs (up to "
-        f"{others[1]:.0%}). The ratios against MLflow move with the load, MLflow's figures most, "
-        "and can flatter us on a busy machine: rerun on a quiet one before quoting them."
+        conditions
+        | spread
+        | {
+            "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "git_commit_at_end": git_commit(),  # a commit may land mid-run in a shared checkout
+            "measured_runs": len(measured),
+            "busy_runs": sum(r["other_cpu_share"] > BUSY_OTHER_SHARE for r in measured),
+        }
     )
 
 
-def describe(conditions: dict) -> list[str]:
-    """The conditions as summary lines, the busy warning last if there is one."""
-    c = conditions
-    load = "/".join(f"{x:.2f}" for x in c["load_before"])
-    pct = lambda pair: "-".join(f"{x:.0%}" for x in pair) or "n/a"  # noqa: E731
-    loads = "-".join(f"{x:.2f}" for x in c["load_before_runs"]) or "n/a"
+def describe(c: dict) -> list[str]:
+    """The conditions as lines; last, a warning if the machine was busy before the benchmark
+    or other processes took more than BUSY_OTHER_SHARE of the CPU during a measured run."""
+    span = lambda pair, f="{:.0%}": "-".join(map(f.format, pair)) or "n/a"  # noqa: E731
     commit = c["git_commit"]
     if c["git_commit_at_end"] != commit:
         commit += f" ({c['git_commit_at_end']} at the end)"
@@ -163,9 +124,18 @@ def describe(conditions: dict) -> list[str]:
         f"{c['started_utc']} to {c['finished_utc']}; commit {commit}",
         f"  python {c['python']}, lightgbm {c['lightgbm']}, mlflow {c['mlflow']}, "
         f"OMP_NUM_THREADS={c['omp_num_threads']}",
-        f"  load before the run {load} (1/5/15 min); over {c['measured_runs']} measured runs: "
-        f"load before {loads}, other processes {pct(c['other_cpu_share_runs'])} of the CPU, "
-        f"steal {pct(c['steal_share_runs'])}",
+        f"  load before the run {span(c['load_before'], '{:.2f}').replace('-', '/')} (1/5/15"
+        f" min); over {c['measured_runs']} measured runs: load before"
+        f" {span(c['load_before_runs'], '{:.2f}')}, other processes"
+        f" {span(c['other_cpu_share_runs'])} of the CPU, steal {span(c['steal_share_runs'])}",
     ]
-    warning = busy_warning(c)
-    return lines + ([warning] if warning else [])
+    per_cpu = c["load_before"][0] / c["logical_cpus"]
+    if per_cpu > BUSY_LOAD_PER_CPU or c["busy_runs"]:
+        lines.append(
+            f"WARNING: busy machine: load {per_cpu:.2f} per CPU before the run (quiet: <= "
+            f"{BUSY_LOAD_PER_CPU}), other processes took > {BUSY_OTHER_SHARE:.0%} of the CPU in "
+            f"{c['busy_runs']} of {c['measured_runs']} runs (up to "
+            f"{span(c['other_cpu_share_runs'][1:] or [0])}). The ratios against MLflow move "
+            "with the load, MLflow's figures most: rerun on a quiet machine before quoting them."
+        )
+    return lines

@@ -39,7 +39,8 @@ from src.batch.files import BATCH_ROWS, LINEAGE_FILE, Summary, read_batches, wit
 from src.batch.local import Batch, common_output_schema, score_batch
 from src.common.errors import PipelineError
 from src.common.io import atomic_path
-from src.common.paths import get_paths
+from src.common.paths import MODEL_DATA, get_paths
+from src.model import model as model_file
 
 log = logging.getLogger("predict")
 DEFAULT_MASTER = "local[2]"
@@ -115,12 +116,14 @@ def score_files(
 
 
 def logged_model(model_uri: str):
-    """The model file of a models:/ URI or a model folder, read by the model's own loader."""
+    """The model file of a models:/ URI (downloaded by MLflow) or of a model folder (read
+    without importing MLflow), read by the model's own loader."""
+    if not model_uri.startswith("models:/"):
+        return model_file.load(Path(model_uri) / MODEL_DATA)
     from src.tracking.runs import load_logged_model
     from src.tracking.store import connect
 
-    if model_uri.startswith("models:/"):
-        connect(get_paths())
+    connect(get_paths())
     return load_logged_model(model_uri)
 
 

@@ -1,5 +1,6 @@
-"""The benchmarks' record of their conditions (benchmarks/conditions.py) and the ratios and
-ranges they compute from their runs, on small fixtures shaped like real run records."""
+"""The benchmarks' record of their conditions (benchmarks/conditions.py), how they measure a
+command's own memory and CPU, and the ratios and ranges they compute from their runs, on
+small fixtures shaped like real run records."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import subprocess
 import sys
 from collections import namedtuple
 
+import numpy as np
 import pytest
 
 from benchmarks import batch, conditions, serving
+from src.common.errors import PipelineError
 from src.common.schema import EXAMPLE_FLIGHT
 
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal")
@@ -23,22 +26,7 @@ def cpu_times(user, system, steal, idle=0.0) -> CpuTimes:
     return CpuTimes(user, 0.0, system, idle, 0.0, 0.0, 0.0, steal)
 
 
-@pytest.fixture
-def two_cpus(monkeypatch):
-    monkeypatch.setattr(conditions.psutil, "cpu_count", lambda *a, **k: 2)
-
-
-def test_cpu_model_reads_cpuinfo_and_falls_back(tmp_path, monkeypatch):
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n")
-    assert conditions.cpu_model(info) == "AMD EPYC 7B13"
-    monkeypatch.setattr(conditions.platform, "processor", lambda: "x86_64")
-    assert conditions.cpu_model(tmp_path / "missing") == "x86_64"
-    monkeypatch.setattr(conditions.platform, "processor", lambda: "")
-    assert conditions.cpu_model(tmp_path / "missing") == "unknown"
-
-
-def test_start_records_the_machine_the_code_and_the_load(monkeypatch):
+def test_start_records_the_machine_the_code_and_the_load(monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     c = conditions.start()
     assert c["logical_cpus"] >= 1 and c["memory_gib"] > 0 and c["cpu_model"]
@@ -47,6 +35,10 @@ def test_start_records_the_machine_the_code_and_the_load(monkeypatch):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", c["started_utc"])
     assert c["python"].startswith("3.") and c["lightgbm"] and c["mlflow"]
     assert c["omp_num_threads"] == "1"
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n")
+    assert conditions.cpu_model(tmp_path / "cpuinfo") == "AMD EPYC 7B13"
+    monkeypatch.setattr(conditions.platform, "processor", lambda: "")
+    assert conditions.cpu_model(tmp_path / "missing") == "unknown"
 
 
 def test_git_commit_marks_changed_tracked_files_dirty(tmp_path):
@@ -65,7 +57,8 @@ def test_git_commit_marks_changed_tracked_files_dirty(tmp_path):
     assert conditions.git_commit(tmp_path) == f"{head}-dirty"
 
 
-def test_run_conditions_takes_our_cpu_out_of_the_machines(two_cpus):
+def test_run_conditions_takes_our_cpu_out_of_the_machines(monkeypatch):
+    monkeypatch.setattr(conditions.psutil, "cpu_count", lambda *a, **k: 2)
     before = {"load": 0.4321, "cpu": cpu_times(user=100.0, system=10.0, steal=5.0)}
     # 10 s on 2 CPUs: the machine busy 6 CPU s, 4 of them ours, 1 s stolen by other VMs.
     after = cpu_times(user=105.0, system=11.0, steal=6.0, idle=13.0)
@@ -85,32 +78,20 @@ def conditions_of(load_1m: float, others: list[float]) -> dict:
     return conditions.finish(started, runs)
 
 
-def test_finish_records_the_runs_spread():
+def test_finish_and_describe_record_the_runs_spread_and_warn_when_busy():
     c = conditions_of(0.2, [0.02, 0.15, 0.04])
     assert c["measured_runs"] == 3 and c["busy_runs"] == 1
-    assert c["load_before_runs"] == [1.0, 3.0]
-    assert c["other_cpu_share_runs"] == [0.02, 0.15]
-    assert c["steal_share_runs"] == [0.01, 0.01]
-    assert c["finished_utc"] >= c["started_utc"]
-    assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?", c["git_commit_at_end"])
-
-
-def test_busy_warning_on_load_before_or_other_processes():
-    assert conditions.busy_warning(conditions_of(0.8, [0.02, 0.03])) is None  # 0.4 per CPU
-    loaded = conditions.busy_warning(conditions_of(1.2, [0.02, 0.03]))  # 0.6 per CPU
-    assert loaded and "load 0.60 per CPU" in loaded and "flatter us" in loaded
-    busy = conditions.busy_warning(conditions_of(0.2, [0.02, 0.15, 0.04]))
-    assert busy and "in 1 of 3 runs (up to 15%)" in busy
-
-
-def test_describe_ends_with_the_warning():
-    quiet = conditions.describe(conditions_of(0.2, [0.01, 0.02]))
+    assert c["load_before_runs"] == [1.0, 3.0] and c["other_cpu_share_runs"] == [0.02, 0.15]
+    assert c["steal_share_runs"] == [0.01, 0.01] and c["finished_utc"] >= c["started_utc"]
+    assert conditions.describe(c)[-1].startswith("WARNING: busy machine")
+    assert "in 1 of 3 runs (up to 15%)" in conditions.describe(c)[-1]
+    quiet = conditions.describe(conditions_of(0.8, [0.01, 0.02]))  # 0.4 per CPU before
     assert not any("WARNING" in line for line in quiet)
     assert "other processes 1%-2% of the CPU" in quiet[-1]
-    busy = conditions.describe(conditions_of(0.2, [0.3]))
-    assert busy[-1].startswith("WARNING: busy machine")
-    landed = conditions_of(0.2, [0.01]) | {"git_commit": "862fd38", "git_commit_at_end": "f0ab515"}
-    assert conditions.describe(landed)[0].endswith("commit 862fd38 (f0ab515 at the end)")
+    loaded = conditions.describe(conditions_of(1.2, [0.02]))[-1]  # 0.6 per CPU before
+    assert "load 0.60 per CPU" in loaded
+    landed = conditions_of(0.2, [0.01]) | {"git_commit": "862fd38", "git_commit_at_end": "f0ab5"}
+    assert conditions.describe(landed)[0].endswith("commit 862fd38 (f0ab5 at the end)")
 
 
 # ------------------------------------------------------------------ serving
@@ -137,14 +118,12 @@ def serving_runs() -> list[dict]:
     runs = []
     for rnd in (1, 2, 3):
         for (server, scenario), rps in RPS.items():
-            rows = 1 if scenario in serving.ONE_FLIGHT else 1000
+            rows = 1000 if SCENARIO_BATCH[scenario] else 1
             runs.append({
                 "round": rnd, "server": server, "scenario": scenario, "rps": rps[rnd - 1],
                 "rows_per_s": rps[rnd - 1] * rows, "p50_ms": 1000 / rps[rnd - 1],
                 "p99_ms": 4000 / rps[rnd - 1], "errors": 0, "timeouts": 0,
-                "server_cpu_ms_per_request": 1.0, "main_thread_cpu_share": 0.9,
-                "wrk_cpu_share": 0.08, "load_before": 1.5, "other_cpu_share": 0.02,
-                "steal_share": 0.0,
+                "server_cpu_ms_per_request": 1.0, "load_before": 1.5, "other_cpu_share": 0.02,
             })  # fmt: skip
         for server in serving.SERVERS:
             startup = 11.0 + rnd if server == "mlflow" else 1.3
@@ -156,12 +135,11 @@ def serving_runs() -> list[dict]:
     return runs
 
 
-def serving_args() -> argparse.Namespace:
-    return serving.parse_args(["--rounds", "3"])
+SCENARIO_BATCH = {scenario: batch for scenario, (batch, _) in serving.SCENARIOS.items()}
 
 
-def test_serving_ratios_of_medians_and_their_range_over_rounds():
-    result = serving.summarize(serving_runs(), serving_args())
+def test_serving_ratios_of_medians_their_range_over_rounds_and_goals():
+    result = serving.summarize(serving_runs(), serving.parse_args(["--rounds", "3"]))
     ratios, ranges = result["ratios"], result["ratio_ranges"]
     assert ratios["single_rps_vs_mlflow"] == round(5700 / 215, 3)  # median over median
     assert ranges["single_rps_vs_mlflow"] == {
@@ -169,31 +147,34 @@ def test_serving_ratios_of_medians_and_their_range_over_rounds():
         "min": round(5900 / 460, 3),
         "max": round(5600 / 200, 3),
     }
-    # The fixed body: a ratio of its own, beside the distinct flights'; the goals unchanged.
     assert ratios["single_fixed_rps_vs_mlflow"] == round(6100 / 260, 3)
     assert ratios["plain_single_fixed_rps_vs_app"] == round(5100 / 6100, 3)
-    assert ranges["single_fixed_rps_vs_mlflow"]["min"] == round(6200 / 500, 3)
+    assert ratios["plain_batch_rows_vs_mlflow"] == round(65 / 45, 3)
+    assert ratios["shadow_single_rps_vs_app"] == round(5300 / 5700, 3)
+    assert ratios["single_rps_vs_echo"] == round(5700 / 9100, 3)
+    assert ratios["startup_vs_mlflow"] == round(1.3 / 13.0, 3)
     assert result["medians"]["app_single_fixed"]["rps"] == 6100
     assert set(result["goals"]) == {*serving.GOALS, "5_no_errors"}
     assert result["goals"]["1_single"] and not result["goals"]["2_batch_guard"]  # 80/45 < 1.8
-    # Odd rounds: every ratio of medians lies within its round range.
-    for name, value in ratios.items():
+    assert result["goals"]["6_shadow_cost"]
+    for name, value in ratios.items():  # odd rounds: every ratio of medians in its range
         assert ranges[name]["min"] <= value <= ranges[name]["max"], name
-    assert ranges["shadow_single_rps_vs_app"]["rounds"] == (
-        result["shadow"]["single_rps_vs_app_by_round"]
-    )
+    runs = serving_runs()
+    runs[-1]["challenger"] = 0.0  # a shadow that did not score every flight costs nothing
+    assert not serving.summarize(runs, serving.parse_args([]))["goals"]["6_shadow_cost"]
 
 
-def test_serving_summary_prints_ranges_fixed_body_and_conditions(capsys):
-    result = serving.summarize(serving_runs(), serving_args())
+def test_serving_summary_prints_both_profiles_ranges_and_conditions(capsys):
+    result = serving.summarize(serving_runs(), serving.parse_args(["--rounds", "3"]))
     result["parity"] = None
     result["conditions"] = conditions_of(0.2, [0.02, 0.12])
     serving.print_summary(result)
     out = capsys.readouterr().out
-    table = {line.split()[0]: line for line in out.splitlines() if line.startswith("  single")}
-    assert "12.8-28" in table["single_rps"]  # app/mlflow over rounds
-    assert "12.4-24" in table["single_fixed_rps"]
-    assert "same body in every request: app/mlflow 23.462 (distinct flights 26.512)" in out
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("  ")}
+    # mlflow, app, app_plain; app/mlflow, its range over rounds; plain/mlflow, plain/app; goal
+    assert table["single_rps"][1:7] == ["215.0", "5700.0", "4500.0", "26.512", "12.8-28", "20.930"]
+    assert table["single_fixed_rps"][4:6] == ["23.462", "12.4-24"]
+    assert "app_shadow vs app, one flight: 5300 vs 5700 req/s, 0.930" in out
     assert "conditions: " in out and "WARNING: busy machine" in out
 
 
@@ -221,8 +202,7 @@ def test_measured_run_keeps_wrk_apart_from_other_processes(monkeypatch):
     finally:
         server.kill()
         server.wait()
-    cpus = os.cpu_count()
-    assert run["wrk_cpu_share"] >= round(0.4 / (0.5 * cpus), 3) - 0.01
+    assert run["wrk_cpu_share"] >= round(0.4 / (0.5 * os.cpu_count()), 3) - 0.01
     assert run["server_cpu_share"] < 0.05
     assert measured[0] >= 0.38  # wrk's burn
     assert {"load_before", "other_cpu_share", "steal_share"} <= set(run)
@@ -230,30 +210,55 @@ def test_measured_run_keeps_wrk_apart_from_other_processes(monkeypatch):
 
 
 def test_fixed_body_repeats_one_flight(tmp_path):
-    records = [{**EXAMPLE_FLIGHT, "flight": n} for n in (1545, 1714, 1141, 461)]
+    records = [{**EXAMPLE_FLIGHT, "distance": n} for n in (1545, 1714, 1141, 461)]
     files = serving.write_bodies(tmp_path, records, batch_rows=2)
     app = files["single_fixed", "app"].read_text().splitlines()
     mlflow = files["single_fixed", "mlflow"].read_text().splitlines()
     assert [json.loads(line) for line in app] == [records[0]]
     assert [json.loads(line) for line in mlflow] == [{"dataframe_records": [records[0]]}]
     assert len(files["single", "app"].read_text().splitlines()) == 4  # distinct, unchanged
+    columns = [json.loads(line) for line in files["batch_columns", "app"].read_text().splitlines()]
+    assert [c["columns"]["distance"] for c in columns] == [[1545, 1714], [1141, 461]]
 
 
 # ------------------------------------------------------------------ batch
+def test_timed_reports_the_commands_own_peak_rss_not_this_processs():
+    """A child's peak RSS counts its parent's size at the fork: the benchmark, holding 400
+    MiB here (as it holds the rows of its in-process run), must not floor the job's."""
+    held = np.ones(400 * 2**20 // 8)  # noqa: F841 - kept alive while the command runs
+    small = [sys.executable, "-c", "import time; time.sleep(0.1)"]
+    big = [sys.executable, "-c", "import numpy; numpy.ones(150 * 2**20 // 8); print()"]
+    a, b = batch.timed(small), batch.timed(big)
+    assert a["peak_rss_mib"] < 100 and 150 < b["peak_rss_mib"] < 300
+    assert {"wall_s", "cpu_s", "load_before", "other_cpu_share", "stderr"} <= set(a)
+
+
+def test_timed_counts_the_cpu_of_processes_the_command_leaves_behind():
+    """Spark's JVM outlives the job's Python, which never waits for it: its CPU counts."""
+    burn = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
+    leave = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {burn!r}])"
+    run = batch.timed([sys.executable, "-c", leave])
+    assert run["cpu_s"] >= 0.5
+    with pytest.raises(PipelineError, match="exit 3"):
+        batch.timed([sys.executable, "-c", "raise SystemExit(3)"])
+
+
 def batch_round(in_process: float, job_rows: float, mlflow_wall: float, other: float) -> dict:
     measured = {"load_before": 1.2, "other_cpu_share": other, "steal_share": 0.0}
-    job = {"rows_per_s": job_rows, "wall_s": 7.5, "peak_rss_mib": 560.0, "cpu_s": 11.0}
+    job = {"rows_per_s": job_rows, "wall_s": 7.5, "peak_rss_mib": 460.0, "cpu_s": 11.0}
     return {
         "load_before": 1.2,
         "in_process": {"rows_per_s": in_process, "wall_s": 6.2, "cpu_s": 6.1, **measured},
         "job_parquet": job | measured,
         "job_csv": {**job, "wall_s": 8.3} | measured,
         "mlflow_csv": {"wall_s": mlflow_wall, "peak_rss_mib": 1115.0, "cpu_s": 30.0} | measured,
-        "job_big": {**job, "wall_s": 22.8, "peak_rss_mib": 564.0} | measured,
+        "job_big": {**job, "wall_s": 22.8, "peak_rss_mib": 506.0} | measured,
+        "spark_parquet": {**job, "rows_per_s": job_rows * 0.4, "wall_s": 20.0} | measured,
         "ratios": {
             "job_vs_in_process": job_rows / in_process,
             "job_vs_mlflow": mlflow_wall / 8.3,
-            "big_vs_small_rss": 564.0 / 560.0,
+            "big_vs_small_rss": 506.0 / 460.0,
+            "spark_vs_job": 0.4,
         },
     }
 
@@ -264,31 +269,24 @@ def test_batch_goals_have_median_rounds_and_range(capsys):
         batch_round(136e3, 200e3, 25.1, 0.02),
         batch_round(164e3, 179e3, 28.8, 0.15),
     ]
-    args = argparse.Namespace(rows=1_000_000, big_rows=5_000_000)
-    result = batch.summarize(rounds, args)
+    result = batch.summarize(rounds, argparse.Namespace(rows=1_000_000, big_rows=5_000_000))
     goal = result["goals"]["job_vs_mlflow"]
     assert goal["rounds"] == [28.0 / 8.3, 25.1 / 8.3, 28.8 / 8.3]
     assert goal["median"] == 28.0 / 8.3 and goal["range"] == [25.1 / 8.3, 28.8 / 8.3]
-    assert goal["met"] and result["goals"]["job_vs_in_process"]["met"]
-    assert len(batch.measured_runs(rounds)) == 15  # five runs a round, no Spark
+    assert all(g["met"] for g in result["goals"].values())
+    assert result["goals"]["big_vs_small_rss"]["goal"] == "<= 1.15"
+    assert len(batch.measured_runs(rounds)) == 18  # six runs a round, Spark's included
     result["conditions"] = conditions.finish(conditions.start(), batch.measured_runs(rounds))
-    assert result["conditions"]["busy_runs"] == 5  # the third round's
+    assert result["conditions"]["busy_runs"] == 6  # the third round's
     batch.print_summary(result)
     out = capsys.readouterr().out
-    assert "in-process      rows/s 161,000 (136,000-164,000)" in out
-    assert "mlflow, CSV     wall s 28.0 (25.1-28.8)" in out
-    assert "in 5 of 15 runs" in out
-
-
-def test_spark_run_stays_out_of_the_other_processes_figures(monkeypatch, tmp_path):
-    """pyspark's JVM is never reaped by the job: its CPU would read as other processes'."""
-    run = {"wall_s": 50.6, "peak_rss_mib": 300.0, "cpu_s": 7.2, "load_before": 1.3,
-           "other_cpu_share": 0.95, "steal_share": 0.0, "rows_per_s": 21e3}  # fmt: skip
-    monkeypatch.setattr(batch, "job", lambda *args: dict(run))
-    spark = batch.spark_job(tmp_path / "in.parquet", tmp_path / "out", tmp_path)
-    assert spark["other_cpu_share_with_jvm"] == 0.95 and spark["cpu_s_without_jvm"] == 7.2
-    assert "other_cpu_share" not in spark and "cpu_s" not in spark
-    rounds = [batch_round(161e3, 187e3, 28.0, 0.01) | {"spark_parquet": spark}]
-    assert len(batch.measured_runs(rounds)) == 6
-    finished = conditions.finish(conditions.start(), batch.measured_runs(rounds))
-    assert finished["measured_runs"] == 5 and finished["busy_runs"] == 0
+    assert "in_process     rows/s 161,000 (136,000-164,000)" in out
+    assert "mlflow_csv     wall s 28.0 (25.1-28.8); peak RSS MiB 1115 (1115-1115)" in out
+    assert "spark_vs_job       0.40 (range 0.40-0.40; goal >= 0.35) ok" in out
+    assert "in 6 of 18 runs" in out
+    for r in rounds:  # without pyspark: no Spark run, no Spark goal
+        del r["spark_parquet"], r["ratios"]["spark_vs_job"]
+    assert (
+        "spark_vs_job"
+        not in batch.summarize(rounds, argparse.Namespace(rows=1, big_rows=5))["goals"]
+    )
