@@ -109,7 +109,7 @@ def write_bodies(folder: Path, records: list[dict], batch_rows: int) -> dict[tup
     return bodies
 
 
-def shadow_store(cfg: Config, paths: Paths, scratch: Path) -> tuple[str, Path]:
+def shadow_store(cfg: Config, paths: Paths, scratch: Path) -> tuple[str, str]:
     """A copy of the tracking store (artifacts stay in place) where the champion is also
     registered twice under a name of its own, @champion and @challenger: the copy's URI, and
     a config serving that name (app_shadow's)."""
@@ -133,7 +133,7 @@ def shadow_store(cfg: Config, paths: Paths, scratch: Path) -> tuple[str, Path]:
     raw = cfg.model_dump(mode="json")
     raw["registry"]["model_name"] = name
     (scratch / "shadow.yml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return store, scratch / "shadow.yml"
+    return store, str(scratch / "shadow.yml")
 
 
 def start_server(name: str, bench: dict) -> tuple[subprocess.Popen, str, float]:
@@ -144,9 +144,9 @@ def start_server(name: str, bench: dict) -> tuple[subprocess.Popen, str, float]:
         "OMP_NUM_THREADS": "1",
         "PATH": f"{BIN}:{env['PATH']}",  # mlflow runs uvicorn
         "MLFLOW_TRACKING_URI": bench.get("registry", bench["store"]),
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }  # else 7 job runners take a core
-    host = ["--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # else 7 job runners take a core
+    }
+    host = ["--host", "127.0.0.1", "--port", str(port)]
     if name == "registry":
         cmd = [str(BIN / "mlflow"), "server", *host, "--backend-store-uri", bench["store"]]
     elif name == "mlflow":
@@ -461,10 +461,10 @@ def _main(argv=None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="fd-bench-"))
     try:
         store, shadow = shadow_store(cfg, paths, scratch)
+        config = str(Path(args.config).resolve())
         bench = {"cfg": cfg, "paths": paths, "args": args, "scratch": scratch, "store": store,
-                 "app_shadow_config": str(shadow), "bodies": write_bodies(scratch, records,
-                 args.batch_rows)} | dict.fromkeys(("app_config", "app_plain_config"),
-                 str(Path(args.config).resolve()))  # fmt: skip
+                 "app_config": config, "app_plain_config": config, "app_shadow_config": shadow,
+                 "bodies": write_bodies(scratch, records, args.batch_rows)}  # fmt: skip
         registry, bench["registry"], _ = start_server("registry", bench)
         try:
             runs = [run for rnd in range(1, args.rounds + 1) for run in run_round(bench, rnd)]
