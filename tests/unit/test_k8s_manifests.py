@@ -211,10 +211,6 @@ def probes(container: dict) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- the checks
-def test_overlays_exist():
-    assert {"dev", "prod"} <= set(OVERLAYS)
-
-
 def test_api_port_is_the_one_gunicorn_binds(stack, settings_of):
     api = stack.container(API)
     assert api["command"] == dockerfile_cmd(), "the API runs gunicorn as the Dockerfile's CMD"
