@@ -26,12 +26,14 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import partial
 
+import mlflow
 import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.figure import Figure
+from mlflow import MlflowClient
 
-from src.common.config import CONFIG_HELP, Config, load_config
+from src.common.config import CONFIG_HELP, Config, config_from_dict, load_config
 from src.common.errors import PipelineError
 from src.common.io import read_json, write_atomic, write_json
 from src.common.logs import run_stage
@@ -43,16 +45,17 @@ from src.data.processed import load_processed, months_label
 from src.data.validate import read_snapshot
 from src.model.evaluate import binary_metrics
 from src.model.features import request_columns, request_records
-from src.model.fit import Retrained, retrain
+from src.model.fit import Retrained, fit_and_calibrate, retrain, score
 from src.monitoring.outcomes import OUTCOME_COLUMNS
 from src.monitoring.policy import policy_step
-from src.registry.versions import CHAMPION
+from src.registry.export import publish_champion
+from src.registry.versions import CHAMPION, create_version, move_alias
 from src.serving.prediction_log import read_log
-from src.tracking.runs import load_logged_model
-from src.tracking.store import connect
+from src.tracking.runs import log_run
+from src.tracking.store import connect, experiment_id, lineage_tags
 
 log = logging.getLogger("simulate")
-STAGE_TIMEOUT = 1800  # seconds: a full-data cycle takes about a minute
+CYCLE_TIMEOUT = 1800  # seconds: a cycle running longer has hung
 POOLED_MONTHS = [10, 11, 12]  # the acceptance window: October-December 2013
 # The sensitivity table: one setting at a time around the config's value.
 VARIATIONS = (
@@ -64,11 +67,11 @@ VARIATIONS = (
 
 
 # ---------------------------------------------------------------- the real replay
-def sandbox(cfg: Config, paths: Paths) -> tuple[Paths, dict[str, str]]:
-    """Fresh sandbox folders (the processed data linked, never copied) and the environment
-    the stages run with there, whatever the user exported; their config, in a file: the
-    loop's own registered model and experiment, and a registry poll of half a second (the
-    replay waits for the server to follow each promotion)."""
+def sandbox(cfg: Config, paths: Paths) -> tuple[Config, Paths, dict[str, str]]:
+    """Fresh sandbox folders (the processed data linked, never copied); the loop's config,
+    also in a file: its own registered model and experiment, and a registry poll of half a
+    second (the replay waits for the server to follow each promotion); the environment the
+    server and the cycle run with there, whatever the user exported."""
     raw = cfg.model_dump()
     raw["registry"]["model_name"] = raw["train"]["experiment"] = cfg.loop.model_name
     raw["serve"]["reload_seconds"] = 0.5
@@ -81,19 +84,24 @@ def sandbox(cfg: Config, paths: Paths) -> tuple[Paths, dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FD_", "MLFLOW_"))}
     env |= {f"FD_{k.upper()}_DIR": str(getattr(lpaths, k)) for k in ("data", "models", "reports")}
     env |= {"FD_MLFLOW_DIR": str(lpaths.mlflow), "MLFLOW_TRACKING_URI": lpaths.tracking_uri}
-    return lpaths, env | {"FD_CONFIG": str(config_file), "OMP_NUM_THREADS": "1"}
+    env |= {"FD_CONFIG": str(config_file), "OMP_NUM_THREADS": "1"}
+    return config_from_dict(raw, str(config_file)), lpaths, env
 
 
-def stage(env: dict, name: str, *args: str, results=(0,)) -> str:
-    """`python -m src.<name> args` in its own process, as a user or cron runs it; its output.
-    An exit code not in `results` is an error."""
-    cmd = [sys.executable, "-m", f"src.{name}", *args]
-    done = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=STAGE_TIMEOUT
-    )
-    if done.returncode not in results:
-        raise PipelineError(f"{' '.join(cmd[1:])} exited {done.returncode}:\n{done.stderr[-2000:]}")
-    return done.stdout.strip()
+def initial_champion(cfg: Config, paths: Paths, lpaths: Paths, splits: dict):
+    """src.train's recipe on the config's train and validation months, registered as the
+    sandbox's @champion and exported, as src.register does: the loop's first champion, and
+    the frozen model it is compared with."""
+    connect(lpaths)
+    mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, lpaths))
+    frozen, calibration = fit_and_calibrate("lightgbm", splits, cfg)
+    metrics = score(frozen, splits)[0] | calibration["metrics"]
+    run_id = log_run(frozen, metrics, splits, lineage_tags(paths, cfg), cfg, "candidate")
+    client, name = MlflowClient(), cfg.registry.model_name
+    version = create_version(client, run_id, name).version
+    move_alias(client, lpaths, name, CHAMPION, version, "register")
+    publish_champion(client, cfg, lpaths)
+    return frozen
 
 
 def serve_month(base: str, flights: pd.DataFrame, batch_size: int) -> tuple[np.ndarray, str]:
@@ -132,9 +140,9 @@ def logged_rows(lpaths: Paths, month: int) -> int:
 
 
 def replay_month(base: str, lpaths: Paths, env: dict, flights, raw_flights, batch_size: int):
-    """Serve the month; its outcomes arrive; its cycle runs; the server follows the cycle's
-    @champion. Returns (the served scores, the version that served them, the cycle's
-    summary)."""
+    """Serve the month; its outcomes arrive; `python -m src.cycle --as-of <month end>` runs
+    in its own process, as cron runs it; the server follows the cycle's @champion. Returns
+    (the served scores, the version that served them, the cycle's summary)."""
     month = int(flights["month"].iloc[0])
     served, version = serve_month(base, flights, batch_size)
     wait_until(
@@ -145,7 +153,13 @@ def replay_month(base: str, lpaths: Paths, env: dict, flights, raw_flights, batc
     outcomes = lpaths.outcomes / f"outcomes-{months_label([month])}.csv"
     write_atomic(outcomes, lambda p: observed.to_csv(p, index=False))
     as_of = date(2013, month, calendar.monthrange(2013, month)[1]).isoformat()
-    log.info("%s", stage(env, "cycle", "--as-of", as_of, results=(0, 1)))
+    cmd = [sys.executable, "-m", "src.cycle", "--as-of", as_of]
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=CYCLE_TIMEOUT
+    )
+    if done.returncode not in (0, 1):
+        raise PipelineError(f"cycle {as_of} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    log.info("%s", done.stdout.strip())
     summary = read_json(lpaths.cycle_file(as_of, "summary.json"))
     champion = summary["champion_version"]
     wait_until(
@@ -178,16 +192,13 @@ def month_row(month: int, version: str, y, served, frozen, summary: dict) -> dic
     }
 
 
-def run_loop(cfg: Config, paths: Paths, months: list[int], data: pd.DataFrame):
+def run_loop(cfg: Config, paths: Paths, months: list[int], splits: dict, data: pd.DataFrame):
     """The real replay; returns (decisions.json, the frozen model)."""
-    lpaths, env = sandbox(cfg, paths)
+    lcfg, lpaths, env = sandbox(cfg, paths)
     raw_flights = read_snapshot(paths, cfg.snapshot)[FLIGHTS.name]
     split = cfg.split
     log.info("initial champion: train %s, validate %s", split.train_months, split.validation_months)
-    for name in ("train", "register"):  # the frozen model: src.train's candidate, registered
-        stage(env, name)
-    connect(lpaths)
-    frozen = load_logged_model(f"models:/{cfg.loop.model_name}@{CHAMPION}")
+    frozen = initial_champion(lcfg, paths, lpaths, splits)
     base = f"http://127.0.0.1:{(port := free_port())}"
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--log-level", "warning"]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
@@ -200,7 +211,7 @@ def run_loop(cfg: Config, paths: Paths, months: list[int], data: pd.DataFrame):
             y[month] = flights[TARGET].to_numpy()
             frozen_scores[month] = frozen.predict_proba(request_columns(flights))
             served[month], version, summary = replay_month(
-                base, lpaths, env, flights, raw_flights, cfg.loop.batch_size
+                base, lpaths, env, flights, raw_flights, lcfg.loop.batch_size
             )
             row = month_row(month, version, y[month], served[month], frozen_scores[month], summary)
             log.info("2013-%02d served by v%s: AUC %.4f", month, version, row["loop_auc"])
@@ -212,8 +223,8 @@ def run_loop(cfg: Config, paths: Paths, months: list[int], data: pd.DataFrame):
 
 # ---------------------------------------------------------------- the sensitivity table
 def sensitivity(cfg: Config, data: pd.DataFrame, planes, months: list[int], model) -> list[dict]:
-    """The cycle's policy step (`policy_step`) replayed in memory under each VARIATION: each month
-    the champion scores it, then `policy_step` retrains on every labelled month and gates; a
+    """The cycle's policy step replayed in memory under each VARIATION: each month the
+    champion scores it, then `policy_step` retrains on every labelled month and gates; a
     promoted refit serves the next month. Fits depend only on (patience, month): the settings
     that differ only in the gate share them."""
     fits: dict[tuple[int, int], Retrained] = {}
@@ -301,15 +312,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     cfg, paths = load_config(args.config), get_paths()
-    data = pd.concat([load_processed(paths, name) for name in SPLITS], ignore_index=True)
+    splits = {name: load_processed(paths, name) for name in (*SPLITS, "planes")}
+    data = pd.concat([splits[name] for name in SPLITS], ignore_index=True)
     months = args.months or cfg.loop.months
-    result, frozen = run_loop(cfg, paths, months, data)
+    result, frozen = run_loop(cfg, paths, months, splits, data)
     write_json(paths.loop_file("decisions.json"), result)
     table = None
     if args.no_sensitivity or cfg.cycle.retrain != "always":  # the table replays no alerts
         log.info("no sensitivity table (--no-sensitivity, or cycle.retrain is not 'always')")
     else:
-        table = sensitivity(cfg, data, load_processed(paths, "planes"), months, frozen)
+        table = sensitivity(cfg, data, splits["planes"], months, frozen)
         write_json(paths.loop_file("sensitivity.json"), table)
     charts(result["months"], paths)
     failures = shortfalls(result, cfg)

@@ -1,8 +1,7 @@
 """`make loop` on the smoke slice (initial champion on January, February and March replayed):
-src.train, src.register and src.cycle in their own processes, a real server, the real
-registry untouched; two replays make identical decisions; the sensitivity table, which
-replays the cycle's own policy step (src/monitoring/policy.py `policy_step`) in memory,
-agrees with the real replay."""
+a real server, the cycle in its own process, the real registry untouched; two replays make
+identical decisions; the sensitivity table, which replays the cycle's own policy step
+(src/monitoring/policy.py `policy_step`) in memory, agrees with the real replay."""
 
 from __future__ import annotations
 
