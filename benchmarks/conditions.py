@@ -96,20 +96,16 @@ def finish(conditions: dict, runs: list[dict]) -> dict:
     """`conditions` with the end time and commit, and over the measured runs (those with
     run_conditions' keys) the range of each of those keys and how many were busy."""
     measured = [r for r in runs if "other_cpu_share" in r]
-    spread = {}
+    result = conditions | {
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit_at_end": git_commit(),  # a commit may land mid-run in a shared checkout
+        "measured_runs": len(measured),
+        "busy_runs": sum(r["other_cpu_share"] > BUSY_OTHER_SHARE for r in measured),
+    }
     for key in ("load_before", "other_cpu_share", "steal_share"):
         values = [r[key] for r in measured]
-        spread[f"{key}_runs"] = [min(values), max(values)] if values else []
-    return (
-        conditions
-        | spread
-        | {
-            "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-            "git_commit_at_end": git_commit(),  # a commit may land mid-run in a shared checkout
-            "measured_runs": len(measured),
-            "busy_runs": sum(r["other_cpu_share"] > BUSY_OTHER_SHARE for r in measured),
-        }
-    )
+        result[f"{key}_runs"] = [min(values), max(values)] if values else []
+    return result
 
 
 def describe(c: dict) -> list[str]:
