@@ -88,7 +88,7 @@ COPY configs/ /app/configs/
 # each module it imports again. (This import is also the image's smoke test.)
 RUN chmod -R a+rX /app/src /app/app /app/configs \
     && PYTHONDONTWRITEBYTECODE='' python -c "import app.main, src.ingest, src.preprocess, \
-src.train, src.register, mlflow.server.fastapi_app, gunicorn.app.wsgiapp, uvicorn_worker"
+src.train, src.register, mlflow.server.fastapi_app, gunicorn.app.wsgiapp, app.gunicorn_worker"
 # Optional baked-in champion: models/ always exists (models/.gitkeep); whatever
 # models/champion/ holds at build time is served when no registry answers.
 COPY models/ /app/models/

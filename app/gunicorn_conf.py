@@ -27,7 +27,7 @@ except SettingsError as exc:  # one line and exit 2, not gunicorn's traceback an
     raise SystemExit(2) from None
 bind = settings.bind
 workers = settings.workers
-worker_class = "app.slow_clients.Worker"  # uvicorn's, with a deadline to read a request
+worker_class = "app.gunicorn_worker.Worker"  # uvicorn's, with a deadline to read a request
 # One OpenMP thread per worker: the workers are the parallelism, and two OpenMP threads per
 # process on a small host make everything slower. Set here, where the processes start.
 raw_env = ["OMP_NUM_THREADS=1"]

@@ -7,7 +7,7 @@ an answer to the first byte of the next request. So a client that sends a byte a
 sends nothing, holds its connection (a file descriptor and its buffers) for as long as it
 likes, and enough of them use up a worker's descriptors. `DeadlineProtocol` is uvicorn's
 httptools protocol (the one uvicorn picks when httptools is installed) with that deadline
-added. gunicorn's workers use it (`Worker`, app/gunicorn_conf.py), and so does `make serve`
+added. gunicorn's workers use it (app/gunicorn_worker.py), and so does `make serve`
 (`--http`, src/serve.py).
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
 # The whole request, up to the body limit (serve.max_body_bytes, 8 MiB), in this time: at
 # least 0.8 MiB/s for the largest body. Slower senders need a buffering proxy in front.
@@ -54,9 +53,3 @@ class DeadlineProtocol(HttpToolsProtocol):
             "%s sent no whole request in %d s: closed", self.client, REQUEST_SECONDS
         )
         self.transport.close()
-
-
-class Worker(UvicornWorker):
-    """gunicorn's uvicorn worker, reading requests with DeadlineProtocol."""
-
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "http": "app.slow_clients:DeadlineProtocol"}

@@ -141,8 +141,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-rows", type=positive, default=BATCH_ROWS, help="rows per record batch")
     p.add_argument(
         "--workers", type=positive, default=1,
-        help="local engine: threads that score batches (default 1, the plain path; a second"
-        " core nearly doubles the rate)",
+        help="local engine: threads that score batches (default 1, the plain path; more use"
+        " more cores)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)

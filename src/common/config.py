@@ -265,7 +265,7 @@ def load_config(path: str | Path | None = None) -> Config:
     return config_from_dict(read_raw(path), str(path))
 
 
-def read_raw(path: Path) -> dict[str, Any]:
+def read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A config file as a dict. A file that names a `base` (a file beside it, e.g.
     `base: default.yml`) holds only what differs from it: its sections are merged into the
     base's, key by key; a list or a value replaces the base's."""
@@ -277,10 +277,12 @@ def read_raw(path: Path) -> dict[str, Any]:
         raise PipelineError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(raw, dict) or "base" not in raw:
         return raw
-    base = path.parent / raw.pop("base")
-    if base.resolve() == path.resolve():
-        raise PipelineError(f"{path}: field 'base' names the file itself")
-    return merged(read_raw(base), raw)
+    base = raw.pop("base")
+    if not isinstance(base, str):
+        raise PipelineError(f"{path}: field 'base': a file name, e.g. default.yml")
+    if path.resolve() in seen:
+        raise PipelineError(f"{path}: field 'base': the overlays name each other in a loop")
+    return merged(read_raw(path.parent / base, (*seen, path.resolve())), raw)
 
 
 def merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

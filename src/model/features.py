@@ -179,6 +179,8 @@ MONTH_STARTS = np.arange(131 * 12).astype("datetime64[M]").astype("datetime64[D]
 
 def days_since_epoch(year, month, day) -> np.ndarray:
     months = (np.asarray(year, dtype=np.int64) - 1970) * 12 + np.asarray(month, dtype=np.int64) - 1
+    if np.any((months < 0) | (months >= len(MONTH_STARTS))):
+        raise SchemaError(f"year: {sorted(set(np.asarray(year).tolist()))} not all in 1970-2100")
     return MONTH_STARTS[months] + np.asarray(day, dtype=np.int64) - 1
 
 

@@ -108,3 +108,17 @@ def test_without_the_library_the_plain_path_serves_and_says_why(monkeypatch, cap
     assert booster == LightGBMBooster.from_text
     [line] = [r.getMessage() for r in caplog.records if "C API" in r.getMessage()]
     assert "lib_lightgbm.nowhere" in line and "lightgbm.Booster" in line
+
+
+def test_the_plain_server_imports_nothing_posix_only():
+    """`make serve` (uvicorn with app/slow_clients.py's protocol) must start on Windows:
+    gunicorn, which needs fcntl and pwd, stays out of it (it is the production server's)."""
+    code = (
+        "import sys, app.main, app.slow_clients, src.serve;"
+        "print(sorted({'gunicorn', 'uvicorn_worker'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -227,3 +227,12 @@ def test_train_features_are_checked_against_what_the_code_builds(smoke_yaml, tmp
     smoke_yaml["train"]["features"] = ["carrier", "carrier"]
     with pytest.raises(PipelineError, match="train.features.*once"):
         load_config(write_yaml(tmp_path, smoke_yaml, "twice.yml"))
+
+
+def test_overlays_that_loop_or_name_no_file_are_one_line_errors(tmp_path):
+    write_yaml(tmp_path, {"base": "b.yml", "name": "a"}, "a.yml")
+    write_yaml(tmp_path, {"base": "a.yml", "name": "b"}, "b.yml")
+    with pytest.raises(PipelineError, match="loop"):
+        load_config(tmp_path / "a.yml")
+    with pytest.raises(PipelineError, match="field 'base'"):
+        load_config(write_yaml(tmp_path, {"base": None, "name": "x"}, "none.yml"))

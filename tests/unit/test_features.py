@@ -232,3 +232,10 @@ def test_request_columns_names_missing_required_fields(processed_slice, dropped)
     with pytest.raises(SchemaError, match="required field") as err:
         request_columns(processed_slice.head(5).drop(columns=dropped))
     assert str(dropped) in str(err.value)
+
+
+def test_a_year_outside_the_calendar_table_is_refused_not_wrapped():
+    """The pyfunc path has no bounds check of its own: 1969 must not read as a 2100 date."""
+    with pytest.raises(SchemaError, match="1969"):
+        days_since_epoch([1969], [12], [1])
+    assert days_since_epoch([1970, 2100], [1, 12], [1, 31]).tolist() == [0, 47846]
