@@ -268,7 +268,7 @@ BAD_FLIGHT = {k: 12345 if isinstance(v, str) else "bad" for k, v in EXAMPLE_FLIG
 
 
 def test_a_list_stops_at_its_first_bad_item():
-    """Issue 23: 8,000 records with every field bad made 152,000 errors (20.8 MB of 422)."""
+    """Issue 23 item 5: a list of bad records once made an error per field of every record."""
     with pytest.raises(ValidationError) as err:
         BatchRequest.model_validate({"flights": [EXAMPLE_FLIGHT] + [BAD_FLIGHT] * 8000})
     locs = [e["loc"] for e in err.value.errors()]
