@@ -41,15 +41,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test whose fixtures need the smoke pipeline `smoke`, and put the files with
-    no such test first: under xdist the first worker to need the smoke store builds it
-    while the others run those."""
-    smoke_files = set()
+    """Mark every test whose fixtures need the smoke pipeline `smoke`, and order the files
+    for pytest-xdist (each file runs on one worker, in this order): first the files with no
+    smoke test, so the other workers keep busy while the first to need the smoke store
+    builds it; in each group the files with a slow test first, so that no long file starts
+    last and runs alone."""
+    smoke, slow = set(), set()
     for item in items:
         if "smoke_pipeline" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.smoke)
-            smoke_files.add(item.path)
-    items.sort(key=lambda item: item.path in smoke_files)  # stable: file order kept
+            smoke.add(item.path)
+        if item.get_closest_marker("slow"):
+            slow.add(item.path)
+    items.sort(key=lambda item: (item.path in smoke, item.path not in slow))  # stable
 
 
 def user_variables() -> list[str]:
