@@ -1,9 +1,10 @@
 """Shared fixtures: the smoke pipeline run once, for real, into a temporary project tree.
 
 The suite starts from a clean environment: every FD_* and MLFLOW_* variable of the user's
-shell, and PROMETHEUS_MULTIPROC_DIR, are removed for the session (an API key, a tracking
-server or a metrics folder of the user's must not change what the tests see). Under
-pytest-xdist that holds in every worker: each runs this file's session fixtures.
+shell, and PROMETHEUS_MULTIPROC_DIR, are set aside from the start (collection included)
+until the run ends (an API key, a tracking server or a metrics folder of the user's must not
+change what the tests see). Under pytest-xdist that holds in every worker: the controller
+clears them before it starts the workers, and each worker clears them again.
 
 The smoke pipeline is built once per run. Under xdist the first worker that needs it builds
 it in the run's shared temporary folder (a file lock makes the others wait), and every
@@ -18,7 +19,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -77,20 +77,29 @@ def make_paths(root: Path) -> Paths:
     )
 
 
+USERS_SETTINGS = pytest.StashKey[dict[str, str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[USERS_SETTINGS] = {k: os.environ.pop(k) for k in user_variables()}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for key in user_variables():  # the suite's own
+        os.environ.pop(key, None)
+    os.environ.update(config.stash.get(USERS_SETTINGS, {}))
+
+
 @pytest.fixture(scope="session", autouse=True)
-def isolated_paths(tmp_path_factory) -> Iterator[Path]:
-    """A clean environment, and no test ever writes into the repo's data/, models/,
-    reports/ or mlruns/: yields the session's project tree."""
-    saved = {k: os.environ.pop(k) for k in user_variables()}
+def isolated_paths(tmp_path_factory) -> Path:
+    """No test ever writes into the repo's data/, models/, reports/ or mlruns/: returns the
+    session's project tree, where every FD_*_DIR points."""
     root = tmp_path_factory.mktemp("project")
     os.environ.update(point_paths_at(root))
     os.environ["FD_CONFIG"] = str(SMOKE_CONFIG)
     # MLflow and Evidently send usage telemetry by default: nothing may leave loopback.
     os.environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
-    yield root
-    for key in user_variables():
-        os.environ.pop(key, None)
-    os.environ.update(saved)
+    return root
 
 
 def run_smoke_stages(root: Path) -> None:
