@@ -104,7 +104,7 @@ def read_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
     columns pass through as text."""
     try:
         if path.suffix.lower() == ".parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+            yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows)
             return
         text = {name: pa.string() for name in input_schema(path).names}
         convert = pa_csv.ConvertOptions(

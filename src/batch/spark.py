@@ -154,7 +154,7 @@ def unit_batches(unit: Unit) -> Iterator[Batch]:
     if unit.row_group is None:
         read = read_batches(unit.path, BATCH_ROWS)
     else:
-        parquet = pq.ParquetFile(unit.path)
+        parquet = pq.ParquetFile(unit.path, pre_buffer=False)
         read = parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[unit.row_group])
     offset = unit.first_row
     for i, rows in enumerate(read):
@@ -185,6 +185,8 @@ def run_unit(index: int, unit: Unit, model, lineage: dict, schema: pa.Schema, ou
                 rows, rejected = rows + result.rows, rejected + len(result.rejects)
     except PipelineError as exc:
         return {"rows": rows, "rejected": rejected, "error": str(exc)}
+    except (pa.ArrowInvalid, OSError) as exc:  # a file that cannot be decoded or written
+        return {"rows": rows, "rejected": rejected, "error": f"{unit.path}: {exc}"}
     return {"rows": rows, "rejected": rejected, "error": None}
 
 
