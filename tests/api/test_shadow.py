@@ -27,6 +27,7 @@ from src.serving.registry import MlflowRegistry
 from src.serving.registry_rest import RestRegistry
 from src.serving.service import ModelService
 from src.serving.watcher import AliasWatcher
+from src.tracking.store import connect
 from tests.api.support import CFG, cfg_with, records, wait_until
 from tests.conftest import gunicorn, mlflow_server
 
@@ -42,6 +43,9 @@ def store(smoke_pipeline, tmp_path_factory):
     folder = tmp_path_factory.mktemp("shadow-store")
     shutil.copytree(smoke_pipeline.mlflow, folder / "mlruns")
     paths = replace(smoke_pipeline, mlflow=folder / "mlruns", data=folder / "data")
+    # MLflow looks the logged model of a new version up in the global store, whatever the
+    # client's: point it at the copy (an earlier test in this process may have left another).
+    connect(paths)
     client = MlflowClient(paths.tracking_uri, paths.tracking_uri)
     experiment = client.get_experiment_by_name(CFG.train.experiment).experiment_id
     baseline = client.search_runs([experiment], "tags.role = 'baseline'")[0]

@@ -52,6 +52,11 @@ PLAIN_SERVE = CFG.serve.model_copy(
     update={"fast_paths": FastPaths(lightgbm_c_api=False, registry_rest=False)}
 )
 PLAIN = CFG.model_copy(update={"serve": PLAIN_SERVE})
+# Both on (the production profile's): the C API and the registry over REST.
+FAST_SERVE = CFG.serve.model_copy(
+    update={"fast_paths": FastPaths(lightgbm_c_api=True, registry_rest=True)}
+)
+FAST = CFG.model_copy(update={"serve": FAST_SERVE})
 RELOAD_S = 60  # for a running API to serve a moved alias (it polls every second)
 
 
@@ -174,11 +179,12 @@ def test_train_register_against_server(tracking, test_split):
     # artifact store, with no MLflow import; same scores as the export.
     check = (
         "import sys, numpy as np\n"
-        "from src.common.config import load_config\n"
+        "from src.common.config import load_config, with_fast_paths\n"
+        "from src.common.settings import Settings\n"
         "from src.common.paths import get_paths\n"
         "from src.common.schema import EXAMPLE_FLIGHT, REQUEST_FIELDS\n"
         "from src.serving.loader import load_champion, load_export\n"
-        f"cfg = load_config({str(SMOKE_CONFIG)!r})\n"
+        f"cfg = with_fast_paths(load_config({str(SMOKE_CONFIG)!r}), Settings())\n"
         "loaded = load_champion(cfg, get_paths())\n"
         "assert loaded.source == 'registry', loaded.source\n"
         "assert 'mlflow' not in sys.modules, 'MLflow imported'\n"
@@ -191,7 +197,7 @@ def test_train_register_against_server(tracking, test_split):
     result = subprocess.run(
         [sys.executable, "-c", check],
         cwd=ROOT,
-        env=env,
+        env={**env, "FD_FAST_PATHS": "lightgbm_c_api,registry_rest"},  # the production profile
         capture_output=True,
         text=True,
         timeout=300,
@@ -282,7 +288,7 @@ def test_served_from_the_export_when_a_version_file_or_the_server_is_gone(tracki
     version = MlflowClient(tracking_uri=url, registry_uri=url).get_model_version_by_alias(
         NAME, CHAMPION
     )
-    served = load_champion(CFG, paths)
+    served = load_champion(FAST, paths)
     assert (served.source, served.version) == ("registry", version.version)
     rest, plain = RestRegistry(url, Settings()), MlflowRegistry(paths)
     # A version whose logged model has no model file (logged before this format): both
@@ -295,7 +301,7 @@ def test_served_from_the_export_when_a_version_file_or_the_server_is_gone(tracki
             registry.load_version(
                 CFG.registry.model_name, version.version, LightGBMBooster.from_text
             )
-    older = load_champion(CFG, paths)
+    older = load_champion(FAST, paths)
     assert (older.source, older.version) == ("export", version.version)
     flight = {f: [EXAMPLE_FLIGHT[f]] for f in REQUEST_FIELDS}
     assert np.array_equal(older.model.predict_proba(flight), served.model.predict_proba(flight))
@@ -303,7 +309,7 @@ def test_served_from_the_export_when_a_version_file_or_the_server_is_gone(tracki
     # The server goes away: the export is served.
     stop_server(tracking.proc)
     start = time.monotonic()
-    fallback = load_champion(CFG, paths)
+    fallback = load_champion(FAST, paths)
     assert (fallback.source, fallback.run_id) == ("export", version.run_id)
     # The only wait left is the REST reader's 5 s socket timeout (a closed loopback port
     # refuses at once); 30 s leaves 6x headroom on a loaded 2-core machine, while MLflow's
