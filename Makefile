@@ -91,10 +91,11 @@ test: ## Run the whole test suite under coverage, every tier CI runs (per-module
 	$(COV) combine --quiet && $(COV) report $(if $(PYTEST_ARGS),--fail-under=0); covered=$$?; \
 	[ $$tests -ne 0 ] && exit $$tests; exit $$covered
 
-# What to run while you work: the tests marked neither `slow` nor `smoke` (pyproject.toml's
-# markers): no smoke pipeline, no server in a subprocess. No coverage: make test measures it.
-test-fast: ## The quick tier, to run while you work: the tests needing no smoke pipeline and no server
-	$(PY) -m pytest -n auto -m "not slow and not smoke" $(PYTEST_ARGS)
+# What to run while you work: every test not marked `slow` (pyproject.toml), so no server
+# in a subprocess; the smoke pipeline they share is built once. No coverage: make test
+# measures it.
+test-fast: ## The quick tier, to run while you work: every test not marked slow (no server)
+	$(PY) -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
 
 lint: ## ruff check + black --check; import contracts (lint-imports); mypy (src, app); hadolint; compose files; promtool; k8s manifests
 	$(VENV)/bin/ruff check .

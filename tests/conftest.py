@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -41,19 +42,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test whose fixtures need the smoke pipeline `smoke`, and order the files
-    for pytest-xdist (each file runs on one worker, in this order): first the files with no
-    smoke test, so the other workers keep busy while the first to need the smoke store
-    builds it; in each group the files with a slow test first, so that no long file starts
-    last and runs alone."""
-    smoke, slow = set(), set()
-    for item in items:
-        if "smoke_pipeline" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.smoke)
-            smoke.add(item.path)
-        if item.get_closest_marker("slow"):
-            slow.add(item.path)
-    items.sort(key=lambda item: (item.path in smoke, item.path not in slow))  # stable
+    """Order the files for pytest-xdist (each file runs on one worker, in this order). The
+    first file that needs the smoke pipeline goes first: its worker builds the store while
+    the others run the files that need none, which come next; then the other smoke files.
+    In each group the files with a slow test go first, so that no long file starts last and
+    runs alone."""
+    smoke = {item.path for item in items if "smoke_pipeline" in getattr(item, "fixturenames", ())}
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def group(item: pytest.Item) -> tuple[bool, bool]:
+        return item.path in smoke, item.path not in slow
+
+    first = next((item.path for item in sorted(items, key=group) if item.path in smoke), None)
+    items.sort(key=lambda item: (item.path != first, *group(item)))  # stable: file order kept
 
 
 def user_variables() -> list[str]:
@@ -100,6 +101,16 @@ def isolated_paths(tmp_path_factory) -> Path:
     # MLflow and Evidently send usage telemetry by default: nothing may leave loopback.
     os.environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracking_store_after_each_file() -> Iterator[None]:
+    """Each test file leaves MLflow pointed at the session's store: under xdist a file may
+    follow any other on its worker, and one that pointed MLflow at a server of its own (since
+    stopped) must not hand that to the next."""
+    yield
+    if "mlflow" in sys.modules:
+        connect(get_paths())
 
 
 def run_smoke_stages(root: Path) -> None:

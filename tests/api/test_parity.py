@@ -40,6 +40,8 @@ from src.serving.registry_rest import RestRegistry
 from tests.api.support import CFG, cfg_with, columns_of, records
 from tests.conftest import mlflow_server
 
+# Every row of the test split, pyfuncs in fresh processes, a real `mlflow server`.
+pytestmark = pytest.mark.slow
 TOLERANCE = 1e-9
 ESTIMATOR = {True: CApiBooster, False: LightGBMBooster}  # by lightgbm_c_api
 

@@ -86,6 +86,7 @@ def own_scores(paths, version: str, flights: list[dict]) -> np.ndarray:
     return pyfunc.predict(pd.DataFrame(flights))[PREDICTION].to_numpy()
 
 
+@pytest.mark.slow
 def test_an_unset_alias_is_none_from_both_registry_readers(store, tmp_path):
     paths, v2 = store
     plain = MlflowRegistry(paths)
