@@ -27,9 +27,8 @@ class Split(_Strict):
     validation_months: list[int]
     test_months: list[int]
     reference_rows: int = Field(20000, gt=0)  # drift reference: a sample of the train split
-    # Time-series cross-validation (`python -m src.train --tune`): each month listed is one
-    # fold, validated by a model fit on every earlier train/validation month. Test months
-    # never take part, so no choice (parameters, tree count, calibrator) ever sees them.
+    # `--tune`'s folds: each month validated by a fit on every earlier train/validation month.
+    # Test months never take part, so no choice ever sees them.
     cv_months: list[int] = []
 
     @model_validator(mode="after")
@@ -60,8 +59,7 @@ class LightGBMParams(_Strict):
 
 
 class Tuning(_Strict):
-    """`python -m src.train --tune N`: Optuna's TPE search over LightGBM's parameters, each
-    trial scored by its mean log loss over the cv_months folds (docs/model-development.md)."""
+    """`python -m src.train --tune N` (docs/model-development.md)."""
 
     early_stopping_patience: int = Field(30, ge=1)  # the tree count, per fold (EDA-11)
     max_trees: int = Field(2000, ge=1)
@@ -69,8 +67,6 @@ class Tuning(_Strict):
 
 
 class Slices(_Strict):
-    """Sliced evaluation of the test months (carrier, origin, hour band, plane, weather)."""
-
     min_rows: int = Field(1000, gt=0)  # smaller slices of a dimension are grouped as "other"
     bootstrap: int = Field(200, ge=10)  # resamples for each slice's ROC AUC interval
 
@@ -80,9 +76,7 @@ class LogisticParams(_Strict):
     max_iter: int = 2000
 
 
-class QualityGate(_Strict):
-    """Thresholds a full run must meet (EDA-12); smoke runs set enforce: false."""
-
+class QualityGate(_Strict):  # what a full run must meet (EDA-12); smoke runs don't enforce
     enforce: bool = True
     min_test_roc_auc: float = 0.70
     max_test_roc_auc: float = 0.76  # above this, suspect leakage
@@ -94,14 +88,12 @@ class QualityGate(_Strict):
 
 class Train(_Strict):
     experiment: str = "flight-delay"
-    # The model's input, in order (src/common/schema.py FEATURES lists what the code builds).
-    # The model file records it, so a version trained on another list still serves.
+    # The model's input, in order; the model file records it, so an older list still serves.
     features: list[str] = list(FEATURES)
     lightgbm: LightGBMParams = LightGBMParams()
     logistic: LogisticParams = LogisticParams()
     quality_gate: QualityGate = QualityGate()
-    # Post-hoc calibrators tried on the validation window ([] = none); one is kept inside
-    # the model only if it lowers log loss there (src/model/calibration.py).
+    # Post-hoc calibrators tried on the validation window (src/model/calibration.py).
     calibration: list[Literal["platt", "isotonic"]] = ["platt", "isotonic"]
     tuning: Tuning = Tuning()
     slices: Slices = Slices()
@@ -118,29 +110,21 @@ class Train(_Strict):
 
 
 class Registry(_Strict):
-    """Where the model is registered: its name and the alias that serves."""
-
     model_name: str = "flight-delay"
     alias: str = "champion"
 
 
 class FastPaths(_Strict):
-    """Serving shortcuts, each in one module, each with the plain path beside it (both are
-    tested for parity). All off by default: the plain path is what a reader meets and what
-    runs on any laptop. The production profile (app/gunicorn_conf.py, the image, the K8s
-    manifests) turns on what `make bench` shows pays, through FD_FAST_PATHS
-    (`with_fast_paths`). docs/serving.md says what each one buys."""
+    """Serving shortcuts, each beside its plain path and tested for parity; all off unless
+    FD_FAST_PATHS turns them on (`with_fast_paths`; docs/serving.md)."""
 
-    # LightGBM's C API through ctypes (src/serving/lgb_capi.py) instead of lightgbm.Booster:
-    # a worker never imports lightgbm (and with it pandas, scikit-learn, SciPy), and one
-    # flight takes LightGBM's single-row path.
+    # LightGBM's C API through ctypes (src/serving/lgb_capi.py): a worker never imports
+    # lightgbm (nor pandas, scikit-learn, SciPy), and one flight takes the single-row path.
     lightgbm_c_api: bool = False
-    # The registry alias polled, and a version fetched, over MLflow's REST API
-    # (src/serving/registry_rest.py) instead of MlflowClient: a worker never imports MLflow.
-    # Only for an http(s) tracking server; a local store always uses MlflowClient.
+    # The registry over MLflow's REST API (src/serving/registry_rest.py): a worker never
+    # imports MLflow. Only for an http(s) tracking server.
     registry_rest: bool = False
-    # /predict/batch bodies decoded with orjson and validated column by column, in one
-    # thread per worker (app/batch_fast_path.py), instead of FastAPI's parse record by record.
+    # /predict/batch bodies decoded with orjson, checked by column (app/batch_fast_path.py).
     batch_parse: bool = False
 
 
@@ -167,20 +151,19 @@ class Drift(_Strict):
 
 
 class Monitor(_Strict):
-    """Performance alarms on a labelled batch: ROC AUC and log loss relative to the
-    champion's validation figures, calibration against an absolute ECE limit."""
+    """Performance alarms on a labelled batch, relative to the champion's validation figures
+    (calibration: an absolute ECE limit)."""
 
     max_auc_drop: float = 0.03  # alert when batch ROC AUC < validation AUC - this
     max_log_loss_rise: float = 0.05  # alert when batch log loss > validation log loss + this
-    # Alert when the expected calibration error (src/model/evaluate.py
-    # `expected_calibration_error`, the gate's definition too) is above this.
+    # Alert when the ECE (src/model/evaluate.py, the gate's definition too) is above this.
     max_calibration_error: float = Field(0.05, gt=0)
 
     @model_validator(mode="before")
     @classmethod
     def _replaced_gap_rule(cls, data: Any) -> Any:
-        """Configs written before the ECE alarm (exports, logged runs) name the old mean-gap
-        limit: dropped with a warning, so they still load, with the ECE limit's default."""
+        """Configs from before the ECE alarm (exports, logged runs) still load: the old
+        mean-gap limit is dropped with a warning."""
         if isinstance(data, dict) and "max_calibration_gap" in data:
             warnings.warn(
                 "monitor.max_calibration_gap is no longer read: the calibration alarm is the"
@@ -191,9 +174,7 @@ class Monitor(_Strict):
         return data
 
 
-class Gate(_Strict):
-    """Champion/challenger gate on a labelled window (paired bootstrap of the AUC gain)."""
-
+class Gate(_Strict):  # champion/challenger: a paired bootstrap of the AUC gain
     bootstrap: int = Field(1000, ge=100)
     alpha: float = Field(0.05, gt=0, lt=0.5)
     # Promote when the lower bound of the gain's (1 - alpha) interval is above this. 0 asks
@@ -203,9 +184,7 @@ class Gate(_Strict):
     max_log_loss_increase: float = Field(0.0, ge=0)
 
 
-class Cycle(_Strict):
-    """The monitoring cycle (`python -m src.cycle`): check, retrain, gate, promote."""
-
+class Cycle(_Strict):  # `python -m src.cycle`
     retrain: Literal["always", "on_alert"] = "always"  # on_alert: only after drift/performance
     early_stopping_patience: int = Field(30, ge=1)  # rounds without a better log loss (EDA-11)
     max_trees: int = Field(1000, ge=1)
@@ -213,17 +192,12 @@ class Cycle(_Strict):
     stale_lock_minutes: float = Field(120, gt=0)
 
 
-class Loop(_Strict):
-    """`make loop`: the cycle replayed month by month after the initial champion's training."""
-
+class Loop(_Strict):  # `make loop`: the cycle replayed month by month
     months: list[int] = [8, 9, 10, 11, 12]
-    model_name: str = (
-        "flight-delay-loop"  # its own registered model: the real champion is untouched
-    )
+    model_name: str = "flight-delay-loop"  # its own: the real champion is untouched
     batch_size: int = Field(1000, gt=0)
-    # What "the loop pays" means (`python -m src.simulate --strict` fails otherwise): pooled
-    # October-December ROC AUC at least the frozen model's + min_pooled_gain, and no month
-    # below the frozen model's by more than max_month_loss.
+    # "The loop pays" (`--strict` fails otherwise): pooled Oct-Dec ROC AUC at least the frozen
+    # model's + min_pooled_gain, and no month below it by more than max_month_loss.
     min_pooled_gain: float = 0.004
     max_month_loss: float = 0.002
 
@@ -251,8 +225,7 @@ CONFIG_HELP = "pipeline config YAML (default: FD_CONFIG, else configs/default.ym
 
 
 def with_fast_paths(cfg: Config, settings: Settings) -> Config:
-    """`cfg` with the serving fast paths FD_FAST_PATHS names on and the others off; unset,
-    `cfg` as it is."""
+    """`cfg` with the fast paths FD_FAST_PATHS names on, the others off (unset: as it is)."""
     if settings.fast_paths is None:
         return cfg
     switches = FastPaths(**{name: name in settings.fast_paths for name in FastPaths.model_fields})

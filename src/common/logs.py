@@ -53,8 +53,9 @@ def run_stage(
     name: str,
     body: Callable[[Sequence[str] | None], int],
     argv: Sequence[str] | None = None,
+    error_code: int = 1,
 ) -> int:
-    """Run a stage's body: a PipelineError becomes one line on stderr and exit code 1, a bad
+    """Run a stage's body: a PipelineError becomes one line on stderr and `error_code`, a bad
     environment value one line and exit code 2."""
     try:
         setup_logging()
@@ -63,7 +64,7 @@ def run_stage(
         return bad_settings(name, exc)
     except PipelineError as exc:
         logging.getLogger(name).error("%s: %s", type(exc).__name__, exc)
-        return 1
+        return error_code
 
 
 CRON_ERROR = 2  # exit code 1 means "acted or alerted" for the stages cron runs
@@ -77,15 +78,10 @@ def run_cron_stage(
     """Run a stage that cron runs (drift, cycle), whose exit code 1 is a result, not a
     failure: every error, expected or not, becomes exit code 2 and a logged line."""
     try:
-        setup_logging()
-        return body(argv)
-    except SettingsError as exc:
-        return bad_settings(name, exc)
-    except PipelineError as exc:
-        logging.getLogger(name).error("%s: %s", type(exc).__name__, exc)
+        return run_stage(name, body, argv, error_code=CRON_ERROR)
     except Exception:  # a traceback's exit code 1 would read as "acted"
         logging.getLogger(name).exception("%s failed", name)
-    return CRON_ERROR
+        return CRON_ERROR
 
 
 def bad_settings(name: str, exc: SettingsError) -> int:

@@ -1,13 +1,10 @@
-"""Fitting and scoring the model (pure: frames in, a FlightDelayModel or metrics out).
-
-The logistic baseline and the LightGBM candidate are both `FlightDelayModel`s: the same
-feature state, another estimator. `fit_and_calibrate` is the training recipe: `src.train`
-logs what it fits, and `src.reproduce` refits a logged run with it.
-"""
+"""Fitting and scoring the model (pure: frames in, a FlightDelayModel or metrics out). The
+logistic baseline and the LightGBM candidate differ only in the estimator."""
 
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,16 +157,8 @@ def early_stopping_trees(splits: dict, cfg: Config) -> int:
     """The tree count early stopping on the validation split picks with the config's other
     parameters (patience and cap: `train.tuning`, as `--tune` uses on each fold). EDA-11:
     `n_estimators` is that count; `--tune` writes it from its last fold."""
-    tuning = cfg.train.tuning
-    _, trees = early_stopped(
-        splits["train"],
-        splits["validation"],
-        splits["planes"],
-        cfg,
-        tuning.early_stopping_patience,
-        tuning.max_trees,
-    )
-    return trees
+    stop = (cfg.train.tuning.early_stopping_patience, cfg.train.tuning.max_trees)
+    return early_stopped(splits["train"], splits["validation"], splits["planes"], cfg, *stop)[1]
 
 
 def with_lightgbm(cfg: Config, params: LightGBMParams) -> Config:
@@ -184,13 +173,10 @@ def with_trees(cfg: Config, trees: int) -> Config:
 
 @dataclass(frozen=True)
 class Retrained:
-    """The monitoring cycle's retraining recipe, both of its steps.
-
-    `backtest` is what the recipe knew before its refit: trained on every labelled month but
-    the latest, its tree count early-stopped on the latest. Scored on that latest month it is
-    the gate's evidence. `model` is the same recipe refit on every labelled month: the
-    challenger. Freshness is the point: a model refit through the latest month beats the one
-    a month older (docs/monitoring.md has the loop's figures)."""
+    """The monitoring cycle's retraining recipe, both steps. `backtest`: trained on every
+    labelled month but the latest, early-stopped on it; scored there, the gate's evidence.
+    `model`: the same recipe refit on every labelled month, the challenger (freshness is the
+    point: docs/monitoring.md)."""
 
     backtest: FlightDelayModel
     model: FlightDelayModel  # uncalibrated: no labelled month is left to choose one on
@@ -240,10 +226,9 @@ def quality_failures(metrics: dict, gate: QualityGate) -> list[str]:
         ("test_brier", "<=", gate.max_test_brier),
     ]
     checks += [(k, ">=", gate.min_month_roc_auc) for k in metrics if "_month_" in k]
-    failed = []
-    for key, op, bound in checks:
-        value = metrics[key]
-        ok = value >= bound if op == ">=" else value <= bound
-        if not ok:
-            failed.append(f"{key}={value:.4f} (needs {op} {bound})")
-    return failed
+    passes = {">=": operator.ge, "<=": operator.le}
+    return [
+        f"{key}={metrics[key]:.4f} (needs {op} {bound})"
+        for key, op, bound in checks
+        if not passes[op](metrics[key], bound)
+    ]

@@ -38,8 +38,7 @@ class GateResult:
     champion_ece: float
     challenger_ece: float
 
-    def as_dict(self) -> dict:
-        """JSON-serialisable: `decide` fills every field with a plain bool, int, float or str."""
+    def as_dict(self) -> dict:  # JSON-ready: `decide` fills each field with a plain value
         return asdict(self)
 
 
@@ -70,11 +69,8 @@ def check_inputs(y, *probabilities) -> tuple[np.ndarray, ...]:
 
 
 def bootstrap_indices(y: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Blocks of resampled row indices, one resample per row of a block, n_boot in all.
-
-    Resamples holding a single class are dropped and replaced by further draws, so every
-    resample has an AUC. Deterministic for a seed.
-    """
+    """Blocks of resampled row indices, one resample per row, n_boot in all, deterministic
+    for a seed. Single-class resamples are replaced by further draws: each has an AUC."""
     n, rng = len(y), np.random.default_rng(seed)
     block = max(1, min(n_boot, BLOCK_CELLS // n))
     left, drawn = n_boot, 0
@@ -105,11 +101,8 @@ def rank_lookup(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def auc_from_counts(counts: np.ndarray, lookup: tuple[np.ndarray, ...]) -> np.ndarray:
-    """ROC AUC of each row of `counts` (the row multiplicities of one resample each).
-
-    Mann-Whitney: each positive wins 1 per negative scored below it and 1/2 per tie, i.e.
-    (negatives below + negatives below-or-equal) / 2, weighted by the multiplicities.
-    """
+    """ROC AUC of each row of `counts` (one resample's row multiplicities). Mann-Whitney:
+    a positive wins 1 per negative below it and 1/2 per tie, (below + below-or-equal) / 2."""
     positives, negatives, lo, hi = lookup
     below = np.zeros((len(counts), len(negatives) + 1))
     np.cumsum(counts[:, negatives], axis=1, out=below[:, 1:])
@@ -119,8 +112,7 @@ def auc_from_counts(counts: np.ndarray, lookup: tuple[np.ndarray, ...]) -> np.nd
 
 
 def bootstrap_counts(y: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """The resamples of `bootstrap_indices` as row multiplicities: blocks of (resamples x
-    rows) floats, what `auc_from_counts` reads."""
+    """`bootstrap_indices` as blocks of (resamples x rows) multiplicities."""
     n = len(y)
     for idx in bootstrap_indices(y, n_boot, seed):
         offsets = (np.arange(len(idx)) * n)[:, None]
@@ -129,7 +121,7 @@ def bootstrap_counts(y: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarr
 
 
 def bootstrap_aucs(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """One model's AUC on each of n_boot resamples (checked inputs): for an interval."""
+    """One model's AUC on each of n_boot resamples (checked inputs)."""
     lookup = rank_lookup(y, p)
     return np.concatenate([auc_from_counts(c, lookup) for c in bootstrap_counts(y, n_boot, seed)])
 
@@ -235,8 +227,7 @@ def decide(
 
 
 def gate_decision(y, p_champion, p_challenger, cfg: Config) -> GateResult:
-    """`decide` with the config's gate settings: what `register --gate`, the monitoring cycle
-    and the loop's sensitivity table all call."""
+    """`decide` with the config's gate settings (`register --gate`, the cycle, the loop)."""
     g = cfg.gate
     return decide(
         y,

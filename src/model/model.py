@@ -1,15 +1,11 @@
 """The one model object: raw flight records in, delay probability out (features inside).
 
 `FlightDelayModel` is what training fits, what MLflow logs and serves (this module is the
-logged model's pyfunc loader: `_load_pyfunc` below), what the API, the monitoring loop and the
-gate score with. Its file (`to_bytes`) holds the feature state, the estimator (a LightGBM
-booster as model text) and, when training kept one, the post-hoc calibrator as plain
-numbers, so reading it needs neither MLflow nor the `lightgbm` package. It is a pickle: load
-only files this project wrote (the same trust as any MLflow pyfunc).
-
-The calibrators are applied here, in numpy only, because this file is what every path
-(pyfunc, API, batch) runs and what the logged model's code folder ships; fitting them needs
-scikit-learn and lives in src/model/calibration.py.
+logged model's pyfunc loader), and what every other path scores with. Its file (`to_bytes`)
+holds the feature state, the estimator (LightGBM as model text) and the calibrator as plain
+numbers, so reading it needs neither MLflow nor `lightgbm`. It is a pickle: load only files
+this project wrote (the same trust as any MLflow pyfunc). Calibrators are applied here, in
+numpy, because every path runs this file; fitting them lives in src/model/calibration.py.
 """
 
 from __future__ import annotations
@@ -148,7 +144,7 @@ class FlightDelayModel:
         return self.state.features
 
     def predict_proba(self, cols: Columns) -> np.ndarray:
-        """Delay probabilities for flights given as columns (one array per REQUEST field)."""
+        """Delay probabilities for flights as columns (one array per REQUEST field)."""
         return self._calibrated(self.estimator.predict(build_features(cols, self.state)))
 
     def predict_one(self, record: dict) -> float:
@@ -179,22 +175,15 @@ def to_bytes(model: FlightDelayModel) -> bytes:
     else:  # the API's C-API booster is built from a file, never written to one
         raise TypeError(f"cannot write a model with a {type(model.estimator).__name__}")
     calibrator = model.calibrator.to_dict() if model.calibrator else None
-    payload = {
-        "kind": model.kind,
-        "state": model.state,
-        "estimator": estimator,
-        "calibrator": calibrator,
-    }
+    payload = dict(kind=model.kind, state=model.state, estimator=estimator, calibrator=calibrator)
     return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def from_bytes(
     data: bytes, booster: BoosterFromText = LightGBMBooster.from_text, where: str = "model file"
 ) -> FlightDelayModel:
-    """The model back from its file. `booster` builds the estimator from LightGBM model text:
-    the plain `lightgbm.Booster` by default, the API's C-API fast path when it asks. A file
-    whose features this code cannot build is refused (UnbuildableFeatures), before any
-    estimator is built."""
+    """The model back from its file; `booster` builds the estimator from LightGBM model text.
+    A file whose features this code cannot build is refused before any estimator is built."""
     payload = pickle.loads(data)  # noqa: S301 - our own export or registry
     check_buildable(payload["state"].features, where)
     if payload["kind"] == "lightgbm":
