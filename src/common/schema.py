@@ -38,9 +38,6 @@ class Table:
     columns: tuple[Column, ...]
     key: tuple[str, ...] = ()  # columns that must be unique together
 
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
-
 
 CARRIER = Column(
     "carrier", "str", pattern=r"^[A-Z0-9]{2}$", description="IATA airline code, e.g. UA"

@@ -1,5 +1,4 @@
-"""The processed data: written once by `src.preprocess` (atomically, with a manifest), read
-by every later stage through the two loaders below."""
+"""The processed data: written by `src.preprocess` with a manifest, read by later stages."""
 
 from __future__ import annotations
 

@@ -96,8 +96,8 @@ def later_log_losses(metrics: dict) -> dict[str, float]:
 def calibrate(
     model: FlightDelayModel, validation: pd.DataFrame, methods: Sequence[str]
 ) -> tuple[FlightDelayModel, dict]:
-    """(the model with the best of `methods` attached, or with none: a calibrator `model` had
-    is dropped first; {"method": the method kept or None, "metrics": `forward_figures`})."""
+    """(the model with the best of `methods` attached, or none, {"method": the one kept or
+    None, "metrics": `forward_figures`}). A calibrator `model` had is dropped first."""
     unknown = sorted(set(methods) - set(CALIBRATORS))
     if unknown:
         raise ValueError(f"calibration methods {unknown}: expected some of {sorted(CALIBRATORS)}")

@@ -1,8 +1,6 @@
 """The test months cut by carrier, origin, scheduled hour band, plane and weather: each
-slice's figures (the ROC AUC interval a percentile bootstrap of the gate's exact resampled
-AUC), and the findings the model card writes sentences from. A dimension's slices under
-`min_rows` flights are grouped into one "other" slice, not dropped: every dimension adds up
-to the whole test set.
+slice's figures (ROC AUC with a bootstrap interval) and the findings the model card reads.
+Small slices are grouped into one "other", not dropped: each dimension adds up to the whole.
 """
 
 from __future__ import annotations
@@ -30,10 +28,8 @@ def hour_band(hour) -> np.ndarray:
 
 
 def slice_labels(frame: pd.DataFrame, known_tailnums) -> dict[str, np.ndarray]:
-    """Each dimension's slice label per row (OVERALL: "all"). A plane is matched when its tail number is in
-    the planes table the model's features read (`FeatureState.plane_tailnum`); weather is
-    missing when the row holds no reading at all (the weather join found no hour), and a
-    frame without weather columns has none."""
+    """Each dimension's slice label per row. A plane is matched when the model's plane table
+    knows its tail number; weather is missing when the row holds no reading at all."""
     weather = frame.reindex(columns=[c.name for c in WEATHER]).notna().any(axis=1)
     return {
         OVERALL: np.full(len(frame), "all"),
@@ -57,8 +53,7 @@ def group_small(labels: np.ndarray, min_rows: int) -> tuple[np.ndarray, str]:
 
 
 def slice_figures(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> dict[str, float]:
-    """Rows, delay rate, ROC AUC with its bootstrap interval, log loss, mean prediction. A
-    slice holding one class has no AUC: NaN, and no interval either."""
+    """FIGURES of one slice; one holding a single class has no AUC (NaN)."""
     figures = {
         "rows": len(y),
         "base_rate": float(y.mean()),
@@ -75,8 +70,8 @@ def slice_figures(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> dict[
 def slice_table(
     frame: pd.DataFrame, scores, known_tailnums, min_rows: int, n_boot: int, seed: int
 ) -> pd.DataFrame:
-    """One row for the whole frame (dimension OVERALL, slice "all"), then one per slice of
-    each dimension, OTHER last. `scores`: the model's probabilities for `frame`'s rows."""
+    """One row for the whole frame (OVERALL), then one per slice of each dimension, OTHER
+    last. `scores`: the model's probabilities for `frame`'s rows."""
     y, p = frame[TARGET].to_numpy(dtype=float), np.asarray(scores, dtype=float)
     if p.shape != y.shape:
         raise ValueError(f"{len(p)} scores for {len(y)} rows: score every row of the frame")

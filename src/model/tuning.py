@@ -1,10 +1,9 @@
 """Time-series cross-validation and Optuna's search over LightGBM's parameters (no MLflow).
 
-Folds expand month by month inside the training window (`split.cv_months`: with [4, 5, 6, 7],
-April is validated by a model fit on January-March, May by one fit on January-April...). Each
-fold picks its tree count by early stopping, so a trial is a recipe (parameters + "stop when
-the next month's log loss stops improving"), as `src.train --early-stopping` and the cycle
-follow; its score is the mean fold log loss. The test months are never read here.
+Folds expand month by month inside the training window (`split.cv_months` [4, 5]: April
+validated by a fit on January-March, May by one on January-April). Each fold early-stops,
+so a trial is a recipe (parameters + early stopping), scored by its mean fold log loss. The
+test months are never read here.
 """
 
 from __future__ import annotations
@@ -64,9 +63,8 @@ def cv_folds(data: pd.DataFrame, cfg: Config) -> list[Fold]:
 
 def cross_validate(folds: list[Fold], planes: pd.DataFrame, cfg: Config) -> list[FoldResult]:
     """The config's LightGBM recipe on every fold: fit, early-stop on the fold's month, score."""
-    tuning, results = cfg.train.tuning, []
+    stop, results = (cfg.train.tuning.early_stopping_patience, cfg.train.tuning.max_trees), []
     for fold in folds:
-        stop = (tuning.early_stopping_patience, tuning.max_trees)
         model, trees = early_stopped(fold.train, fold.validation, planes, cfg, *stop)
         y = fold.validation[TARGET].to_numpy()
         p = model.predict_proba(request_columns(fold.validation))

@@ -23,8 +23,7 @@ OWN_LINES = ("calibrator", "features")  # params the card shows on a line of the
 
 
 def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> str:
-    """`meta`: the export's metadata (src/registry/export.py); `params`: the run's params;
-    `slices`: the run's slice table artifact (src/tracking/runs.py), None if it has none."""
+    """From the export's metadata, the run's params and its slice table (None: none)."""
     months = sorted(
         (key.removeprefix(MONTH_METRIC), value)
         for key, value in meta["metrics"].items()

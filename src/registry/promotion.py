@@ -47,9 +47,8 @@ def gate(client: MlflowClient, cfg: Config, paths: Paths, window: pd.DataFrame, 
 
 
 def settle(client, cfg: Config, paths: Paths, result: GateResult, evidence: dict, window: dict):
-    """Act on the gate's result for @challenger: the evidence as tags on its version and its
-    metrics on the gate window (`window`) on its run, then move @champion to it or record the
-    rejection; @challenger is removed either way."""
+    """Act on the gate's result: the evidence as tags on @challenger's version, its `window`
+    metrics on its run, then promote it or record the rejection; @challenger is removed."""
     name = cfg.registry.model_name
     champ, chall = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
     if chall is None:

@@ -1,6 +1,5 @@
 """MLflow runs: log a FlightDelayModel with its metrics, plots and lineage; load one back.
-The logged pyfunc's loader is src/model/model.py (`loader_module`) and it carries exactly the
-code its predict runs (MODEL_CODE), so every scoring path runs `FlightDelayModel`."""
+The logged pyfunc carries exactly the code its predict runs (MODEL_CODE)."""
 
 from __future__ import annotations
 
@@ -75,8 +74,7 @@ def log_model(model: FlightDelayModel, example: pd.DataFrame):
 
 
 def load_logged_model(model_uri: str, booster=LightGBMBooster.from_text) -> FlightDelayModel:
-    """A logged or registered model (runs:/..., models:/name/3, models:/name@alias), its
-    file downloaded and read by the model's own loader; no pyfunc wrapper."""
+    """A logged or registered model (runs:/..., models:/name@alias) read by its own loader."""
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
         return model_module.load(Path(local) / MODEL_DATA, booster)
@@ -118,8 +116,7 @@ def log_figures(model: FlightDelayModel, y: np.ndarray, scores: np.ndarray) -> N
 def log_slices(
     model: FlightDelayModel, test: pd.DataFrame, scores: np.ndarray, cfg: Config
 ) -> None:
-    """The test slice table (src/model/slices.py) as an artifact, with the settings it was
-    cut with, and as metrics (a NaN figure, the AUC of a one-class slice, is left out)."""
+    """The test slice table as an artifact, with its settings, and as metrics."""
     s = cfg.train.slices
     table = slice_table(test, scores, model.state.plane_tailnum, s.min_rows, s.bootstrap, cfg.seed)
     settings = {"min_rows": s.min_rows, "bootstrap": s.bootstrap, "interval": 1 - ALPHA}
@@ -128,8 +125,8 @@ def log_slices(
 
 
 def slice_metrics(table: pd.DataFrame) -> dict[str, float]:
-    """test_slice_<dimension>_<slice>_<figure>: a slice name's characters outside MLflow's
-    letters, digits, '_', '-' and '.' become '_' (the grouped slice is plain "other")."""
+    """test_slice_<dimension>_<slice>_<figure>, NaN left out; characters MLflow refuses in
+    a name become '_'."""
     out = {}
     for row in table.itertuples(index=False):
         slice_name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{row.dimension}_{row.slice}")
@@ -141,8 +138,7 @@ def slice_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 
 def load_slices(client: MlflowClient, run_id: str) -> dict | None:
-    """A run's logged slice table artifact, or None when the run has none (a run without
-    test months, e.g. the monitoring cycle's challenger, or one logged before slices)."""
+    """A run's slice table, or None (no test months, e.g. the cycle's challenger)."""
     if SLICES_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, SLICES_DIR)}:
         return None
     return mlflow.artifacts.load_dict(f"runs:/{run_id}/{SLICES_ARTIFACT}")

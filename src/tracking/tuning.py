@@ -76,9 +76,7 @@ def log_outcome(
 
 
 def log_study_plots(study: optuna.Study) -> None:
-    """Optuna's history and parameter-importance plots (matplotlib; closed once logged).
-    Importance needs two finished trials with different parameters; with fewer, only the
-    history is logged."""
+    """Optuna's history and (with two trials or more) parameter-importance plots."""
     plots: dict[str, Callable[[optuna.Study], Axes]] = {
         "optuna_history.png": optuna_plots.plot_optimization_history
     }
