@@ -40,8 +40,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 def write_atomic(target: Path, writer: Callable[[Path], object]) -> None:
-    """Run `writer` on a temporary path, then rename it over `target`; what it returns
-    (Path.write_text's count, say) is ignored."""
+    """Run `writer` on a temporary path, then rename it over `target`."""
     with atomic_path(target) as tmp:
         writer(tmp)
 

