@@ -36,13 +36,13 @@ from mlflow.exceptions import MlflowException
 
 from src.common.config import CONFIG_HELP, Config, load_config
 from src.common.errors import ModelNotFoundError, PipelineError
-from src.common.io import write_atomic, write_json
+from src.common.io import write_json
 from src.common.logs import CRON_ERROR, run_cron_stage
 from src.common.paths import SPLITS, Paths, get_paths
 from src.common.settings import Settings
 from src.data.processed import load_processed, months_label
 from src.model.fit import with_trees
-from src.monitoring.drift import append_history, check_batch, feature_frame, history_row
+from src.monitoring.drift import check_batch, record_check
 from src.monitoring.outcomes import join_outcomes, live_figures, read_outcomes
 from src.monitoring.policy import policy_step
 from src.monitoring.push import push_cycle
@@ -58,7 +58,12 @@ from src.tracking.store import connect, experiment_id, lineage_tags
 log = logging.getLogger("cycle")
 EXIT_NOTHING, EXIT_ACTED, EXIT_ERROR = 0, 1, CRON_ERROR
 LAST_AS_OF = "cycle.last_as_of"  # registered model tag: the latest date a cycle completed
+PIPELINE_FIRST = "run `make pipeline` first"
 RESET = "; set it back with `python -m src.cycle --reset-cursor YYYY-MM-DD`"
+# The drift check's fields a cycle's summary keeps.
+DRIFT_FIELDS = (
+    "drift_detected", "drift_share", "drifted_columns", "column_scores", "prediction_drift"
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------- what is known at --as-of
@@ -101,21 +106,16 @@ def champion_of(client: MlflowClient, cfg: Config, paths: Paths) -> LoadedModel:
     name = cfg.registry.model_name
     version = alias_version(client, name, CHAMPION)
     if version is None:
-        raise ModelNotFoundError(f"{name}: no @{CHAMPION}; run `make pipeline` first")
+        raise ModelNotFoundError(f"{name}: no @{CHAMPION}; {PIPELINE_FIRST}")
     return load_version(cfg, paths, MlflowRegistry(paths), version)
 
 
 # ---------------------------------------------------------------- the checks
 def check_window(cfg: Config, paths: Paths, champion: LoadedModel, window, as_of: str) -> dict:
     """Drift and performance of the champion on the latest labelled month."""
-    reference = feature_frame(load_processed(paths, "reference"), champion.model)
-    snapshot, summary = check_batch(
-        champion.model, reference, window, cfg, champion.metadata.get("metrics", {})
-    )
-    write_atomic(paths.cycle_file(as_of, "drift.html"), lambda p: snapshot.save_html(str(p)))
-    summary |= {"batch": f"cycle {as_of}", "model": f"{champion.name} v{champion.version}"}
-    summary["created_at"] = as_of
-    append_history(paths.drift_history, history_row(summary))
+    snapshot, summary = check_batch(champion, load_processed(paths, "reference"), window, cfg)
+    summary |= {"batch": f"cycle {as_of}", "created_at": as_of}
+    record_check(snapshot, summary, paths.cycle_file(as_of, "drift.html"), paths.drift_history)
     return summary
 
 
@@ -123,11 +123,8 @@ def check_live(paths: Paths, window_month: int) -> dict:
     """The window's logged predictions joined with their outcomes; counts and figures."""
     if not any(paths.predictions.glob("predictions-*.jsonl")):
         log.info("no prediction log in %s: no live figures", paths.predictions)
-        return {
-            "counts": {s: 0 for s in ("predictions", "joined", "cancelled", "unmatched")},
-            "figures": [],
-            "torn_lines": 0,
-        }
+        counts = dict.fromkeys(("predictions", "joined", "cancelled", "unmatched"), 0)
+        return {"counts": counts, "figures": [], "torn_lines": 0}
     logged, torn = read_log(paths.predictions)
     logged = logged[(logged["year"] == 2013) & (logged["month"] == window_month)]
     joined, counts = join_outcomes(logged, read_outcomes(paths.outcomes))
@@ -156,7 +153,6 @@ def challenge(client, cfg: Config, paths: Paths, champion: LoadedModel, labelled
     name = cfg.registry.model_name
     version = create_version(client, run_id, name).version
     move_alias(client, paths, name, CHALLENGER, version, "register")
-    # The evidence: the recipe's model before the refit vs the champion, on the latest month.
     evidence = {
         "window": months_label([retrained.latest_month]),
         "evidence": "backtest: the recipe before its refit",
@@ -194,9 +190,7 @@ def cursor(client: MlflowClient, name: str) -> date | None:
     try:
         tag = client.get_registered_model(name).tags.get(LAST_AS_OF)
     except MlflowException:
-        raise ModelNotFoundError(
-            f"{name}: not in the registry; run `make pipeline` first"
-        ) from None
+        raise ModelNotFoundError(f"{name}: not in the registry; {PIPELINE_FIRST}") from None
     try:
         return None if tag is None else iso_date(tag)
     except argparse.ArgumentTypeError as exc:
@@ -219,44 +213,27 @@ def _cycle(client, cfg: Config, paths: Paths, as_of: str, labelled: pd.DataFrame
     champion = champion_of(client, cfg, paths)
     latest = int(labelled["month"].max())
     window = labelled[labelled["month"] == latest].reset_index(drop=True)
-    log.info(
-        "cycle %s: @%s v%s, labelled months %s, window %s",
-        as_of,
-        CHAMPION,
-        champion.version,
-        sorted(labelled["month"].unique()),
-        months_label([latest]),
-    )
+    months, label = sorted(int(m) for m in labelled["month"].unique()), months_label([latest])
+    message = "cycle %s: @champion v%s, labelled months %s, window %s"
+    log.info(message, as_of, champion.version, months, label)
     drift = check_window(cfg, paths, champion, window, as_of)
-    alerts = (["drift"] if drift["drift_detected"] else []) + (
-        ["performance"] if drift["performance_alerts"] else []
-    )
     summary: dict[str, Any] = {
         "status": "done",
         "as_of": as_of,
         "model": cfg.registry.model_name,
-        "window": months_label([latest]),
-        "labelled_months": sorted(int(m) for m in labelled["month"].unique()),
+        "window": label,
+        "labelled_months": months,
         "champion_before": champion.version,
-        "drift": {
-            k: drift[k]
-            for k in (
-                "drift_detected",
-                "drift_share",
-                "drifted_columns",
-                "column_scores",
-                "prediction_drift",
-            )
-        },
+        "drift": {k: drift[k] for k in DRIFT_FIELDS},
         "performance": {**(drift["quality"] or {}), "alerts": drift["performance_alerts"]},
         "live": check_live(paths, latest),
-        "alerts": alerts,
+        "alerts": drift["alerts"],
         "decision": "none",
         "challenger": None,
         "gate": None,
     }
-    if cfg.cycle.retrain == "always" or alerts:
-        if latest == min(summary["labelled_months"]):
+    if cfg.cycle.retrain == "always" or summary["alerts"]:
+        if latest == months[0]:
             log.info("one labelled month only: nothing to stop early on; no challenger")
         else:
             summary["challenger"], summary["gate"] = challenge(

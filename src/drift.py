@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from src.common.config import CONFIG_HELP, Config, load_config
-from src.common.io import read_json, write_atomic, write_json
+from src.common.io import read_json, write_json
 from src.common.logs import CRON_ERROR, run_cron_stage
 from src.common.paths import Paths, get_paths
 from src.data.processed import load_months, load_processed, months_label
-from src.monitoring.drift import (
-    append_history,
-    check_batch,
-    feature_frame,
-    history_row,
-    one_line,
-)
+from src.monitoring.drift import check_batch, one_line, record_check
 from src.serving.loader import load_champion
 from src.serving.prediction_log import read_log
 
@@ -41,19 +34,11 @@ def run(cfg: Config, paths: Paths, months: list[int], predictions: Path | None) 
     else:  # the prediction log, and how many torn lines it skipped
         batch, torn = read_log(predictions)
         name, notes = "predictions", {"torn_lines": torn}
-    reference = feature_frame(load_processed(paths, "reference"), champion.model)
-    log.info("features for %d reference and %d %s rows", len(reference), len(batch), name)
-    metrics = champion.metadata.get("metrics", {})
-    snapshot, summary = check_batch(champion.model, reference, batch, cfg, metrics)
-    summary |= {
-        "batch": name,
-        "model": f"{champion.name} v{champion.version}",
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        **notes,
-    }
-    write_atomic(paths.drift_report(name), lambda p: snapshot.save_html(str(p)))
+    snapshot, summary = check_batch(champion, load_processed(paths, "reference"), batch, cfg)
+    summary |= {"batch": name, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    summary |= notes
+    record_check(snapshot, summary, paths.drift_report(name), paths.drift_history)
     write_json(paths.drift_summary(name), summary)
-    append_history(paths.drift_history, history_row(summary))
     return summary
 
 
@@ -77,7 +62,7 @@ def _main(argv=None) -> int:
     if args.predictions is not None:
         preds = Path(args.predictions) if args.predictions else paths.predictions
     summary = run(cfg, paths, args.month or cfg.drift.current_months, preds)
-    print(one_line(summary), file=sys.stdout)
+    print(one_line(summary))
     return EXIT_ALERT if summary["alert"] else EXIT_OK
 
 

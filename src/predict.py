@@ -24,7 +24,6 @@ import argparse
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,22 +44,17 @@ MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias
 LINEAGE_FIELDS = ("git_commit", "data_manifest_sha256", "raw_snapshot_sha256", "config_hash")
 
 
-@dataclass(frozen=True)
-class Resolved:
-    loaded: LoadedModel
-    uri: str  # what MLflow loads it from: models:/name/version, or the model folder
-
-
-def resolve_model(arg: str | None, cfg, paths) -> Resolved:
-    """--model as given, else the champion as the API finds it (registry, then export)."""
+def resolve_model(arg: str | None, cfg, paths) -> tuple[LoadedModel, str]:
+    """--model as given, else the champion as the API finds it (registry, then export); and
+    the URI MLflow loads it from (models:/name/version, or the model folder)."""
     if arg is None:
         loaded = load_champion(cfg, paths)
         if loaded.source == "registry":
-            return Resolved(loaded, f"models:/{loaded.name}/{loaded.version}")
-        return Resolved(loaded, str(paths.champion))
+            return loaded, f"models:/{loaded.name}/{loaded.version}"
+        return loaded, str(paths.champion)
     if arg.startswith("models:/"):
-        return Resolved(from_registry(arg, cfg, paths), arg)
-    return Resolved(from_folder(Path(arg), cfg), arg)
+        return from_registry(arg, cfg, paths), arg
+    return from_folder(Path(arg), cfg), arg
 
 
 def from_registry(uri: str, cfg, paths) -> LoadedModel:
@@ -100,23 +94,17 @@ def from_folder(folder: Path, cfg) -> LoadedModel:
     return LoadedModel(model, name, version, "", "folder", spec.get("run_id"), meta)
 
 
-def lineage(resolved: Resolved, threshold: float, engine: str) -> dict:
-    loaded = resolved.loaded
-    meta = loaded.metadata
+def lineage(loaded: LoadedModel, uri: str, threshold: float, engine: str) -> dict:
     return {
         "model_name": loaded.name,
         "model_version": loaded.version,
-        "model_uri": resolved.uri,
+        "model_uri": uri,
         "run_id": loaded.run_id,
-        **{k: meta.get(k) for k in LINEAGE_FIELDS},
+        **{k: loaded.metadata.get(k) for k in LINEAGE_FIELDS},
         "threshold": threshold,
         "engine": engine,
         "scored_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def rejects_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".rejects.jsonl")
 
 
 def positive(text: str) -> int:
@@ -181,23 +169,18 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     cfg, paths = load_config(args.config), get_paths()
     files = input_files(args.input)
-    output, rejects = args.output, args.rejects or rejects_path(args.output)
+    output = args.output
+    rejects = args.rejects or output.with_name(output.stem + ".rejects.jsonl")
     check_paths(files, args.input, output, rejects, args.engine)
-    resolved = resolve_model(args.model, cfg, paths)
-    loaded = resolved.loaded
+    loaded, uri = resolve_model(args.model, cfg, paths)
     log.info("scoring %d file(s) with %s v%s", len(files), loaded.name, loaded.version)
-    run_lineage = lineage(resolved, cfg.serve.threshold, args.engine)
+    threshold = cfg.serve.threshold
+    run_lineage = lineage(loaded, uri, threshold, args.engine)
     if args.engine == "spark":
         from src.batch import spark
 
         summary = spark.score_files(
-            files,
-            resolved.uri,
-            run_lineage["threshold"],
-            output,
-            rejects,
-            run_lineage,
-            args.spark_master,
+            files, uri, threshold, output, rejects, run_lineage, args.spark_master
         )
     else:
         from src.batch import local

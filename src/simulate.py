@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import partial
 
@@ -50,12 +49,12 @@ from src.monitoring.outcomes import OUTCOME_COLUMNS
 from src.monitoring.policy import policy_step
 from src.registry.export import publish_champion
 from src.registry.versions import CHAMPION, create_version, move_alias
-from src.serving.prediction_log import read_log
 from src.tracking.runs import log_run
 from src.tracking.store import connect, experiment_id, lineage_tags
 
 log = logging.getLogger("simulate")
 CYCLE_TIMEOUT = 1800  # seconds: a cycle running longer has hung
+FOLLOW_TIMEOUT = 60  # seconds for the server to serve the cycle's @champion
 POOLED_MONTHS = [10, 11, 12]  # the acceptance window: October-December 2013
 # The sensitivity table: one setting at a time around the config's value.
 VARIATIONS = (
@@ -123,32 +122,13 @@ def serve_month(base: str, flights: pd.DataFrame, batch_size: int) -> tuple[np.n
     return np.array(probs), versions.pop()
 
 
-def wait_until(done: Callable[[], bool], failure: str, timeout: float = 60) -> None:
-    """Poll `done` every 0.2 s; PipelineError(`failure`) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise PipelineError(f"{failure} after {timeout:.0f} s")
-        time.sleep(0.2)
-
-
-def logged_rows(lpaths: Paths, month: int) -> int:
-    """The month's rows in the server's prediction log (it flushes every 0.2 s)."""
-    if not any(lpaths.predictions.glob("predictions-*.jsonl")):
-        return 0
-    return int((read_log(lpaths.predictions)[0]["month"] == month).sum())
-
-
 def replay_month(base: str, lpaths: Paths, env: dict, flights, raw_flights, batch_size: int):
     """Serve the month; its outcomes arrive; `python -m src.cycle --as-of <month end>` runs
     in its own process, as cron runs it; the server follows the cycle's @champion. Returns
     (the served scores, the version that served them, the cycle's summary)."""
     month = int(flights["month"].iloc[0])
+    # The server logs each prediction before it answers: the log is complete for the cycle.
     served, version = serve_month(base, flights, batch_size)
-    wait_until(
-        lambda: logged_rows(lpaths, month) >= len(flights),
-        f"{lpaths.predictions}: month {month}'s {len(flights)} predictions not logged",
-    )
     observed = raw_flights.loc[raw_flights["month"] == month, list(OUTCOME_COLUMNS)]
     outcomes = lpaths.outcomes / f"outcomes-{months_label([month])}.csv"
     write_atomic(outcomes, lambda p: observed.to_csv(p, index=False))
@@ -161,11 +141,11 @@ def replay_month(base: str, lpaths: Paths, env: dict, flights, raw_flights, batc
         raise PipelineError(f"cycle {as_of} exited {done.returncode}:\n{done.stderr[-2000:]}")
     log.info("%s", done.stdout.strip())
     summary = read_json(lpaths.cycle_file(as_of, "summary.json"))
-    champion = summary["champion_version"]
-    wait_until(
-        lambda: http_json(f"{base}/model")[1].get("version") == champion,
-        f"{base}: still not serving v{champion}",
-    )
+    champion, deadline = summary["champion_version"], time.monotonic() + FOLLOW_TIMEOUT
+    while http_json(f"{base}/model")[1].get("version") != champion:
+        if time.monotonic() > deadline:
+            raise PipelineError(f"{base}: still not serving v{champion} after {FOLLOW_TIMEOUT} s")
+        time.sleep(0.2)
     return served, version, summary
 
 

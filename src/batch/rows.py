@@ -43,7 +43,7 @@ def check_rows(frame: pd.DataFrame, where: str) -> Checked:
         if col.name in frame:
             valid[col.name] = check_column(frame[col.name], col, problems)
     check_dates(valid, problems)
-    bad = problems.rows()
+    bad = problems.found
     rejects = frame[bad].assign(
         **{REJECT_FIELD: problems.field[bad], REJECT_REASON: problems.reason[bad]}
     )
@@ -67,9 +67,6 @@ class Problems:
             reasons = np.asarray(reasons, dtype=object)[new[mask]]
         self.found |= new
         self.field[new], self.reason[new] = field, reasons
-
-    def rows(self) -> np.ndarray:
-        return self.found
 
 
 def check_column(values: pd.Series, col: Column, problems: Problems) -> pd.Series:
@@ -142,15 +139,9 @@ def string_problem(value, col: Column, pattern: re.Pattern | None) -> str | None
 
 
 def check_dates(valid: pd.DataFrame, problems: Problems) -> None:
-    """year-month-day must name a day of the calendar (the API's rule), checked on the rows
-    with no problem yet."""
-    ok = ~problems.rows()
-    ymd = valid.loc[ok, ["year", "month", "day"]]
-    when = pd.to_datetime(ymd, errors="coerce")
-    not_a_day = np.zeros(len(valid), dtype=bool)
-    not_a_day[np.flatnonzero(ok)] = when.isna().to_numpy()
-    rows = valid[not_a_day]
-    why = [
-        f"{y}-{m:02d}-{d:02d} is not a date" for y, m, d in rows[["year", "month", "day"]].values
-    ]
+    """year-month-day must name a day of the calendar (the API's rule); a row that already
+    has a problem keeps it (Problems records the first)."""
+    ymd = valid[["year", "month", "day"]]
+    not_a_day = pd.to_datetime(ymd, errors="coerce").isna().to_numpy()
+    why = [f"{y}-{m:02d}-{d:02d} is not a date" for y, m, d in ymd[not_a_day].to_numpy()]
     problems.add(not_a_day, "day", why)

@@ -1,6 +1,7 @@
 """Data drift, prediction drift and performance of one batch against the training
-reference (Evidently for the drift, the champion's own out-of-sample figures for quality).
-Pure: frames and a model in, an Evidently snapshot and a summary dict out."""
+reference (Evidently for the drift, the champion's own out-of-sample figures for quality):
+frames and a model in, an Evidently snapshot and a summary dict out; `record_check` saves
+them."""
 
 from __future__ import annotations
 
@@ -111,31 +112,37 @@ def performance_alerts(q: dict | None, baseline: dict, rule: Monitor) -> list[st
     return alerts
 
 
-def check_batch(model, reference: pd.DataFrame, batch: pd.DataFrame, cfg: Config, metrics: dict):
-    """Data drift, prediction drift and (with labels) performance for one batch, in memory.
-    `reference` is a feature_frame, `metrics` the champion run's metrics; returns
-    (Evidently snapshot, summary)."""
-    current = feature_frame(batch, model)
+def check_batch(champion, reference: pd.DataFrame, batch: pd.DataFrame, cfg: Config):
+    """Data drift, prediction drift and (with labels) performance of `champion` (a served
+    model: src/serving/loader.py `LoadedModel`) on one batch against the `reference` rows,
+    in memory; returns (Evidently snapshot, summary)."""
+    model = champion.model
+    reference, current = feature_frame(reference, model), feature_frame(batch, model)
     log.info("running Evidently on %d columns, %d rows", len(cfg.drift.columns), len(current))
     snapshot, summary = drift_report(reference, current, cfg.drift)
     q = quality(batch, current[PREDICTION])
-    perf = performance_alerts(q, baseline_figures(metrics), cfg.monitor)
-    triggers = (["drift"] if summary["drift_detected"] else []) + (["performance"] if perf else [])
+    baseline = baseline_figures(champion.metadata.get("metrics", {}))
+    perf = performance_alerts(q, baseline, cfg.monitor)
+    alerts = (["drift"] if summary["drift_detected"] else []) + (["performance"] if perf else [])
     summary |= {
+        "model": f"{champion.name} v{champion.version}",
         "rows": len(current),
         "reference_rows": len(reference),
         "quality": q,
         "performance_alerts": perf,
-        "alert": bool(triggers),
+        "alerts": alerts,  # what fired: "drift", "performance"
+        "alert": bool(alerts),
     }
     return snapshot, summary
 
 
-def append_history(path: Path, row: dict) -> None:
-    """One row per drift check; rewritten atomically so a crash never truncates history."""
-    old = path.read_text() if path.is_file() else ""
-    line = pd.DataFrame([row]).to_csv(index=False, header=not old)
-    write_atomic(path, lambda p: p.write_text(old + line))
+def record_check(snapshot, summary: dict, report: Path, history: Path) -> None:
+    """The check's HTML report, and its row in the drift history: the history is rewritten
+    atomically, so a crash never truncates it."""
+    write_atomic(report, lambda p: snapshot.save_html(str(p)))
+    old = history.read_text() if history.is_file() else ""
+    line = pd.DataFrame([history_row(summary)]).to_csv(index=False, header=not old)
+    write_atomic(history, lambda p: p.write_text(old + line))
 
 
 def history_row(summary: dict) -> dict:
