@@ -35,8 +35,7 @@ def server_env(config: str | Path | None) -> dict[str, str]:
 
 def check(config: str | Path | None) -> None:
     """Start a real server on loopback, score the documented example flight, shut down."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{(port := free_port())}"
     cmd = [*UVICORN, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env(config), start_new_session=True)
     try:

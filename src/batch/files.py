@@ -197,14 +197,11 @@ class Summary:
     def scored(self) -> int:
         return self.rows - self.rejected
 
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
-
     def line(self, output: Path, rejects: Path) -> str:
         where = f"-> {output}" + (f" (rejects: {rejects})" if self.rejected else "")
+        rate = self.rows / self.seconds if self.seconds else 0.0
         return (
             f"{self.rows:,} rows from {self.files} file(s) in {self.seconds:.1f} s "
-            f"({self.rows_per_second:,.0f} rows/s): {self.scored:,} scored, "
+            f"({rate:,.0f} rows/s): {self.scored:,} scored, "
             f"{self.rejected:,} rejected {where}"
         )

@@ -1,19 +1,16 @@
 """The local engine: score files on this machine, one record batch at a time.
 
-Every file's columns are checked before any row is scored (a required field missing, a
-column named like an output's, pass-through columns that differ between files). Then each
-batch is read (pyarrow), its rows checked (src/batch/rows.py), scored by the model's own
-`predict_proba` (the features and the booster, as everywhere), and appended to the output
-with its pass-through columns; bad rows go to the rejects file with their field and reason.
-Both files are written beside their targets and renamed into place only when the run
-succeeds, so a failed run leaves no partial output.
+Every file's columns are checked before any row is scored. Then each batch is read
+(pyarrow), its rows checked (src/batch/rows.py), scored by the model's own `predict_proba`
+and appended to the output with its pass-through columns; bad rows go to the rejects file.
+Both files are renamed into place only when the run succeeds: a failed run leaves no
+partial output.
 
-Fast path (switch: `workers`, `--workers N`; default 1, the plain path): batches are checked and
-scored in that many threads, results written in input order. One thread scores at the
-model's single-core rate; LightGBM's C code and numpy let go of the GIL, so a second core
-nearly doubles it (benchmarks/batch.py gives the figures). `workers=1` is the plain path:
-everything in this thread, in turn. tests/integration/test_predict.py checks that both
-write the same files.
+Fast path (switch: `workers`, `--workers N`; default 1, the plain path: everything in this
+thread, in turn): batches are checked and scored in that many threads, results written in
+input order. LightGBM's C code and numpy let go of the GIL, so a second core nearly doubles
+the rate (benchmarks/batch.py gives the figures). tests/integration/test_predict.py checks
+that both write the same files.
 """
 
 from __future__ import annotations
@@ -159,12 +156,11 @@ def output_table(batch: Batch, checked: Checked, proba, lineage: dict, schema) -
     """The batch's valid rows: their pass-through columns, then the result columns, in the
     output's column order and types (a later file's are cast to the first's)."""
     valid = batch.rows.filter(pa.array(checked.ok))
-    n = len(proba)
     columns = {name: valid.column(name) for name in passthrough_columns(valid.schema.names)}
     columns[PREDICTION] = pa.array(proba, pa.float64())
     columns[DECISION] = pa.array(proba >= lineage["threshold"])
-    columns[MODEL_NAME] = pa.array(np.full(n, lineage["model_name"], dtype=object), pa.string())
-    columns[MODEL_VERSION] = pa.array(np.full(n, lineage["model_version"], dtype=object))
+    columns[MODEL_NAME] = pa.repeat(lineage["model_name"], len(proba))
+    columns[MODEL_VERSION] = pa.repeat(lineage["model_version"], len(proba))
     table = pa.table({name: columns[name] for name in schema.names})
     try:
         return table.cast(schema)
