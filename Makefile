@@ -15,7 +15,7 @@ REPORTS := $(or $(FD_REPORTS_DIR),reports)
 # beyond the free cores spin waiting for each other.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help ci setup setup-spark lock smoke pipeline test test-fast lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help ci setup setup-spark lock smoke pipeline features test test-fast lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -139,6 +139,9 @@ bench-serving: ## The API (fast paths on and off, shadow) vs `mlflow models serv
 
 bench-batch: ## python -m src.predict vs in-process scoring and `mlflow models predict`, 1M/5M rows
 	$(PY) -m benchmarks.batch
+
+features: ## Build the offline feature store (data/features/) from the raw snapshot; after ingest
+	$(PY) -m src.features $(CONFIG_ARG)
 
 predict: ## Score a file or folder of flights: make predict INPUT=flights.parquet OUTPUT=scored.parquet
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=<file|folder> OUTPUT=<file.parquet> [MODEL=models:/...]"; exit 2; }

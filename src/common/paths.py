@@ -53,6 +53,18 @@ class Paths:
     def processed_manifest(self) -> Path:
         return self.processed / "manifest.json"
 
+    # ---- features (src.features): the offline store's point-in-time views
+    @property
+    def features(self) -> Path:
+        return self.data / "features"
+
+    def features_file(self, view: str) -> Path:
+        return self.features / f"{view}.parquet"
+
+    @property
+    def features_manifest(self) -> Path:
+        return self.features / "manifest.json"
+
     # ---- the API's prediction log
     @property
     def predictions(self) -> Path:
