@@ -90,7 +90,7 @@ def as_of(
     if not isinstance(when.dtype, pd.DatetimeTZDtype) or str(when.dt.tz) != "UTC":
         raise PipelineError(f"examples: column '{moment}' must be UTC datetimes, not {when.dtype}")
     frame = examples.reset_index(drop=True)  # positions, whatever the examples' index
-    frame[moment] = when.dt.as_unit("ns").to_numpy()
+    frame[moment] = when.dt.as_unit("ns").array
     for name, view in VIEWS.items():
         if name in tables:
             frame = join_view(frame, view, tables[name], moment)
