@@ -3,17 +3,15 @@ Spark engine and `mlflow models predict`, the same model on the same files.
 
     python -m benchmarks.batch [--rows 1000000] [--big-rows 5000000] [--rounds 3]
 
-The input is the processed test split, every column, repeated to --rows (Parquet, and CSV:
-the one format both commands read) and to --big-rows (Parquet), in row groups of pyarrow's
-default size. Each round measures in turn: in-process scoring (the exported champion's
-predict_proba over the rows in memory, in the job's batches: the ceiling for any job); the
-job on the Parquet, the CSV and the big file; with pyspark installed (make setup-spark), the
-Spark engine on the Parquet file on local[2]; and `mlflow models predict` on the CSV file.
-Every command runs under a small parent that only spawns it and reports its peak RSS and CPU
-(os.wait4): a child's peak RSS includes its parent's size at the fork, and this process holds
-the rows. Every process runs with OMP_NUM_THREADS=1; each run records the load before it and
-the CPU other processes used (benchmarks/conditions.py). Writes reports/bench/batch.json,
-prints medians, ranges over rounds and the conditions, and exits 1 if a goal is missed.
+The input: the processed test split repeated to --rows (Parquet, and CSV: the one format both
+commands read) and to --big-rows (Parquet). Each round measures in turn: in-process scoring
+(the champion's predict_proba on the rows in memory, in the job's batches: the ceiling for
+any job); the job on the Parquet, CSV and big files; the Spark engine on the Parquet file on
+local[2] (with pyspark installed); `mlflow models predict` on the CSV file. Each command runs
+under a small parent that reports its peak RSS and CPU (os.wait4): a child's peak RSS counts
+its parent's size at the fork, and this process holds the rows. Writes
+reports/bench/batch.json, prints medians, ranges over rounds and the conditions
+(benchmarks/conditions.py), and exits 1 if a goal is missed.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import json
 import logging
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -89,12 +86,10 @@ def in_process(model_dir: Path, parquet: Path) -> dict:
     """Rows/s of features and booster (the job's: booster_for the config) over rows in memory."""
     model = model_file.load(model_dir / "data" / "model.pkl", booster_for(load_config()))
     frame = pd.read_parquet(parquet)
-    before, cpu0 = conditions.run_start(), resource.getrusage(resource.RUSAGE_SELF)
-    start = time.perf_counter()
+    before, cpu0, start = conditions.run_start(), time.process_time(), time.perf_counter()
     for i in range(0, len(frame), BATCH_ROWS):
         model.predict_proba(request_columns(frame.iloc[i : i + BATCH_ROWS]))
-    wall, cpu1 = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
-    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     return {"rows_per_s": len(frame) / wall, "wall_s": wall, "cpu_s": cpu,
             **conditions.run_conditions(before, cpu, wall)}  # fmt: skip
 
@@ -148,9 +143,7 @@ def one_round(files: dict[str, Path], model_dir: Path, scratch: Path) -> dict:
         spark["cpu_s_without_workers"] = spark.pop("cpu_s")
         spark["other_cpu_share_with_workers"] = spark.pop("other_cpu_share")
         r["spark_parquet"] = spark
-        r["ratios"]["spark_vs_job"] = (
-            r["spark_parquet"]["rows_per_s"] / r["job_parquet"]["rows_per_s"]
-        )
+        r["ratios"]["spark_vs_job"] = spark["rows_per_s"] / r["job_parquet"]["rows_per_s"]
     log.info("round: %s", {k: round(v, 3) for k, v in r["ratios"].items()})
     return r
 
@@ -169,24 +162,19 @@ def summarize(rounds: list[dict], args) -> dict:
     return {"rows": args.rows, "big_rows": args.big_rows, "goals": goals, "rounds": rounds}
 
 
-def measured_keys(rounds: list[dict]) -> list[str]:
-    """The measured runs' keys in a round (in-process, the jobs, Spark's, mlflow's)."""
-    return [k for k, run in rounds[0].items() if isinstance(run, dict) and "wall_s" in run]
-
-
 def measured_runs(rounds: list[dict]) -> list[dict]:
-    return [r[key] for r in rounds for key in measured_keys([r])]
+    """The measured runs of every round (in-process, the jobs, Spark's, mlflow's)."""
+    return [run for r in rounds for run in r.values() if isinstance(run, dict) and "wall_s" in run]
 
 
 def print_summary(result: dict) -> None:
     """Each run's figures: median (range over rounds); then the goals and the conditions."""
     rounds = result["rounds"]
     print(f"\nbatch scoring, {result['rows']:,} rows, {len(rounds)} round(s); medians (range)")
-    for key in (k for k in rounds[0] if k in measured_keys(rounds)):
+    for key in (k for k, run in rounds[0].items() if isinstance(run, dict) and "wall_s" in run):
         cells = []
         for field, (name, number) in FIELDS.items():
-            if field in rounds[0][key]:
-                v = sorted(r[key][field] for r in rounds)
+            if v := sorted(r[key][field] for r in rounds if field in r[key]):
                 low, mid, high = (number.format(x) for x in (v[0], statistics.median(v), v[-1]))
                 cells.append(f"{name} {mid} ({low}-{high})")
         print(f"  {key:<14} " + "; ".join(cells))

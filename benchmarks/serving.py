@@ -5,12 +5,11 @@
 Servers (127.0.0.1, 2 workers) read the champion from one tracking server on a copy of the
 store: `mlflow`; `app`, the production profile (app/gunicorn_conf.py's fast paths);
 `app_plain`, the plain profile (FD_FAST_PATHS=none); `app_shadow`, `app` with @challenger
-set. wrk drives them interleaved, the first rotating by round: a test flight per request,
-one fixed flight (`single_fixed`), 1000-flight batches as records and as columns, and the
-app's /bench/echo route (the HTTP stack's ceiling). Both model paths are checked against the
-logged pyfunc on every test row. Writes reports/bench/serving.json, prints medians, ratios
-with their range over rounds and the conditions (benchmarks/conditions.py), and exits 1 if a
-goal is missed (`app` against `mlflow`; `app_plain`'s figures are reported beside them).
+set. wrk drives them interleaved, the first rotating by round, in each scenario (SCENARIOS),
+and the app's /bench/echo route (the HTTP stack's ceiling). Both model paths are checked
+against the logged pyfunc on every test row. Writes reports/bench/serving.json, prints
+medians, ratios with their range over rounds and the conditions, and exits 1 if a goal
+(`app` against `mlflow`) is missed.
 """
 
 from __future__ import annotations
@@ -55,6 +54,7 @@ APPS = {"app": None, "app_plain": "none", "app_shadow": None}  # FD_FAST_PATHS; 
 SERVERS, COMPARED = ("mlflow", *APPS), ("mlflow", "app", "app_plain")
 PREFIX = {"app": "", "app_plain": "plain_", "app_shadow": "shadow_"}  # of the ratios' names
 SCENARIOS = {  # scenario -> (batches?, servers); `echo` is a route of the `app` server
+    # one test flight per request; one fixed flight; 1000-flight batches, records and columns
     "single": (False, (*SERVERS, "echo")),
     "single_fixed": (False, COMPARED),  # the same body every request: equal parsing work
     "batch": (True, COMPARED),
@@ -85,6 +85,7 @@ GOALS = {  # on medians of rounds; record batches guard against one flight's wor
     "3_startup_memory": {"startup_vs_mlflow": ("<=", 0.4), "rss_vs_mlflow": ("<=", 0.6)},
     "6_shadow_cost": {"shadow_single_rps_vs_app": (">=", 0.90)},  # at most 10% of one flight
 }
+ROUTES = {"mlflow": "/invocations", "echo": ""}  # the others': /predict, /predict/batch
 LIMITS = {ratio: limit for limits in GOALS.values() for ratio, limit in limits.items()}
 PARITY_TOLERANCE = 1e-9  # expected 0.0: the same predictor on the same features
 
@@ -249,12 +250,8 @@ def run_round(bench: dict, rnd: int) -> list[dict]:
         log.info("round %d: servers up, app_shadow scores v%s too", rnd, shadow_loaded(servers))
         for scenario, (batch, names) in SCENARIOS.items():
             for name in sorted(names, key=order.index):
-                route = (
-                    "/invocations"
-                    if name == "mlflow"
-                    else "/predict/batch" if batch else "/predict"
-                )
-                url = servers[name][1] + ("" if name == "echo" else route)
+                route = ROUTES.get(name, "/predict/batch" if batch else "/predict")
+                url = servers[name][1] + route
                 body = bench["bodies"][scenario, "mlflow" if name == "mlflow" else "app"]
                 wait_idle()  # the previous run's server has drained its queue
                 run_wrk(url, body, 2, args.connections)  # warm-up
@@ -347,21 +344,19 @@ def in_process_steps(state, loaded: dict, pyfunc, test, records) -> dict:
     flight = {"features": lambda: build_features(one, state)} | {
         f"booster_{k}": (lambda m=m: m.model.estimator.predict_one(row)) for k, m in paths
     }
+
+    def median(fn, repeat: int) -> float:
+        return statistics.median(timeit.repeat(fn, number=1, repeat=repeat))
+
     gc.collect()
     gc.freeze()  # as an API worker does after loading its model
     try:
-        batch_s = {
-            k: statistics.median(timeit.repeat(s, number=1, repeat=30)) for k, s in batch.items()
-        }
-        flight_s = {
-            k: statistics.median(timeit.repeat(s, number=1, repeat=2000)) for k, s in flight.items()
+        return {
+            "batch_in_process_ms": {k: round(median(f, 30) * 1e3, 2) for k, f in batch.items()},
+            "flight_in_process_us": {k: round(median(f, 2000) * 1e6, 2) for k, f in flight.items()},
         }
     finally:
         gc.unfreeze()
-    return {
-        "batch_in_process_ms": {k: round(t * 1e3, 2) for k, t in batch_s.items()},
-        "flight_in_process_us": {k: round(t * 1e6, 2) for k, t in flight_s.items()},
-    }
 
 
 def medians_of(runs: list[dict]) -> dict[str, dict]:

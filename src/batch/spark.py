@@ -1,25 +1,15 @@
 """The Spark engine: the local engine's job on Spark (local[2] here, a cluster by spark-submit).
 
-The driver checks every file's columns (the local engine's checks, before any row is read)
-and splits the files into work units: a CSV file whole, a Parquet file by row group, and a
-large row group in slices of UNIT_BATCHES record batches. Spark runs the units as tasks. A
-task reads its rows with the local engine's reader, counting them as it reads, so every
-batch carries the number in its file of its first row (provenance from the data, as in the
-local engine), and scores them with the local engine's own `score_batch`: the same checks,
-the logged model's `predict_proba`, the same output columns and reject lines. The model is
-loaded once, on the driver, from its models:/ URI or folder, and shipped with the tasks.
-
-What it writes (a failed run leaves neither; both are written beside their targets and
-renamed into place when every task has succeeded):
-- `output`: a Parquet folder, one part file per unit in file and row order, with the local
-  engine's columns and types; the lineage in each part's metadata and in `_lineage.json`
-  (`src.batch.files.read_output_lineage`).
-- `rejects`: one JSON-lines file, the local engine's lines, in file and row order.
-Input and output paths must be the same on every node (a shared filesystem).
+The driver checks the files' columns and splits them into work units; each Spark task reads
+its unit with the local engine's reader, counting rows from the unit's first row in its file
+(so a reject names its row in the file), and scores it with the local engine's `score_batch`
+and the model the driver loaded. Outputs (docs/batch.md#spark) are renamed into place when
+every task has succeeded; input and output paths must be the same on every node.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -28,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -39,7 +30,6 @@ from src.batch.files import BATCH_ROWS, LINEAGE_FILE, Summary, read_batches, wit
 from src.batch.local import Batch, common_output_schema, score_batch
 from src.common.errors import PipelineError
 from src.common.io import atomic_path
-from src.common.paths import MODEL_DATA, get_paths
 from src.model import model as model_file
 
 log = logging.getLogger("predict")
@@ -82,18 +72,19 @@ def score_files(
     lineage: dict,
     master: str | None = None,
 ) -> Summary:
-    """Score every row of `files` with the model at `model_uri` (models:/name/version or a
-    model folder) into the Parquet folder `output`; rows that fail the checks go to the
-    JSON-lines file `rejects`. The Spark session: `master` (default local[2]), or the one
-    spark-submit configured."""
-    summary = Summary(files=len(files))
-    start = time.perf_counter()
+    """Score `files` with the model at `model_uri` (a models:/ URI or a model folder) on the
+    session of `master` (default local[2]) or of spark-submit."""
+    summary, start = Summary(files=len(files)), time.perf_counter()
     lineage = {**lineage, "threshold": threshold}
     schema = with_lineage(common_output_schema(files), lineage)
-    model = logged_model(model_uri)
     units = work_units(files)
-    spark, created = spark_session(master)
+    # The model loads in a thread while the JVM starts, which mostly waits on it; the session
+    # stays in the main thread, where pyspark can install its Ctrl-C handler.
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(logged_model, model_uri)
+        spark, created = spark_session(master)
     try:
+        model = loading.result()
         with in_place(output) as out_tmp, atomic_path(rejects) as rej_tmp:
             (out_tmp / REJECTS_PARTS).mkdir()
 
@@ -105,8 +96,7 @@ def score_files(
             log.info("%d file(s) in %d task(s)", len(files), len(units))
             tasks_df = spark.range(len(units), numPartitions=len(units))
             results = tasks_df.mapInArrow(tasks, TASK_RESULT).collect()
-            errors = [r.error for r in results if r.error]
-            if errors:
+            if errors := [r.error for r in results if r.error]:
                 raise PipelineError(errors[0])
             summary.rows = sum(r.rows for r in results)
             summary.rejected = sum(r.rejected for r in results)
@@ -120,8 +110,10 @@ def score_files(
 
 
 def logged_model(model_uri: str):
-    """The model file of a models:/ URI (downloaded by MLflow) or of a model folder (read
-    without importing MLflow), read by the model's own loader."""
+    """The model of a models:/ URI (downloaded by MLflow) or of a model folder (read without
+    importing MLflow), read by the model's own loader."""
+    from src.common.paths import MODEL_DATA, get_paths  # here: the tasks need no settings
+
     if not model_uri.startswith("models:/"):
         return model_file.load(Path(model_uri) / MODEL_DATA)
     from src.tracking.runs import load_logged_model
@@ -132,7 +124,8 @@ def logged_model(model_uri: str):
 
 
 def work_units(files: list[Path]) -> list[Unit]:
-    """Every file's rows as units, in file and row order (from the Parquet footers)."""
+    """Every file's rows as units, in file and row order: a CSV file whole, a Parquet file by
+    row group (from its footer), a large row group in slices of UNIT_BATCHES batches."""
     units = []
     for path in files:
         if path.suffix.lower() != ".parquet":
@@ -141,8 +134,7 @@ def work_units(files: list[Path]) -> list[Unit]:
         meta, first_row = pq.ParquetFile(path).metadata, 0
         for group in range(meta.num_row_groups):
             rows = meta.row_group(group).num_rows
-            batches = max(1, -(-rows // BATCH_ROWS))
-            for start in range(0, batches, UNIT_BATCHES):
+            for start in range(0, max(1, -(-rows // BATCH_ROWS)), UNIT_BATCHES):
                 units.append(Unit(path, group, first_row, start, start + UNIT_BATCHES))
             first_row += rows
     return units
@@ -157,20 +149,16 @@ def unit_batches(unit: Unit) -> Iterator[Batch]:
         parquet = pq.ParquetFile(unit.path, pre_buffer=False)
         read = parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[unit.row_group])
     offset = unit.first_row
-    for i, rows in enumerate(read):
-        if unit.stop is not None and i >= unit.stop:
-            return
+    for i, rows in enumerate(itertools.islice(read, unit.stop)):
         if i >= unit.start:
             yield Batch(str(unit.path), offset, rows)
         offset += rows.num_rows
 
 
 def run_unit(index: int, unit: Unit, model, lineage: dict, schema: pa.Schema, out: Path) -> dict:
-    """A task: the unit's rows scored into the output folder's part file `index` and its
-    rejects into a part of their own. A file's fault (a row the reader cannot parse) comes
-    back as the error's line, not a traceback."""
-    name = f"part-{index:05d}"
-    rows = rejected = 0
+    """A task: the unit's rows scored into the part file `index` and its rejects into a part
+    of their own. A file's fault (a row the reader cannot parse) comes back as its one line."""
+    name, rows, rejected, error = f"part-{index:05d}", 0, 0, None
     try:
         with (
             atomic_path(out / f"{name}.parquet") as part,
@@ -184,10 +172,10 @@ def run_unit(index: int, unit: Unit, model, lineage: dict, schema: pa.Schema, ou
                 lines.writelines(result.rejects)
                 rows, rejected = rows + result.rows, rejected + len(result.rejects)
     except PipelineError as exc:
-        return {"rows": rows, "rejected": rejected, "error": str(exc)}
+        error = str(exc)
     except (pa.ArrowInvalid, OSError) as exc:  # a file that cannot be decoded or written
-        return {"rows": rows, "rejected": rejected, "error": f"{unit.path}: {exc}"}
-    return {"rows": rows, "rejected": rejected, "error": None}
+        error = f"{unit.path}: {exc}"
+    return {"rows": rows, "rejected": rejected, "error": error}
 
 
 def join_rejects(parts: Path, target: Path) -> None:
@@ -210,13 +198,13 @@ def spark_session(master: str | None = None):
     builder = SparkSession.builder.appName("flight-delay-predict")
     if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
         master = DEFAULT_MASTER
-    if master is not None:
-        builder = builder.master(master)
     if master is not None and master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
+    if master is not None:
+        builder = builder.master(master)
     # Progress bars only for a person at a terminal; a cron log gets the WARN lines.
     builder = builder.config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
     spark = builder.getOrCreate()
@@ -236,7 +224,7 @@ def in_place(target: Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        old = tmp.with_suffix(".old")
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)

@@ -128,12 +128,13 @@ def test_a_folder_of_parquet_and_csv_with_optional_fields_left_out(spark, tmp_pa
 
 def test_work_units_split_large_row_groups_and_keep_file_and_row_order(tmp_path):
     """A CSV file is one unit; a Parquet file one per row group, a large group in slices."""
-    table = pa.table({"x": np.arange(3 * BATCH_ROWS + 10)})
-    pq.write_table(table, tmp_path / "a.parquet", row_group_size=2 * BATCH_ROWS + 5)
+    n = engine.UNIT_BATCHES
+    group = n * BATCH_ROWS + 5  # a unit's batches and one more
+    pq.write_table(pa.table({"x": np.arange(group + 10)}), tmp_path / "a.parquet", group)
     (tmp_path / "b.csv").write_text("x\n1\n")
     units = engine.work_units([tmp_path / "a.parquet", tmp_path / "b.csv"])
     groups = [(u.row_group, u.first_row, u.start, u.stop) for u in units]
-    assert groups == [(0, 0, 0, 4), (1, 2 * BATCH_ROWS + 5, 0, 4), (None, 0, 0, None)]
+    assert groups == [(0, 0, 0, n), (0, 0, n, 2 * n), (1, group, 0, n), (None, 0, 0, None)]
 
 
 def test_bad_rows_are_rejected_as_the_local_engine_rejects_them(
