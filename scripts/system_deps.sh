@@ -11,6 +11,7 @@
 #   openjdk-17-jre-headless  Java for pyspark (python -m src.predict --engine spark)
 #   postgresql   PostgreSQL 15: the registry tests' tracking store (tests start their own
 #                server in a temporary folder, as a non-root user, on loopback)
+#   redis-server the online feature store's Redis backend (its tests start their own server)
 # Not here: kubectl, whose kustomize v5 renders deploy/k8s in make lint. Debian's
 # kubernetes-client (1.20) is too old for it; install kubectl >= 1.27 from your platform
 # (make lint skips the manifests without it, and fails when CI is set).
@@ -20,7 +21,7 @@
 # FD_SYSTEM_DEPS="chromium wrk" narrows the list (e.g. where Docker is already installed).
 set -euo pipefail
 
-read -r -a PACKAGES <<<"${FD_SYSTEM_DEPS:-docker.io debootstrap chromium wrk prometheus prometheus-pushgateway openjdk-17-jre-headless postgresql}"
+read -r -a PACKAGES <<<"${FD_SYSTEM_DEPS:-docker.io debootstrap chromium wrk prometheus prometheus-pushgateway openjdk-17-jre-headless postgresql redis-server}"
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
