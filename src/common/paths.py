@@ -65,6 +65,11 @@ class Paths:
     def features_manifest(self) -> Path:
         return self.features / "manifest.json"
 
+    @property
+    def online_store(self) -> Path:
+        """The online store's SQLite file (src.feed): each view's current value per entity."""
+        return self.data / "online" / "features.sqlite"
+
     # ---- the API's prediction log
     @property
     def predictions(self) -> Path:

@@ -1,0 +1,93 @@
+"""The online store in Redis (compose and the K8s manifests): one hash per entity,
+`<prefix>:<view>:<key1>|<key2>...`, holding the event time under `_t` and each present field
+as text (repr of a float gives it back exactly; a missing field is absent); the clock under
+`<prefix>:clock`. Both writes are Lua scripts, so the newer-wins rule holds in the server
+whoever else writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from src.common.errors import PipelineError
+from src.featurestore.online import OnlineStore, Row, field_kinds
+from src.featurestore.views import FeatureView
+
+# Event times as zero-padded decimal text: Lua numbers are doubles, which cannot hold UTC
+# nanoseconds exactly, but equal-length digit strings compare in time order.
+TIME_DIGITS = 20
+# KEYS[1] the entity's hash; ARGV[1] the event time; then field, value, field, value...
+WRITE = """
+local held = redis.call('HGET', KEYS[1], '_t')
+if held and held > ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '_t', unpack(ARGV))
+return 1
+"""
+ADVANCE = """
+local held = redis.call('GET', KEYS[1])
+if held and held >= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+BATCH = 2_000  # commands per pipeline round trip
+
+
+def as_text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def time_text(ns: int) -> str:
+    return str(ns).zfill(TIME_DIGITS)
+
+
+DECODE = {"int": int, "float": float, "str": str}
+
+
+class RedisStore(OnlineStore):
+    def __init__(self, url: str, prefix: str = "fd"):
+        self.url, self.prefix = url, prefix
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            raise PipelineError(f"{url}: cannot reach Redis ({exc})") from exc
+        self.write_script = self.redis.register_script(WRITE)
+        self.advance_script = self.redis.register_script(ADVANCE)
+
+    def key(self, view: FeatureView, key: Row) -> str:
+        return f"{self.prefix}:{view.name}:" + "|".join(str(k) for k in key)
+
+    def write(self, view: FeatureView, rows: list[Row]) -> None:
+        width = len(view.entities)
+        names = view.field_names
+        pipe = self.redis.pipeline(transaction=False)
+        for start in range(0, len(rows), BATCH):
+            for row in rows[start : start + BATCH]:
+                args = [time_text(row[width])]
+                for name, value in zip(names, row[width + 1 :], strict=True):
+                    if value is not None:
+                        args += [name, as_text(value)]
+                self.write_script(keys=[self.key(view, row[:width])], args=args, client=pipe)
+            pipe.execute()
+
+    def fetch(self, view: FeatureView, key: Row) -> tuple[int, list[Any]] | None:
+        held = self.redis.hgetall(self.key(view, key))
+        if not held:
+            return None
+        values = [
+            None if name not in held else DECODE[kind](held[name])
+            for name, kind in zip(view.field_names, field_kinds(view), strict=True)
+        ]
+        return int(held["_t"]), values
+
+    def clock_ns(self) -> int | None:
+        held = self.redis.get(f"{self.prefix}:clock")
+        return None if held is None else int(held)
+
+    def advance_ns(self, moment: int) -> None:
+        self.advance_script(keys=[f"{self.prefix}:clock"], args=[time_text(moment)])
+
+    def close(self) -> None:
+        self.redis.close()
