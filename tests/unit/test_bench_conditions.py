@@ -160,6 +160,11 @@ def test_serving_ratios_of_medians_their_range_over_rounds_and_goals():
     for name, value in ratios.items():  # odd rounds: every ratio of medians in its range
         assert ranges[name]["min"] <= value <= ranges[name]["max"], name
     runs = serving_runs()
+    for run in runs:  # round 2's MLflow faster: 9.8x there, the median still 26.5x
+        if (run["round"], run["server"], run["scenario"]) == (2, "mlflow", "single"):
+            run["rps"] = 5900 / 9.8
+    assert not serving.summarize(runs, serving.parse_args([]))["goals"]["1_single"]
+    runs = serving_runs()
     runs[-1]["challenger"] = 0.0  # a shadow that did not score every flight costs nothing
     assert not serving.summarize(runs, serving.parse_args([]))["goals"]["6_shadow_cost"]
 
