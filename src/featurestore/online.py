@@ -76,10 +76,11 @@ def encode_key(view: FeatureView, entity_keys: Sequence[Any]) -> Row | None:
         raise PipelineError(f"view '{view.name}': key {entity_keys!r} is not {view.entities}")
     if any(pd.isna(k) for k in entity_keys):
         return None
+    # A key taken from a DataFrame holds NumPy scalars, which sqlite3 cannot bind.
+    plain = [k.item() if isinstance(k, np.generic) else k for k in entity_keys]
     kinds = key_kinds(view)
     return tuple(
-        nanoseconds(k) if kind == "datetime" else k
-        for k, kind in zip(entity_keys, kinds, strict=True)
+        nanoseconds(k) if kind == "datetime" else k for k, kind in zip(plain, kinds, strict=True)
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -179,7 +180,7 @@ def test_lookup_reads_every_view_as_the_offline_join_does(store):
     )
     tables = TABLES | {"timetable": timetable, "plane_last_leg": plane}
     feed(store, tables, until="2013-03-05T12:15Z")
-    online = lookup(store, flight)
+    online = lookup(store, flight | {"flight": np.int64(1545)})  # as a DataFrame holds it
     offline = as_of(pd.DataFrame([flight]).assign(as_of=utc("2013-03-05 12:15")), tables).iloc[0]
     assert online["plane_last_dep_delay"] == 7.0 and online["plane_leg"] == 2
     for column, value in online.items():
