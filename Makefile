@@ -15,7 +15,7 @@ REPORTS := $(or $(FD_REPORTS_DIR),reports)
 # beyond the free cores spin waiting for each other.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help ci setup setup-spark lock smoke pipeline features test test-fast lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help ci setup setup-spark lock smoke pipeline features feed test test-fast lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -142,6 +142,9 @@ bench-batch: ## python -m src.predict vs in-process scoring and `mlflow models p
 
 features: ## Build the offline feature store (data/features/) from the raw snapshot; after ingest
 	$(PY) -m src.features $(CONFIG_ARG)
+
+feed: ## Apply the feature views' events to the online store (SQLite): make feed [UNTIL=2013-03-01T12:00Z]
+	$(PY) -m src.feed $(if $(UNTIL),--until $(UNTIL))
 
 predict: ## Score a file or folder of flights: make predict INPUT=flights.parquet OUTPUT=scored.parquet
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=<file|folder> OUTPUT=<file.parquet> [MODEL=models:/...]"; exit 2; }
