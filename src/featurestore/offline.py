@@ -100,7 +100,10 @@ def as_of(
 def join_view(
     frame: pd.DataFrame, view: FeatureView, table: pd.DataFrame, moment: str
 ) -> pd.DataFrame:
-    """One view's fields and age, as of `moment`, added to `frame`."""
+    """One view's fields and age, as of `moment`, added to `frame` (indexed by position:
+    the values are put back by it; as_of passes it so)."""
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        raise PipelineError("join_view: the frame must be indexed 0..n-1 (reset_index first)")
     keys = list(view.entities)
     absent = [k for k in keys if k not in frame]
     if absent:

@@ -11,7 +11,14 @@ import pytest
 from src.common.errors import PipelineError
 from src.common.io import read_json, sha256_file
 from src.common.schema import WEATHER
-from src.featurestore.offline import as_of, build_view, build_views, load_views, write_views
+from src.featurestore.offline import (
+    as_of,
+    build_view,
+    build_views,
+    join_view,
+    load_views,
+    write_views,
+)
 from src.featurestore.views import AIRPORT_STATE, TIMETABLE, VIEWS
 
 UTC = "UTC"
@@ -214,3 +221,13 @@ def test_write_views_records_each_file_checksum_and_load_views_reads_them_back(p
         assert entry["fields"] == VIEWS[name].field_names
     for name, table in load_views(paths).items():
         pd.testing.assert_frame_equal(table, tables[name])
+
+
+def test_join_view_refuses_a_frame_not_indexed_by_position():
+    """Its values go back by position: any other index would misplace them silently."""
+    frame = pd.DataFrame(
+        {"origin": ["EWR", "JFK"], "as_of": pd.to_datetime(["2013-01-01", "2013-01-02"], utc=True)},
+        index=[5, 5],
+    )
+    with pytest.raises(PipelineError, match="indexed 0..n-1"):
+        join_view(frame, AIRPORT_STATE, pd.DataFrame(columns=AIRPORT_STATE.columns), "as_of")
