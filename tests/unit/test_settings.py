@@ -108,6 +108,7 @@ def catalog(paths: Paths) -> dict[str, object]:
         "features": paths.features,
         "features_file": paths.features_file("weather"),
         "features_manifest": paths.features_manifest,
+        "online_store": paths.online_store,
         "predictions": paths.predictions,
         "champion": paths.champion,
         "champion_model": paths.champion_model,
