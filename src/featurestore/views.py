@@ -25,6 +25,7 @@ LOCAL_DAY = ["year", "month", "day"]  # the raw flights' own date columns are lo
 # prediction 24 hours out use the whole timetable of its day.
 PUBLISHED_AHEAD = timedelta(days=7)
 WINDOW = timedelta(hours=2)  # the airport state covers the departures of the last two hours
+OBSERVATION_DELAY = timedelta(hours=1)  # a weather row of hour H is known at H+1
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,11 @@ def plane_legs(flights: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_weather(raw: Raw) -> pd.DataFrame:
-    """Each hourly observation, known from its hour on."""
-    return raw["weather"][["origin", "time_hour", *(c.name for c in WEATHER)]]
+    """Each hourly observation, known from the end of its hour: the row of hour H is a report
+    made within H (the routine one at H:51, its precipitation summed up to then), so only
+    at H+1 is it safe to say it had been made."""
+    readings = raw["weather"][["origin", *(c.name for c in WEATHER)]]
+    return readings.assign(observed=raw["weather"]["time_hour"] + OBSERVATION_DELAY)
 
 
 def build_plane_last_leg(raw: Raw) -> pd.DataFrame:
@@ -171,7 +175,7 @@ TIMETABLE = FeatureView(
 WEATHER_VIEW = FeatureView(
     "weather",
     entities=("origin",),
-    event_time="time_hour",
+    event_time="observed",
     ttl=timedelta(hours=3),
     fields=WEATHER,
     build=build_weather,

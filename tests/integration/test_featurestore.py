@@ -16,6 +16,7 @@ from src.data.validate import read_snapshot
 from src.featurestore.offline import as_of, build_views, load_views
 from src.featurestore.views import (
     AIRPORT_STATE,
+    OBSERVATION_DELAY,
     PUBLISHED_AHEAD,
     WINDOW,
     departures,
@@ -61,7 +62,7 @@ def rewrite_after(raw: dict, moment: pd.Timestamp) -> dict:
     flights.loc[cancel, ["dep_delay", "dep_time"]] = np.nan
     flights = flights[scheduled_departure(flights) - PUBLISHED_AHEAD <= moment]
     readings = [c.name for c in WEATHER]
-    weather.loc[weather["time_hour"] > moment, readings] += 5
+    weather.loc[weather["time_hour"] + OBSERVATION_DELAY > moment, readings] += 5  # unreported
     return raw | {"flights": flights, "weather": weather}
 
 

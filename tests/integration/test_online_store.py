@@ -109,12 +109,12 @@ def test_online_features_equal_the_offline_as_of_row_at_a_replayed_moment(store,
 
 def test_a_weather_row_older_than_three_hours_at_the_clock_reads_missing(store, views):
     weather = views["weather"]
-    rows = weather[(weather["origin"] == "JFK") & (weather["time_hour"] <= "2013-07-04T15:00Z")]
+    rows = weather[(weather["origin"] == "JFK") & (weather["observed"] <= "2013-07-04T15:00Z")]
     last = rows.iloc[-1]
     store.apply("weather", rows)
-    store.advance(last["time_hour"] + pd.Timedelta(hours=3))
+    store.advance(last["observed"] + pd.Timedelta(hours=3))
     assert store.read("weather", ["JFK"])["temp"] == last["temp"]
-    store.advance(last["time_hour"] + pd.Timedelta(hours=3, seconds=1))
+    store.advance(last["observed"] + pd.Timedelta(hours=3, seconds=1))
     got = store.read("weather", ["JFK"])
     assert got["temp"] is None and got["pressure"] is None and got["weather_age_s"] == 10801.0
 

@@ -71,7 +71,8 @@ WEATHER_RAW = {
 
 
 def test_as_of_takes_the_latest_row_at_or_before_the_moment_never_a_later_one():
-    moments = ["2013-03-05 11:00", "2013-03-05 11:59:59", "2013-03-05 09:59", "2013-03-05 11:30"]
+    """A weather row of hour H is known from H+1 (views.OBSERVATION_DELAY)."""
+    moments = ["2013-03-05 12:00", "2013-03-05 12:59:59", "2013-03-05 10:59", "2013-03-05 12:30"]
     examples = pd.DataFrame({"origin": ["EWR", "EWR", "EWR", "JFK"], "as_of": at(*moments)})
     got = lookup("weather", WEATHER_RAW, examples)
     assert got["temp"].tolist()[:2] == [31.0, 31.0]  # not 12:00's 32.0
@@ -80,9 +81,16 @@ def test_as_of_takes_the_latest_row_at_or_before_the_moment_never_a_later_one():
     assert got["weather_age_s"].tolist()[:2] == [0.0, 3599.0]
 
 
+def test_a_weather_row_is_not_known_before_its_hour_has_passed():
+    """Hour H's row holds a report made within H: at 11:30 the 11:00 row is still to come."""
+    examples = pd.DataFrame({"origin": "EWR", "as_of": at("2013-03-05 11:30")})
+    got = lookup("weather", WEATHER_RAW, examples)
+    assert got["temp"].tolist() == [30.0] and got["weather_age_s"].tolist() == [1800.0]
+
+
 def test_as_of_keeps_row_order_and_index_and_skips_rows_without_entity():
     examples = pd.DataFrame(
-        {"origin": ["JFK", None, "EWR"], "as_of": at(*["2013-03-05 12:30"] * 3)},
+        {"origin": ["JFK", None, "EWR"], "as_of": at(*["2013-03-05 13:30"] * 3)},
         index=[7, 3, 5],
     )
     got = lookup("weather", WEATHER_RAW, examples)
@@ -93,9 +101,9 @@ def test_as_of_keeps_row_order_and_index_and_skips_rows_without_entity():
 
 def test_a_value_older_than_the_ttl_is_missing_never_current():
     """Weather's ttl is 3 hours: at exactly 3 hours the reading holds, a second later it is
-    missing, and its age still says how old it was."""
+    missing, and its age still says how old it was (from 12:00, when 11:00's row was known)."""
     examples = pd.DataFrame(
-        {"origin": "JFK", "as_of": at("2013-03-05 14:00", "2013-03-05 14:00:01")}
+        {"origin": "JFK", "as_of": at("2013-03-05 15:00", "2013-03-05 15:00:01")}
     )
     got = lookup("weather", WEATHER_RAW, examples)
     assert got["temp"][0] == 50.0 and np.isnan(got["temp"][1])
@@ -221,6 +229,12 @@ def test_write_views_records_each_file_checksum_and_load_views_reads_them_back(p
         assert entry["fields"] == VIEWS[name].field_names
     for name, table in load_views(paths).items():
         pd.testing.assert_frame_equal(table, tables[name])
+    # A file written before a view's declaration changed is refused, not half read.
+    tables["weather"].rename(columns={"observed": "time_hour"}).to_parquet(
+        paths.features_file("weather")
+    )
+    with pytest.raises(PipelineError, match=r"weather.parquet: columns .* the view declares"):
+        load_views(paths)
 
 
 def test_join_view_refuses_a_frame_not_indexed_by_position():

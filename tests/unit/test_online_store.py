@@ -27,9 +27,10 @@ def utc(*moments: str) -> pd.DatetimeIndex:
 
 
 def weather_rows(*rows: tuple) -> pd.DataFrame:
-    """The weather view's rows from (origin, UTC hour, temp); the other readings fixed."""
-    df = pd.DataFrame(rows, columns=["origin", "time_hour", "temp"])
-    df["time_hour"] = utc(*df["time_hour"])
+    """The weather view's rows from (origin, moment observed, temp); the other readings
+    fixed."""
+    df = pd.DataFrame(rows, columns=["origin", "observed", "temp"])
+    df["observed"] = utc(*df["observed"])
     return df.assign(**{c.name: 1.0 for c in WEATHER if c.name != "temp"})
 
 
@@ -154,6 +155,25 @@ def test_the_feed_applies_events_up_to_a_moment_and_resumes_after_its_clock(stor
     assert feed(store, TABLES) == 2  # resumes after its clock: the 12:00 and 12:30 events
     assert store.clock == pd.Timestamp("2013-03-05T12:30Z")
     assert store.read("weather", ["EWR"])["temp"] == 32.0
+
+
+def test_the_feed_refuses_a_gap_after_its_clock_and_an_empty_chunk(store):
+    """Starting past the clock would skip events the clock then claims were applied."""
+    feed(store, TABLES, until="2013-03-05T10:30Z")
+    with pytest.raises(PipelineError, match="is after the store's clock"):
+        feed(store, TABLES, start="2013-03-05T12:00Z")
+    assert feed(store, TABLES, start="2013-03-05T10:30Z", until="2013-03-05T11:00Z") == 4
+    with pytest.raises(PipelineError, match="chunk: 0 events per write"):
+        feed(store, TABLES, chunk=0)
+
+
+def test_a_row_written_past_the_moment_of_a_read_is_not_yet_known(store):
+    """A feed running alongside may write a chunk before it moves the clock."""
+    store.advance("2013-03-05T11:00Z")
+    store.apply("weather", weather_rows(("EWR", "2013-03-05 11:30", 31.0)))
+    assert store.read("weather", ["EWR"]) == dict.fromkeys(
+        [*VIEWS["weather"].field_names, "weather_age_s"]
+    )
 
 
 def test_lookup_reads_every_view_as_the_offline_join_does(store):
