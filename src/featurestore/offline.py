@@ -68,7 +68,13 @@ def load_views(paths: Paths) -> dict[str, pd.DataFrame]:
         path = paths.features_file(name)
         if not path.is_file():
             raise PipelineError(f"{path}: not found; run `python -m src.features` first")
-        tables[name] = pd.read_parquet(path)
+        table = pd.read_parquet(path)
+        if list(table.columns) != VIEWS[name].columns:  # written for another declaration
+            raise PipelineError(
+                f"{path}: columns {list(table.columns)}, the view declares "
+                f"{VIEWS[name].columns}; run `python -m src.features`"
+            )
+        tables[name] = table
     return tables
 
 

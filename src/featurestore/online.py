@@ -136,6 +136,8 @@ class OnlineStore(ABC):
         if found is None:
             return dict.fromkeys([*view.field_names, f"{view.name}_age_s"])
         event, values = found
+        if event > moment:  # a feed running alongside wrote past the moment: not yet known
+            return dict.fromkeys([*view.field_names, f"{view.name}_age_s"])
         age = (moment - event) / 1e9
         if view.ttl is not None and age > view.ttl.total_seconds():
             values = [None] * len(values)
@@ -208,9 +210,16 @@ def feed(
     stay in one chunk, so every event at or before the clock has been applied). Without
     `start`, the feed resumes after the store's clock. With `until`, the clock ends there:
     the store has seen everything up to that moment. Returns the events applied."""
+    if chunk < 1:
+        raise PipelineError(f"chunk: {chunk} events per write; 1 or more")
     clock = store.clock_ns()
     resume = clock + 1 if clock is not None else np.iinfo(np.int64).min
     low = nanoseconds(start) if start is not None else resume
+    if clock is not None and low > resume:  # the events in between would never be applied, yet the clock passes them
+        raise PipelineError(
+            f"--from {instant(low)} is after the store's clock {instant(resume - 1)}: "
+            "events in between would be skipped; start at or before the clock"
+        )
     high = nanoseconds(until) if until is not None else np.iinfo(np.int64).max
     times, rows = {}, {}
     for name, table in tables.items():

@@ -1,4 +1,4 @@
-"""The online store in Redis (compose and the K8s manifests): one hash per entity,
+"""The online store in a Redis server (`--redis-url`): one hash per entity,
 `<prefix>:<view>:<key1>|<key2>...`, holding the event time under `_t` and each present field
 as text (repr of a float gives it back exactly; a missing field is absent); the clock under
 `<prefix>:clock`. Both writes are Lua scripts, so the newer-wins rule holds in the server

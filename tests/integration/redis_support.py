@@ -41,7 +41,7 @@ def wait_ping(url: str, proc: subprocess.Popen, log: Path, timeout: float = STAR
             try:
                 if client.ping():
                     return
-            except redis.ConnectionError:
+            except redis.RedisError:  # refused, reset or timed out: not up yet
                 pass
             if time.monotonic() >= deadline:
                 break
