@@ -88,12 +88,14 @@ class QualityGate(_Strict):  # what a full run must meet (EDA-12); smoke runs do
 
 class Train(_Strict):
     experiment: str = "flight-delay"
-    # The model's input, in order; the model file records it, so an older list still serves.
+    # The model's input, in order (schema.py FEATURES lists what the code builds). The model
+    # file records it, so a version trained on another list still serves.
     features: list[str] = list(FEATURES)
     lightgbm: LightGBMParams = LightGBMParams()
     logistic: LogisticParams = LogisticParams()
     quality_gate: QualityGate = QualityGate()
-    # Post-hoc calibrators tried on the validation window (src/model/calibration.py).
+    # Post-hoc calibrators tried on the validation window ([] = none); one is kept inside
+    # the model only if it lowers log loss there (src/model/calibration.py).
     calibration: list[Literal["platt", "isotonic"]] = ["platt", "isotonic"]
     tuning: Tuning = Tuning()
     slices: Slices = Slices()
@@ -115,8 +117,10 @@ class Registry(_Strict):
 
 
 class FastPaths(_Strict):
-    """Serving shortcuts, each beside its plain path and tested for parity; all off unless
-    FD_FAST_PATHS turns them on (`with_fast_paths`; docs/serving.md)."""
+    """Serving shortcuts, each beside its plain path and tested for parity. All off by
+    default: the plain path is what a reader meets and what runs on any laptop; the
+    production profile turns them on through FD_FAST_PATHS (`with_fast_paths`;
+    docs/serving.md says what each buys)."""
 
     # LightGBM's C API through ctypes (src/serving/lgb_capi.py): a worker never imports
     # lightgbm (nor pandas, scikit-learn, SciPy), and one flight takes the single-row path.
