@@ -215,7 +215,9 @@ def feed(
     clock = store.clock_ns()
     resume = clock + 1 if clock is not None else np.iinfo(np.int64).min
     low = nanoseconds(start) if start is not None else resume
-    if clock is not None and low > resume:  # the events in between would never be applied, yet the clock passes them
+    if (
+        clock is not None and low > resume
+    ):  # the events in between would never be applied, yet the clock passes them
         raise PipelineError(
             f"--from {instant(low)} is after the store's clock {instant(resume - 1)}: "
             "events in between would be skipped; start at or before the clock"
