@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from src.data.validate import read_snapshot
+from src.featurestore.offline import build_views
 from tests.integration.postgres_support import Postgres, postgres_server
+from tests.integration.support import CFG
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +17,15 @@ def postgres() -> Postgres:
     Missing binaries: skipped, or failed when CI is set."""
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def raw(smoke_pipeline) -> dict:
+    """The smoke project's raw snapshot, as the feature store reads it."""
+    return read_snapshot(smoke_pipeline, CFG.snapshot)
+
+
+@pytest.fixture(scope="module")
+def views(raw) -> dict:
+    """The feature views' tables built from `raw`."""
+    return build_views(raw)

@@ -12,7 +12,6 @@ from src import features
 from src.common.io import read_json
 from src.common.paths import SMOKE_CONFIG
 from src.common.schema import WEATHER
-from src.data.validate import read_snapshot
 from src.featurestore.offline import as_of, build_views, load_views
 from src.featurestore.views import (
     AIRPORT_STATE,
@@ -22,19 +21,8 @@ from src.featurestore.views import (
     departures,
     scheduled_departure,
 )
-from tests.integration.support import CFG
 
 LEAD = pd.Timedelta(hours=2)
-
-
-@pytest.fixture(scope="module")
-def raw(smoke_pipeline) -> dict:
-    return read_snapshot(smoke_pipeline, CFG.snapshot)
-
-
-@pytest.fixture(scope="module")
-def views(raw) -> dict[str, pd.DataFrame]:
-    return build_views(raw)
 
 
 @pytest.mark.slow

@@ -14,30 +14,18 @@ import pandas as pd
 import pytest
 
 from src import feed as feed_stage
-from src.data.validate import read_snapshot
-from src.featurestore.offline import as_of, build_views, write_views
+from src.featurestore.offline import as_of, write_views
 from src.featurestore.online import OnlineStore, feed, lookup
 from src.featurestore.online_redis import RedisStore
 from src.featurestore.online_sqlite import SQLiteStore
 from src.featurestore.views import VIEWS
 from tests.conftest import make_paths
 from tests.integration.redis_support import redis_server
-from tests.integration.support import CFG
 
 # 7 am local on the hour (a weather reading and the state change at that very moment), then
 # a late morning off the minute: a replay stops anywhere.
 MOMENTS = [pd.Timestamp("2013-01-09T12:00:00Z"), pd.Timestamp("2013-01-17T15:37:30Z")]
 BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.slow)]
-
-
-@pytest.fixture(scope="module")
-def raw(smoke_pipeline) -> dict:
-    return read_snapshot(smoke_pipeline, CFG.snapshot)
-
-
-@pytest.fixture(scope="module")
-def views(raw) -> dict[str, pd.DataFrame]:
-    return build_views(raw)
 
 
 @pytest.fixture(scope="module")

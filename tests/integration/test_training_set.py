@@ -7,23 +7,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from src.data.validate import read_snapshot
 from src.featurestore.offline import build_views
 from src.featurestore.training import LEADS_HOURS, training_examples
 from src.featurestore.views import departures
-from tests.integration.support import CFG
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def raw(smoke_pipeline) -> dict:
-    return read_snapshot(smoke_pipeline, CFG.snapshot)
-
-
-@pytest.fixture(scope="module")
-def views(raw) -> dict[str, pd.DataFrame]:
-    return build_views(raw)
 
 
 def test_every_departed_flight_is_an_example_at_every_lead_before_it_left(raw, views):
