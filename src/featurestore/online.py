@@ -78,10 +78,19 @@ def encode_key(view: FeatureView, entity_keys: Sequence[Any]) -> Row | None:
         return None
     # A key taken from a DataFrame holds NumPy scalars, which sqlite3 cannot bind.
     plain = [k.item() if isinstance(k, np.generic) else k for k in entity_keys]
-    kinds = key_kinds(view)
-    return tuple(
-        nanoseconds(k) if kind == "datetime" else k for k, kind in zip(plain, kinds, strict=True)
-    )
+    return tuple(key_part(view, k, kind) for k, kind in zip(plain, key_kinds(view), strict=True))
+
+
+def key_part(view: FeatureView, value: Any, kind: str) -> Any:
+    """A key part in the one form both stores hold: a whole number as an int (a flight
+    number read from a column with gaps comes as 1545.0, which Redis would spell apart)."""
+    if kind == "datetime":
+        return nanoseconds(value)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise PipelineError(f"view '{view.name}': key part {value!r} is not a whole number")
+        return int(value)
+    return value
 
 
 class OnlineStore(ABC):

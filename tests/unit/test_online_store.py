@@ -17,7 +17,7 @@ from src import feed as feed_stage
 from src.common.errors import PipelineError
 from src.common.schema import WEATHER
 from src.featurestore.offline import as_of
-from src.featurestore.online import chunk_ends, feed, lookup
+from src.featurestore.online import chunk_ends, encode_key, feed, lookup
 from src.featurestore.online_sqlite import SQLiteStore
 from src.featurestore.views import VIEWS
 
@@ -174,6 +174,16 @@ def test_a_row_written_past_the_moment_of_a_read_is_not_yet_known(store):
     assert store.read("weather", ["EWR"]) == dict.fromkeys(
         [*VIEWS["weather"].field_names, "weather_age_s"]
     )
+
+
+def test_a_whole_number_key_is_one_key_whatever_its_type():
+    """1545.0 (a flight number from a column with gaps) is the flight 1545 on both stores."""
+    view, sched = VIEWS["timetable"], "2013-03-05T12:00Z"
+    as_int = encode_key(view, ["UA", 1545, "EWR", sched])
+    assert encode_key(view, ["UA", 1545.0, "EWR", sched]) == as_int
+    assert type(encode_key(view, ["UA", np.float64(1545.0), "EWR", sched])[1]) is int
+    with pytest.raises(PipelineError, match="key part 1545.5 is not a whole number"):
+        encode_key(view, ["UA", 1545.5, "EWR", sched])
 
 
 def test_lookup_reads_every_view_as_the_offline_join_does(store):
