@@ -18,7 +18,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -77,14 +76,10 @@ def score_files(
     summary, start = Summary(files=len(files)), time.perf_counter()
     lineage = {**lineage, "threshold": threshold}
     schema = with_lineage(common_output_schema(files), lineage)
+    model = logged_model(model_uri)  # before the JVM starts: a bad model fails at once
     units = work_units(files)
-    # The model loads in a thread while the JVM starts, which mostly waits on it; the session
-    # stays in the main thread, where pyspark can install its Ctrl-C handler.
-    with ThreadPoolExecutor(1) as pool:
-        loading = pool.submit(logged_model, model_uri)
-        spark, created = spark_session(master)
+    spark, created = spark_session(master)
     try:
-        model = loading.result()
         with in_place(output) as out_tmp, atomic_path(rejects) as rej_tmp:
             (out_tmp / REJECTS_PARTS).mkdir()
 
