@@ -63,6 +63,7 @@ lock: ## Re-resolve requirements*.txt from requirements*.in (uv, hash-pinned)
 # preprocessing's checks, so a rejected row there means the two sets of rules disagree.
 define run_stages
 	$(PY) -m src.ingest $(1)
+	$(PY) -m src.features $(1)
 	$(PY) -m src.preprocess $(1)
 	$(PY) -m src.train $(1)
 	$(PY) -m src.register $(1)
@@ -74,7 +75,7 @@ endef
 smoke: ## Every stage on a small slice (train Jan, validate Feb, test + batch scoring + drift Mar)
 	$(call run_stages,--config $(SMOKE))
 
-pipeline: ## Full data: ingest, preprocess, train (quality-gated), register, serve check, batch scoring, drift
+pipeline: ## Full data: ingest, features, preprocess, train (quality-gated), register, serve check, batch scoring, drift
 	$(call run_stages,$(CONFIG_ARG))
 
 # The suite under coverage ([tool.coverage] in pyproject.toml): a per-module report of src/

@@ -27,8 +27,7 @@ from src.common.config import CONFIG_HELP, Config, load_config
 from src.common.io import write_json
 from src.common.logs import setup_logging
 from src.common.paths import get_paths
-from src.common.schema import ORIGIN, TARGET, Column
-from src.data.prepare import drop_cancelled, join_weather
+from src.common.schema import ORIGIN, TARGET, WEATHER, Column
 from src.data.validate import read_snapshot
 from src.featurestore.offline import as_of, join_view, load_views
 from src.featurestore.training import LEADS_HOURS, training_examples
@@ -40,7 +39,13 @@ from src.featurestore.views import (
     scheduled_departure,
 )
 from src.model.evaluate import auc_by_group, binary_metrics
-from src.model.features import WEATHER_NAMES, build_features, fit_state, request_columns
+from src.model.features import (
+    UNRECORDED_FEATURES,
+    WEATHER_NAMES,
+    build_features,
+    fit_state,
+    request_columns,
+)
 from src.model.fit import lightgbm_data, lightgbm_params
 
 log = logging.getLogger("lead_experiment")
@@ -117,7 +122,7 @@ def example_frame(raw: dict, tables: dict, cfg: Config) -> tuple[pd.DataFrame, l
     requests = join_weather(drop_cancelled(flights).assign(_row=lambda f: f.index), raw["weather"])
     requests = requests.set_index("_row")
     train = requests[requests["month"].isin(cfg.split.train_months)]
-    state = fit_state(request_columns(train), raw["planes"], cfg.train.features)
+    state = fit_state(request_columns(train), raw["planes"], UNRECORDED_FEATURES)  # the 22
     today = build_features(request_columns(requests), state).astype(np.float32)
     rows = requests.index.get_indexer(examples.index)
     candidates = airport_history(examples, tables) | overdue(examples, flights)
@@ -128,6 +133,17 @@ def example_frame(raw: dict, tables: dict, cfg: Config) -> tuple[pd.DataFrame, l
     frame["month"] = requests["month"].to_numpy()[rows]
     frame[TARGET] = examples[TARGET].to_numpy()
     return frame, list(state.features)
+
+
+def drop_cancelled(flights: pd.DataFrame) -> pd.DataFrame:
+    return flights[flights["dep_delay"].notna()]
+
+
+def join_weather(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
+    """The reading of the scheduled hour (today's recipe: a perfect forecast, once the
+    pipeline's weather became the latest observation as of the moment)."""
+    cols = ["origin", "time_hour", *(c.name for c in WEATHER)]
+    return flights.merge(weather[cols], on=["origin", "time_hour"], how="left", validate="m:1")
 
 
 def airport_history(examples: pd.DataFrame, tables: dict) -> dict[str, np.ndarray]:

@@ -40,6 +40,7 @@ from src.common.io import write_json
 from src.common.logs import CRON_ERROR, run_cron_stage
 from src.common.paths import SPLITS, Paths, get_paths
 from src.common.settings import Settings
+from src.data.prepare import at_lead
 from src.data.processed import load_processed, months_label
 from src.model.fit import with_trees
 from src.monitoring.drift import check_batch, record_check
@@ -212,7 +213,7 @@ def reset_cursor(cfg: Config, paths: Paths, day: date) -> date | None:
 def _cycle(client, cfg: Config, paths: Paths, as_of: str, labelled: pd.DataFrame) -> dict:
     champion = champion_of(client, cfg, paths)
     latest = int(labelled["month"].max())
-    window = labelled[labelled["month"] == latest].reset_index(drop=True)
+    window = at_lead(labelled[labelled["month"] == latest], cfg.split.served_lead_hours)
     months, label = sorted(int(m) for m in labelled["month"].unique()), months_label([latest])
     message = "cycle %s: @champion v%s, labelled months %s, window %s"
     log.info(message, as_of, champion.version, months, label)

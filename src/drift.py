@@ -28,7 +28,8 @@ EXIT_OK, EXIT_ALERT, EXIT_ERROR = 0, 1, CRON_ERROR
 def run(cfg: Config, paths: Paths, months: list[int], predictions: Path | None) -> dict:
     champion = load_champion(cfg, paths)
     if predictions is None:  # labelled processed months
-        batch, name = load_months(paths, months), months_label(months)
+        batch = load_months(paths, months, cfg.split.served_lead_hours)
+        name = months_label(months)
         rates = read_json(paths.processed_manifest)["stats"]["cancellation_rate_by_month"]
         notes: dict = {"cancellation_rate": {m: rates.get(str(m)) for m in months}}
     else:  # the prediction log, and how many torn lines it skipped

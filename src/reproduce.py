@@ -146,7 +146,8 @@ def refit_metrics(kind: str, paths: Paths, cfg: Config) -> tuple[dict, str]:
     model, calibration = fit_and_calibrate(kind, splits, cfg)
     seconds, test = time.perf_counter() - start, cfg.split.test_months
     log.info("refitted in %.1fs; scoring months %s", seconds, test)
-    return score(model, splits)[0] | calibration["metrics"], calibration["method"] or "none"
+    lead = cfg.split.served_lead_hours
+    return score(model, splits, lead)[0] | calibration["metrics"], calibration["method"] or "none"
 
 
 def _main(argv=None) -> int:

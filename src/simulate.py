@@ -40,6 +40,7 @@ from src.common.paths import ROOT, SPLITS, Paths, get_paths
 from src.common.render import render
 from src.common.schema import FLIGHTS, TARGET
 from src.common.servers import free_port, http_json, stop_server, wait_http
+from src.data.prepare import at_lead
 from src.data.processed import load_processed, months_label
 from src.data.validate import read_snapshot
 from src.model.evaluate import binary_metrics
@@ -94,7 +95,7 @@ def initial_champion(cfg: Config, paths: Paths, lpaths: Paths, splits: dict):
     connect(lpaths)
     mlflow.set_experiment(experiment_id=experiment_id(cfg.train.experiment, lpaths))
     frozen, calibration = fit_and_calibrate("lightgbm", splits, cfg)
-    metrics = score(frozen, splits)[0] | calibration["metrics"]
+    metrics = score(frozen, splits, cfg.split.served_lead_hours)[0] | calibration["metrics"]
     run_id = log_run(frozen, metrics, splits, lineage_tags(paths, cfg), cfg, "candidate")
     client, name = MlflowClient(), cfg.registry.model_name
     version = create_version(client, run_id, name).version
@@ -187,7 +188,7 @@ def run_loop(cfg: Config, paths: Paths, months: list[int], splits: dict, data: p
     try:
         wait_http(f"{base}/ready", server)
         for month in months:
-            flights = data[data["month"] == month].reset_index(drop=True)
+            flights = at_lead(data[data["month"] == month], lcfg.split.served_lead_hours)
             y[month] = flights[TARGET].to_numpy()
             frozen_scores[month] = frozen.predict_proba(request_columns(flights))
             served[month], version, summary = replay_month(
@@ -215,8 +216,10 @@ def sensitivity(cfg: Config, data: pd.DataFrame, planes, months: list[int], mode
             fits[key] = retrain(labelled, planes, cfg, patience, cap)
         return fits[key]
 
-    y = {m: data.loc[data["month"] == m, TARGET].to_numpy() for m in months}
-    frozen = {m: model.predict_proba(request_columns(data[data["month"] == m])) for m in months}
+    served_rows = at_lead(data, cfg.split.served_lead_hours)  # policy_step scores these
+    month_rows = {m: served_rows[served_rows["month"] == m] for m in months}
+    y = {m: rows[TARGET].to_numpy() for m, rows in month_rows.items()}
+    frozen = {m: model.predict_proba(request_columns(rows)) for m, rows in month_rows.items()}
     rows = []
     for section, field, value in ((s, f, v) for s, f, values in VARIATIONS for v in values):
         part = getattr(cfg, section).model_copy(update={field: value})

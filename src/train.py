@@ -86,7 +86,7 @@ def _main(argv=None) -> int:
     log.info("logging to MLflow at %s, experiment '%s'", uri, cfg.train.experiment)
     results = {}
     for kind, (model, calibration) in models.items():
-        results[kind], _ = score(model, splits)
+        results[kind], _ = score(model, splits, cfg.split.served_lead_hours)
         metrics = results[kind] | calibration["metrics"]
         run_id = log_run(model, metrics, splits, tags, cfg, ROLES[kind])
         test = [results[kind][f"test_{k}"] for k in ("roc_auc", "pr_auc", "log_loss", "brier")]

@@ -114,13 +114,13 @@ def tracking_store_after_each_file() -> Iterator[None]:
 
 
 def run_smoke_stages(root: Path) -> None:
-    """ingest -> preprocess -> train -> register on the smoke slice, into `root`."""
-    from src import ingest, preprocess, register, train
+    """ingest -> features -> preprocess -> train -> register on the smoke slice, into `root`."""
+    from src import features, ingest, preprocess, register, train
 
     saved = {k: os.environ[k] for k in PATH_VARS}
     os.environ.update(point_paths_at(root))
     try:
-        for stage in (ingest, preprocess, train, register):
+        for stage in (ingest, features, preprocess, train, register):
             assert stage.main(["--config", str(SMOKE_CONFIG)]) == 0, f"{stage.__name__} failed"
     finally:
         os.environ.update(saved)
@@ -150,7 +150,7 @@ def copy_project(source: Path, dest: Path) -> None:
 
 @pytest.fixture(scope="session")
 def smoke_pipeline(isolated_paths, tmp_path_factory, worker_id) -> Paths:
-    """The smoke pipeline (ingest -> preprocess -> train -> register on Jan/Feb/Mar) in the
+    """The smoke pipeline (ingest -> features -> preprocess -> train -> register on Jan/Feb/Mar) in the
     session's project tree. Under xdist it is built once, under a lock in the run's shared
     temporary folder, and copied into each worker's tree."""
     if worker_id == "master":  # no xdist: build in place

@@ -21,15 +21,33 @@ class _Strict(BaseModel):
 
 
 class Split(_Strict):
-    """Months (1-12) of 2013 for each split: a time split, never random (EDA-08)."""
+    """The labelled examples: months (1-12) of 2013 for each split, a time split, never random
+    (EDA-08); and the leads at which each flight is an example."""
 
     train_months: list[int]
     validation_months: list[int]
     test_months: list[int]
+    # Each flight is an example at each of these leads (hours before its scheduled
+    # departure), with what the feature store held then: one model serves any lead.
+    leads_hours: list[float] = [1, 2, 4, 6, 24]
+    # The lead flights are served and judged at: the quality gate's test figures, the drift
+    # reference and the monitoring loop's replay.
+    served_lead_hours: float = 2.0
     reference_rows: int = Field(20000, gt=0)  # drift reference: a sample of the train split
     # `--tune`'s folds: each month validated by a fit on every earlier train/validation month.
     # Test months never take part, so no choice ever sees them.
     cv_months: list[int] = []
+
+    @model_validator(mode="after")
+    def _served_lead_is_trained(self) -> Split:
+        if not self.leads_hours or min(self.leads_hours) <= 0:
+            raise ValueError(f"leads_hours {self.leads_hours}: each must be more than 0 h")
+        if self.served_lead_hours not in self.leads_hours:
+            raise ValueError(
+                f"served_lead_hours {self.served_lead_hours} is not one of leads_hours"
+                f" {self.leads_hours}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cv_inside_training_window(self) -> Split:
@@ -76,14 +94,19 @@ class LogisticParams(_Strict):
     max_iter: int = 2000
 
 
-class QualityGate(_Strict):  # what a full run must meet (EDA-12); smoke runs don't enforce
+class QualityGate(_Strict):
+    """What a full run must meet on the test split at the served lead (EDA-12; issue 24 for
+    the store's features); smoke runs don't enforce."""
+
     enforce: bool = True
-    min_test_roc_auc: float = 0.70
-    max_test_roc_auc: float = 0.76  # above this, suspect leakage
+    min_test_roc_auc: float = 0.75
+    max_test_roc_auc: float = 0.78  # above this, suspect leakage
     min_test_pr_auc: float = 0.36
-    max_test_log_loss: float = 0.46
+    max_test_log_loss: float = 0.4488  # the model without the store's features
     max_test_brier: float = 0.146
-    min_month_roc_auc: float = 0.68
+    min_month_roc_auc: float = 0.715
+    # Test ROC AUC at other leads, e.g. {24: 0.69}: the lead (hours) -> its floor.
+    min_lead_roc_auc: dict[float, float] = {}
 
 
 class Train(_Strict):

@@ -56,7 +56,7 @@ MINUTE = Column("minute", "int", min=0, max=59, description="Scheduled departure
 DISTANCE = Column("distance", "int", min=1, max=10000, description="Great-circle miles")
 TIME_HOUR = Column("time_hour", "datetime", description="Scheduled hour in UTC")
 
-# Observed weather at the origin airport at the scheduled hour. The upper bound on wind_speed
+# Observed weather at the origin airport (hourly reports). The upper bound on wind_speed
 # is loose on purpose: the raw file holds a 1,048 mph reading that the model cleans (EDA-03).
 WEATHER = (
     Column("temp", "float", True, -80, 140, description="Temperature, F"),
@@ -135,10 +135,48 @@ AIRPORTS = Table(
     key=("faa",),
 )
 RAW_TABLES = (FLIGHTS, WEATHER_TABLE, PLANES, AIRLINES, AIRPORTS)
+DELAY_MINUTES = 15  # a flight departing this late or later is delayed (the FAA's definition)
 
-# What a caller sends to score one flight: the schedule plus the origin's weather at the
-# scheduled hour. The model derives every feature from these fields (src/model/features.py).
-REQUEST = (YEAR, MONTH, DAY, HOUR, MINUTE, CARRIER, ORIGIN, DEST, DISTANCE, TAILNUM, *WEATHER)
+
+def _known(name: str, description: str, low: float | None, high: float | None) -> Column:
+    return Column(name, "float", True, low, high, description=description)
+
+
+# What the feature store knows of a flight as of a moment before its departure (issue 24):
+# src/featurestore/views.py declares the view each comes from, and `<view>_age_s` is the
+# age of that view's value at the moment. Optional in a request: a caller bringing its own
+# features may leave any out, and the model reads a missing one as missing.
+LEAD_HOURS = _known("lead_hours", "Hours from the prediction's moment to the departure", 0, 8760)
+TIMETABLE_FIELDS = (
+    _known("origin_hour_scheduled", "Departures scheduled at the origin that hour", 0, 1000),
+    _known("origin_day_scheduled", "Departures scheduled at the origin that local day", 0, 5000),
+    _known("carrier_day_scheduled", "The carrier's departures there that day", 0, 5000),
+    _known("plane_leg", "The plane's NYC departure of its local day: 1, 2, ...", 1, 100),
+    _known("plane_turnaround_min", "Minutes since the plane's previous leg that day", 0, 1440),
+)
+PLANE_LAST_LEG_FIELDS = (
+    _known("plane_last_dep_delay", "Delay of the plane's latest departure, minutes", -1440, 1440),
+)
+AIRPORT_STATE_FIELDS = (
+    _known("airport_departed_2h", "Departures from the origin in the 2 hours up to now", 0, 1e4),
+    _known("airport_mean_delay_2h", "Their mean departure delay, minutes", -1440, 1440),
+    _known("airport_share_delayed_2h", f"Their share {DELAY_MINUTES}+ minutes late", 0, 1),
+    _known("airport_overdue_2h", "Flights due there in the 2 hours up to now, not left", 0, 1e4),
+)
+AGES = tuple(
+    _known(f"{view}_age_s", f"Seconds since the {view} value was observed", 0, None)
+    for view in ("weather", "plane_last_leg", "airport_state")
+)
+STORE_FIELDS = (LEAD_HOURS, *TIMETABLE_FIELDS, *PLANE_LAST_LEG_FIELDS, *AIRPORT_STATE_FIELDS, *AGES)
+
+# What a caller sends to score one flight: the schedule, the origin's latest weather
+# observation as of the prediction's moment, and what the store knows then (all optional).
+# The model derives every feature from these fields (src/model/features.py).
+REQUEST = (
+    *(YEAR, MONTH, DAY, HOUR, MINUTE, CARRIER, ORIGIN, DEST, DISTANCE, TAILNUM),
+    *WEATHER,
+    *STORE_FIELDS,
+)
 REQUEST_FIELDS = tuple(c.name for c in REQUEST)
 OPTIONAL_FIELDS = tuple(c.name for c in REQUEST if c.nullable)  # may be left out: missing
 
@@ -183,7 +221,6 @@ EXAMPLE_FLIGHT: dict[str, Any] = {
 }
 
 TARGET = "delayed"  # dep_delay >= DELAY_MINUTES (the FAA's definition)
-DELAY_MINUTES = 15
 PREDICTION = "delay_probability"
 
 # Every feature the model's code builds from REQUEST (EDA-06), in the default order. A model's
@@ -200,5 +237,6 @@ NUMERIC_FEATURES = (
     "seats",
     "engines",
     *(c.name for c in WEATHER),
+    *(c.name for c in STORE_FIELDS),
 )
 FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES

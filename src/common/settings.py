@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(30, ge=1)
     keepalive: int = Field(5, ge=0)
     log_level: str = "info"
+    # The online feature store (src/featurestore/online.py) in Redis, e.g.
+    # redis://127.0.0.1:6379/0; unset: the SQLite file data/online/features.sqlite.
+    redis_url: str | None = None
     # The monitoring cycle pushes its figures here (python -m src.cycle); unset: no push.
     pushgateway: str | None = None
     # Variables named by other tools, read here too so there is one place to look.

@@ -1,7 +1,9 @@
-"""From validated raw tables to the processed splits (pure: frames in, frames out).
+"""From the labelled examples to the processed splits (pure: frames in, frames out).
 
-Cancelled flights out (EDA-01), weather joined in UTC (EDA-02), the target added, a split by
-month (EDA-08), a reference sample for drift, and the figures the manifest records.
+The examples come from the feature store (src/featurestore/training.py): each flight that
+left (EDA-01), once per lead, with what the store held as of its moment. Here they get their
+order and kinds, a split by month (EDA-08), a reference sample for drift, and the figures
+the manifest records.
 """
 
 from __future__ import annotations
@@ -11,36 +13,28 @@ import pandas as pd
 from src.common.config import Config, Split
 from src.common.errors import PipelineError
 from src.common.paths import SPLITS
-from src.common.schema import (
-    API_REQUEST_FIELDS,
-    DELAY_MINUTES,
-    FLIGHTS,
-    PLANES,
-    TARGET,
-    WEATHER,
-    WEATHER_TABLE,
-)
+from src.common.schema import API_REQUEST, API_REQUEST_FIELDS, FLIGHTS, PLANES, TARGET
 
-PROCESSED_COLUMNS = ("time_hour", *API_REQUEST_FIELDS, TARGET)
+PROCESSED_COLUMNS = ("time_hour", "as_of", *API_REQUEST_FIELDS, TARGET)
+# One flight's examples side by side, earliest moment first; flights in FLIGHTS.key order.
+EXAMPLE_ORDER = ["year", "month", "day", "carrier", "flight", "origin", "as_of"]
 PLANE_COLUMNS = ("tailnum", "year", "seats", "engines", "manufacturer")
+FLOATS = [c.name for c in API_REQUEST if c.kind == "float"]
 
 
-def drop_cancelled(flights: pd.DataFrame) -> pd.DataFrame:
-    """EDA-01: a cancelled flight (no dep_delay) has no label; its missing tailnum leaks."""
-    return flights[flights["dep_delay"].notna()]
+def processed_rows(examples: pd.DataFrame) -> pd.DataFrame:
+    """The examples in order, as the processed columns; every float field as float64 (a
+    count with no gap comes as int64, which the MLflow signature's double refuses)."""
+    missing = [c for c in PROCESSED_COLUMNS if c not in examples]
+    if missing:
+        raise PipelineError(f"examples: column(s) {missing} missing")
+    out = examples.sort_values(EXAMPLE_ORDER, kind="stable").reset_index(drop=True)
+    return out[list(PROCESSED_COLUMNS)].astype(dict.fromkeys(FLOATS, "float64"))
 
 
-def join_weather(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
-    """EDA-02: join on (origin, time_hour) in UTC; local hours repeat at DST fall-back."""
-    cols = ["origin", "time_hour", *(c.name for c in WEATHER)]
-    return flights.merge(weather[cols], on=["origin", "time_hour"], how="left", validate="m:1")
-
-
-def add_target(flights: pd.DataFrame) -> pd.DataFrame:
-    """The label (departed DELAY_MINUTES+ late), rows in key order, the processed columns."""
-    out = flights.assign(**{TARGET: (flights["dep_delay"] >= DELAY_MINUTES).astype("int8")})
-    out = out.sort_values(list(FLIGHTS.key), kind="stable").reset_index(drop=True)
-    return out[list(PROCESSED_COLUMNS)]
+def at_lead(examples: pd.DataFrame, lead_hours: float) -> pd.DataFrame:
+    """The examples at one lead: each flight once, as it is served."""
+    return examples[examples["lead_hours"] == lead_hours].reset_index(drop=True)
 
 
 def split_by_month(df: pd.DataFrame, split: Split) -> dict[str, pd.DataFrame]:
@@ -63,18 +57,23 @@ def data_stats(flights: pd.DataFrame, kept: pd.DataFrame, planes: pd.DataFrame) 
         "cancelled": int(cancelled.sum()),
         "cancellation_rate": round(float(cancelled.mean()), 6),
         "cancellation_rate_by_month": {int(m): float(r) for m, r in by_month.items()},
+        "examples": len(kept),
         "weather_match_rate": round(float(kept["temp"].notna().mean()), 6),
         "plane_match_rate": round(float(kept["tailnum"].isin(planes["tailnum"]).mean()), 6),
         "delay_rate": round(float(kept[TARGET].mean()), 6),
     }
 
 
-def preprocess(tables: dict, cfg: Config) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Validated raw tables -> (the processed frames by name, the data stats)."""
+def preprocess(
+    tables: dict, examples: pd.DataFrame, cfg: Config
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Validated raw tables and the labelled examples -> (the processed frames by name, the
+    data stats). The drift reference samples the train split at the served lead."""
     flights, planes = tables[FLIGHTS.name], tables[PLANES.name]
-    kept = add_target(join_weather(drop_cancelled(flights), tables[WEATHER_TABLE.name]))
+    kept = processed_rows(examples)
     outputs = split_by_month(kept, cfg.split)
-    outputs["reference"] = reference_sample(outputs["train"], cfg.split.reference_rows, cfg.seed)
+    served = at_lead(outputs["train"], cfg.split.served_lead_hours)
+    outputs["reference"] = reference_sample(served, cfg.split.reference_rows, cfg.seed)
     outputs["planes"] = planes[list(PLANE_COLUMNS)].sort_values("tailnum").reset_index(drop=True)
     for name in (*SPLITS, "reference"):
         if outputs[name].empty:

@@ -26,11 +26,13 @@ def load_processed(paths: Paths, name: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def load_months(paths: Paths, months: list[int]) -> pd.DataFrame:
+def load_months(paths: Paths, months: list[int], lead_hours: float | None = None) -> pd.DataFrame:
     """The labelled rows of `months` (of 2013), whichever split holds them, in the order
-    preprocess writes them."""
+    preprocess writes them: at every lead, or at `lead_hours` only (each flight once)."""
     rows = pd.concat([load_processed(paths, name) for name in SPLITS], ignore_index=True)
     rows = rows[rows["month"].isin(months)]
+    if lead_hours is not None:
+        rows = rows[rows["lead_hours"] == lead_hours]
     if rows.empty:
         raise PipelineError(f"{paths.processed}: no labelled rows for months {months}")
     return rows.sort_values(MONTH_ORDER, kind="stable").reset_index(drop=True)
@@ -42,9 +44,14 @@ def months_label(months: list[int]) -> str:
 
 
 def write_processed(
-    paths: Paths, outputs: dict[str, pd.DataFrame], stats: dict, raw: dict, cfg: Config
+    paths: Paths,
+    outputs: dict[str, pd.DataFrame],
+    stats: dict,
+    lineage: dict,
+    cfg: Config,
 ) -> dict:
-    """Every frame as parquet, then the manifest (raw snapshot hash, config hash, stats)."""
+    """Every frame as parquet, then the manifest: `lineage` (the raw snapshot and feature
+    tables the examples came from, src.preprocess), the config's hash, the stats."""
     files = {}
     for name, df in outputs.items():
         path = paths.processed_file(name)
@@ -53,8 +60,7 @@ def write_processed(
         files[name] = {"rows": len(df), "sha256": sha256_file(path), "delay_rate": rate}
         log.info("wrote %s (%d rows)", path, len(df))
     manifest = {
-        "raw_snapshot": raw["snapshot"],
-        "raw_snapshot_sha256": raw["snapshot_sha256"],
+        **lineage,
         "config": cfg.name,
         "config_hash": cfg.hash,
         "split": cfg.split.model_dump(),

@@ -17,6 +17,9 @@ from src.featurestore.views import departures, scheduled_departure
 log = logging.getLogger(__name__)
 
 LEADS_HOURS = (1, 2, 4, 6, 24)
+# The flight's own schedule in local time, which the request carries beside the store's
+# fields (the scheduled hour in UTC is kept for the weather's and the reports' sake).
+LOCAL_SCHEDULE = ["year", "month", "day", "hour", "minute", "time_hour"]
 
 
 def training_examples(
@@ -55,3 +58,13 @@ def training_examples(
         examples = base[~gone].assign(as_of=moment[~gone], lead_hours=lead)
         frames.append(as_of(examples, tables))  # per lead: a fifth of the memory at a time
     return pd.concat(frames)
+
+
+def labelled_examples(
+    flights: pd.DataFrame, tables: dict[str, pd.DataFrame], leads_hours: Iterable[float]
+) -> pd.DataFrame:
+    """training_examples plus each flight's local schedule: every field of a request as
+    the feature store knew it at the example's moment, and the label."""
+    examples = training_examples(flights, tables, leads_hours)
+    local = flights.loc[examples.index, LOCAL_SCHEDULE]
+    return examples.assign(**{c: local[c].to_numpy() for c in LOCAL_SCHEDULE})

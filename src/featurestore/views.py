@@ -17,7 +17,17 @@ from datetime import timedelta
 
 import pandas as pd
 
-from src.common.schema import DELAY_MINUTES, WEATHER, Column
+from src.common.schema import (
+    AIRPORT_STATE_FIELDS,
+    DELAY_MINUTES,
+    DEST,
+    DISTANCE,
+    PLANE_LAST_LEG_FIELDS,
+    TAILNUM,
+    TIMETABLE_FIELDS,
+    WEATHER,
+    Column,
+)
 
 Raw = dict[str, pd.DataFrame]
 LOCAL_DAY = ["year", "month", "day"]  # the raw flights' own date columns are local
@@ -36,6 +46,9 @@ class FeatureView:
     ttl: timedelta | None  # a row older than this, at the lookup's moment, is missing
     fields: tuple[Column, ...]
     build: Callable[[Raw], pd.DataFrame]
+    # False: the store keeps the view for the API's own checks, never as a model input, so
+    # neither the offline join (training) nor `lookup` reads it (FEATURE_VIEWS).
+    feature: bool = True
 
     @property
     def field_names(self) -> list[str]:
@@ -120,11 +133,32 @@ def build_plane_last_leg(raw: Raw) -> pd.DataFrame:
 
 
 def build_airport_state(raw: Raw) -> pd.DataFrame:
-    """The departures of the last two hours at each origin, as a row at every moment the
-    window changes: a departure enters when it leaves the gate and exits two hours later.
+    """The origin's last two hours, as a row at every moment they change: the departures
+    of the window (a departure enters when it leaves the gate and exits two hours later),
+    and the flights due in the window that have not left (one enters at its scheduled
+    departure and exits when it leaves, or two hours later; a cancelled one never leaves).
     The exit rows make a lookup exact without a time-to-live: the latest row at or before
     any moment holds the window (moment - 2 h, moment], empty windows included."""
-    left = departures(raw["flights"])
+    changes = pd.concat([departed_changes(raw["flights"]), overdue_changes(raw["flights"])])
+    change = changes.fillna(0).groupby(["origin", "at"])[["n", "delay", "late", "overdue"]].sum()
+    state = change.groupby(level="origin").cumsum().reset_index()
+    count = state["n"]
+    return pd.DataFrame(
+        {
+            "origin": state["origin"],
+            "at": state["at"],
+            "airport_departed_2h": count,
+            "airport_mean_delay_2h": (state["delay"] / count).where(count > 0),
+            "airport_share_delayed_2h": (state["late"] / count).where(count > 0),
+            "airport_overdue_2h": state["overdue"],
+        }
+    )
+
+
+def departed_changes(flights: pd.DataFrame) -> pd.DataFrame:
+    """+1 (and its delay) when a departure leaves, -1 two hours later. Whole-minute delays
+    add up exactly in float64, so the running sums never drift."""
+    left = departures(flights)
     delay = left["dep_delay"]
     enter = pd.DataFrame(
         {
@@ -135,24 +169,20 @@ def build_airport_state(raw: Raw) -> pd.DataFrame:
             "late": (delay >= DELAY_MINUTES).astype("int64"),
         }
     )
-    leave = enter.assign(at=enter["at"] + WINDOW, n=-1, delay=-enter["delay"], late=-enter["late"])
-    # Whole-minute delays add up exactly in float64, so the running sums never drift.
-    change = pd.concat([enter, leave]).groupby(["origin", "at"])[["n", "delay", "late"]].sum()
-    state = change.groupby(level="origin").cumsum().reset_index()
-    count = state["n"]
-    return pd.DataFrame(
-        {
-            "origin": state["origin"],
-            "at": state["at"],
-            "airport_departed_2h": count,
-            "airport_mean_delay_2h": (state["delay"] / count).where(count > 0),
-            "airport_share_delayed_2h": (state["late"] / count).where(count > 0),
-        }
+    return pd.concat(
+        [enter, enter.assign(at=enter["at"] + WINDOW, n=-1, delay=-delay, late=-enter["late"])]
     )
 
 
-def field(name: str, kind: str, description: str, nullable: bool = False) -> Column:
-    return Column(name, kind, nullable, description=description)
+def overdue_changes(flights: pd.DataFrame) -> pd.DataFrame:
+    """+1 at a flight's scheduled departure if it has not left by then, -1 when it leaves
+    or two hours after it was due, whichever comes first."""
+    sched = scheduled_departure(flights)
+    left = sched + pd.to_timedelta(flights["dep_delay"], unit="min")  # NaT: cancelled
+    end = left.where(left < sched + WINDOW, sched + WINDOW)
+    late = (end > sched).to_numpy()
+    enter = pd.DataFrame({"origin": flights["origin"], "at": sched, "overdue": 1})[late]
+    return pd.concat([enter, enter.assign(at=end[late], overdue=-1)])
 
 
 TIMETABLE = FeatureView(
@@ -160,16 +190,7 @@ TIMETABLE = FeatureView(
     entities=("carrier", "flight", "origin", "sched_dep"),
     event_time="published",
     ttl=None,
-    fields=(
-        field("dest", "str", "Destination airport (FAA)"),
-        field("distance", "int", "Great-circle miles"),
-        field("tailnum", "str", "The plane scheduled", nullable=True),
-        field("origin_hour_scheduled", "int", "Departures scheduled at the origin that hour"),
-        field("origin_day_scheduled", "int", "Departures scheduled at the origin that local day"),
-        field("carrier_day_scheduled", "int", "The carrier's departures there that day"),
-        field("plane_leg", "int", "The plane's NYC departure of its local day: 1, 2, ...", True),
-        field("plane_turnaround_min", "float", "Minutes since its previous leg that day", True),
-    ),
+    fields=(DEST, DISTANCE, TAILNUM, *TIMETABLE_FIELDS),
     build=build_timetable,
 )
 WEATHER_VIEW = FeatureView(
@@ -185,7 +206,7 @@ PLANE_LAST_LEG = FeatureView(
     entities=("tailnum",),
     event_time="departed",
     ttl=timedelta(hours=12),
-    fields=(field("plane_last_dep_delay", "float", "Delay of the plane's latest departure", True),),
+    fields=PLANE_LAST_LEG_FIELDS,
     build=build_plane_last_leg,
 )
 AIRPORT_STATE = FeatureView(
@@ -193,12 +214,29 @@ AIRPORT_STATE = FeatureView(
     entities=("origin",),
     event_time="at",
     ttl=None,
-    fields=(
-        field("airport_departed_2h", "int", "Departures from the origin in the last 2 hours"),
-        field("airport_mean_delay_2h", "float", "Their mean departure delay, minutes", True),
-        field("airport_share_delayed_2h", "float", f"Their share {DELAY_MINUTES}+ min late", True),
-    ),
+    fields=AIRPORT_STATE_FIELDS,
     build=build_airport_state,
 )
+
+
+def build_departure(raw: Raw) -> pd.DataFrame:
+    """Each flight's departure, keyed as in the timetable, known from the moment it left:
+    the API does not score a flight that has left (a cancelled one never has a row)."""
+    left = departures(raw["flights"])
+    keys = left[["carrier", "flight", "origin"]].assign(sched_dep=scheduled_departure(left))
+    return keys.assign(departed=left["departed"], dep_delay=left["dep_delay"])
+
+
+DEPARTURE = FeatureView(
+    "departure",
+    entities=TIMETABLE.entities,
+    event_time="departed",
+    ttl=None,
+    fields=(Column("dep_delay", "float", description="Departure delay, minutes (< 0: early)"),),
+    build=build_departure,
+    feature=False,
+)
 # In lookup order: the timetable names the plane the plane view is looked up by.
-VIEWS = {v.name: v for v in (TIMETABLE, WEATHER_VIEW, PLANE_LAST_LEG, AIRPORT_STATE)}
+VIEWS = {v.name: v for v in (TIMETABLE, WEATHER_VIEW, PLANE_LAST_LEG, AIRPORT_STATE, DEPARTURE)}
+# The views a model reads: the offline join and the online lookup read these only.
+FEATURE_VIEWS = {name: v for name, v in VIEWS.items() if v.feature}

@@ -52,13 +52,14 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def auc_by_group(y: np.ndarray, p: np.ndarray, group: np.ndarray) -> dict[int, float]:
-    """ROC AUC per group value (e.g. month); groups with one class only are skipped."""
+def auc_by_group(y: np.ndarray, p: np.ndarray, group: np.ndarray) -> dict:
+    """ROC AUC per group value (e.g. month, lead); groups with one class only are skipped."""
     out = {}
+    group = np.asarray(group)
     for g in np.unique(group):
         mask = group == g
         if len(np.unique(y[mask])) == 2:
-            out[int(g)] = float(roc_auc_score(y[mask], p[mask]))
+            out[g.item()] = float(roc_auc_score(y[mask], p[mask]))
     return out
 
 

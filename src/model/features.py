@@ -15,7 +15,14 @@ from functools import cached_property
 import numpy as np
 
 from src.common.errors import PipelineError, SchemaError
-from src.common.schema import CATEGORICAL_FEATURES, FEATURES, REQUEST, REQUEST_FIELDS, WEATHER
+from src.common.schema import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    REQUEST,
+    REQUEST_FIELDS,
+    STORE_FIELDS,
+    WEATHER,
+)
 
 MAX_WIND_SPEED = 100.0  # mph; above is a sensor error (EDA-03)
 
@@ -236,6 +243,14 @@ def calendar_features(cols: Columns, state: FeatureState) -> dict:
     }
 
 
+STORE_NAMES = tuple(c.name for c in STORE_FIELDS)
+
+
+def store_features(cols: Columns, state: FeatureState) -> dict:
+    """What the feature store knew as of the moment, as sent (missing stays missing)."""
+    return {name: np.asarray(cols[name], dtype=float) for name in STORE_NAMES}
+
+
 Builder = Callable[[Columns, FeatureState], dict]
 # Every feature this code can build, by the group that computes it from the request.
 GROUPS: tuple[tuple[tuple[str, ...], Builder], ...] = (
@@ -244,6 +259,7 @@ GROUPS: tuple[tuple[tuple[str, ...], Builder], ...] = (
     (WEATHER_NAMES, weather_features),
     (("distance", "hour", "minute"), schedule_features),
     (("day_of_week", "days_to_holiday", "abs_days_to_holiday"), calendar_features),
+    (STORE_NAMES, store_features),
 )
 BUILDABLE = frozenset(name for names, _ in GROUPS for name in names)
 

@@ -202,18 +202,27 @@ def retrain(
     return Retrained(backtest, model, trees, latest)
 
 
-def score(model: FlightDelayModel, splits: dict[str, pd.DataFrame]) -> tuple[dict, np.ndarray]:
-    """Validation and test metrics, plus test AUC per month; returns (metrics, test scores)."""
+def score(
+    model: FlightDelayModel, splits: dict[str, pd.DataFrame], served_lead: float
+) -> tuple[dict, np.ndarray]:
+    """Validation and test metrics at the served lead (each flight once, as it is served),
+    test ROC AUC per month there and at every lead; returns (metrics, test scores)."""
     metrics, preds = {}, {}
     for name in ("validation", "test"):
         df = splits[name]
         preds[name] = model.predict_proba(request_columns(df))
-        for k, v in binary_metrics(df[TARGET].to_numpy(), preds[name]).items():
+        served = (df["lead_hours"] == served_lead).to_numpy()
+        y = df[TARGET].to_numpy()
+        for k, v in binary_metrics(y[served], preds[name][served]).items():
             metrics[f"{name}_{k}"] = v
-    test = splits["test"]
-    for month, auc in auc_by_group(test[TARGET].to_numpy(), preds["test"], test["month"]).items():
+    test, p = splits["test"], preds["test"]
+    y, served = test[TARGET].to_numpy(), (test["lead_hours"] == served_lead).to_numpy()
+    months = test["month"].to_numpy()[served]
+    for month, auc in auc_by_group(y[served], p[served], months).items():
         metrics[f"test_roc_auc_month_{month:02d}"] = auc
-    return metrics, preds["test"]
+    for lead, auc in auc_by_group(y, p, test["lead_hours"].to_numpy()).items():
+        metrics[f"test_roc_auc_lead_{lead:g}h"] = auc
+    return metrics, p
 
 
 def quality_failures(metrics: dict, gate: QualityGate) -> list[str]:
@@ -226,6 +235,7 @@ def quality_failures(metrics: dict, gate: QualityGate) -> list[str]:
         ("test_brier", "<=", gate.max_test_brier),
     ]
     checks += [(k, ">=", gate.min_month_roc_auc) for k in metrics if "_month_" in k]
+    checks += [(f"test_roc_auc_lead_{h:g}h", ">=", b) for h, b in gate.min_lead_roc_auc.items()]
     passes = {">=": operator.ge, "<=": operator.le}
     return [
         f"{key}={metrics[key]:.4f} (needs {op} {bound})"

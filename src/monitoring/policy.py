@@ -15,6 +15,7 @@ import pandas as pd
 
 from src.common.config import Config
 from src.common.schema import TARGET
+from src.data.prepare import at_lead
 from src.model.evaluate import binary_metrics
 from src.model.features import request_columns
 from src.model.fit import Retrained, retrain
@@ -40,7 +41,8 @@ def policy_step(
     """The policy on every labelled month: a challenger, and whether it replaces `champion`.
     `fit` is `retrain`, or a memo of it (the sensitivity table shares fits across settings)."""
     retrained = fit(labelled, planes, cfg, cfg.cycle.early_stopping_patience, cfg.cycle.max_trees)
-    window = labelled[labelled["month"] == retrained.latest_month]
+    latest = labelled[labelled["month"] == retrained.latest_month]
+    window = at_lead(latest, cfg.split.served_lead_hours)  # each flight once, as served
     cols, y = request_columns(window), window[TARGET].to_numpy()
     champion_scores, backtest = champion.predict_proba(cols), retrained.backtest.predict_proba(cols)
     result = gate_decision(y, champion_scores, backtest, cfg)

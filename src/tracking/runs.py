@@ -91,8 +91,9 @@ def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: s
         mlflow.log_params({f"split_{k}": v for k, v in cfg.split.model_dump().items()})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(cfg.model_dump(), CONFIG_ARTIFACT)
-        if "test" in splits:
+        if "test" in splits:  # at the served lead: each flight once, as it is served
             test = splits["test"]
+            test = test[test["lead_hours"] == cfg.split.served_lead_hours]
             scores = model.predict_proba(request_columns(test))  # scored once, read twice
             log_figures(model, test[TARGET].to_numpy(), scores)
             log_slices(model, test, scores, cfg)

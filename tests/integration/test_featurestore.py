@@ -83,14 +83,18 @@ def test_no_feature_moves_when_the_flight_or_anything_after_its_moment_changes(r
     assert before["airport_departed_2h"].notna().all() and before["temp"].notna().any()
 
 
-def brute_force_state(left: dict[str, pd.DataFrame], origin: str, moment: pd.Timestamp) -> tuple:
-    """Count, mean delay and share >= 15 of the departures from `origin` in (t - 2h, t]."""
-    at_origin = left[origin]
-    window = (at_origin["departed"] > moment - WINDOW) & (at_origin["departed"] <= moment)
+def brute_force_state(flights: pd.DataFrame, origin: str, moment: pd.Timestamp) -> tuple:
+    """Count, mean delay and share >= 15 of the departures from `origin` in (t - 2h, t],
+    and the flights due there in (t - 2h, t] that had not left by t."""
+    at_origin = flights[flights["origin"] == origin]
+    departed = at_origin["sched"] + pd.to_timedelta(at_origin["dep_delay"], unit="min")
+    window = (departed > moment - WINDOW) & (departed <= moment)
+    due = (at_origin["sched"] > moment - WINDOW) & (at_origin["sched"] <= moment)
+    overdue = int((due & ~(departed <= moment)).sum())  # NaT (cancelled) has not left
     delays = at_origin.loc[window, "dep_delay"]
     if delays.empty:
-        return 0, np.nan, np.nan
-    return len(delays), delays.mean(), (delays >= 15).mean()
+        return 0, np.nan, np.nan, overdue
+    return len(delays), delays.mean(), (delays >= 15).mean(), overdue
 
 
 def test_airport_state_equals_a_brute_force_count_on_the_real_departures(raw, views):
@@ -109,9 +113,12 @@ def test_airport_state_equals_a_brute_force_count_on_the_real_departures(raw, vi
     origins = rng.choice(["EWR", "JFK", "LGA"], size=len(moments))
     examples = pd.DataFrame({"origin": origins, "as_of": pd.DatetimeIndex(moments, tz="UTC")})
     got = as_of(examples, {"airport_state": views["airport_state"]})
-    by_origin = {o: left.loc[left["origin"] == o, ["departed", "dep_delay"]] for o in set(origins)}
-    expected = [brute_force_state(by_origin, o, t) for o, t in examples.to_numpy()]
+    flights = raw["flights"][["origin", "dep_delay"]].assign(
+        sched=scheduled_departure(raw["flights"])
+    )
+    expected = [brute_force_state(flights, o, t) for o, t in examples.to_numpy()]
     expected = pd.DataFrame(expected, columns=AIRPORT_STATE.field_names)
-    got = got[AIRPORT_STATE.field_names].fillna({"airport_departed_2h": 0})
+    got = got[AIRPORT_STATE.field_names].fillna({"airport_departed_2h": 0, "airport_overdue_2h": 0})
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, atol=1e-9)
     assert (got["airport_departed_2h"] > 0).mean() > 0.5
+    assert (got["airport_overdue_2h"] > 0).mean() > 0.3

@@ -16,9 +16,11 @@ import pytest
 from src.common.config import Config, load_config
 from src.common.paths import CONFIGS_DIR, CONTRACTS_DIR, Paths
 from src.common.schema import FLIGHTS, PLANES, WEATHER_TABLE
-from src.data.prepare import add_target, drop_cancelled, join_weather
+from src.data.prepare import processed_rows
 from src.data.snapshot import ingest, package_data_dir
 from src.data.validate import read_snapshot, validate_table
+from src.featurestore.offline import build_views
+from src.featurestore.training import LEADS_HOURS, labelled_examples
 from src.model.features import FeatureState, fit_state, request_columns
 from tests.conftest import make_paths
 
@@ -92,8 +94,10 @@ def raw_slice(package_dir) -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="session")
 def processed_slice(raw_slice) -> pd.DataFrame:
-    """The slice as preprocess produces it: no cancelled flights, weather joined, labelled."""
-    return add_target(join_weather(drop_cancelled(raw_slice["flights"]), raw_slice["weather"]))
+    """The slice as preprocess produces it: each flight that left, at every lead, with the
+    feature views as of its moment, labelled."""
+    flights = raw_slice["flights"]
+    return processed_rows(labelled_examples(flights, build_views(raw_slice), LEADS_HOURS))
 
 
 @pytest.fixture(scope="session")

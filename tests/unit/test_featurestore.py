@@ -170,13 +170,17 @@ DEPARTURES = flights(
 
 
 def brute_force_state(raw_flights: pd.DataFrame, origin: str, moment: pd.Timestamp) -> tuple:
-    """Count, mean delay and share >= 15 of the departures from `origin` in (t - 2h, t]."""
-    f = raw_flights[(raw_flights["origin"] == origin) & raw_flights["dep_delay"].notna()]
-    left = f["time_hour"] + pd.to_timedelta(f["minute"] + f["dep_delay"], unit="min")
-    delays = f.loc[(left > moment - pd.Timedelta(hours=2)) & (left <= moment), "dep_delay"]
+    """Count, mean delay and share >= 15 of the departures from `origin` in (t - 2h, t],
+    and the flights due there in (t - 2h, t] that had not left by t."""
+    f = raw_flights[raw_flights["origin"] == origin]
+    sched = f["time_hour"] + pd.to_timedelta(f["minute"], unit="min")
+    left = sched + pd.to_timedelta(f["dep_delay"], unit="min")  # NaT: cancelled
+    two_hours = pd.Timedelta(hours=2)
+    overdue = int(((sched > moment - two_hours) & (sched <= moment) & ~(left <= moment)).sum())
+    delays = f.loc[(left > moment - two_hours) & (left <= moment), "dep_delay"]
     if delays.empty:
-        return 0, np.nan, np.nan
-    return len(delays), delays.mean(), (delays >= 15).mean()
+        return 0, np.nan, np.nan, overdue
+    return len(delays), delays.mean(), (delays >= 15).mean(), overdue
 
 
 def test_airport_state_is_exact_at_every_moment_between_and_at_events():
@@ -189,9 +193,10 @@ def test_airport_state_is_exact_at_every_moment_between_and_at_events():
     got = lookup("airport_state", {"flights": DEPARTURES}, examples)
     expected = [brute_force_state(DEPARTURES, o, t) for o, t in examples.to_numpy()]
     expected = pd.DataFrame(expected, columns=AIRPORT_STATE.field_names)
-    got = got[AIRPORT_STATE.field_names].fillna({"airport_departed_2h": 0})
+    got = got[AIRPORT_STATE.field_names].fillna({"airport_departed_2h": 0, "airport_overdue_2h": 0})
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, atol=1e-12)
     assert got["airport_departed_2h"].max() == 4  # the window really fills and empties
+    assert got["airport_overdue_2h"].max() == 3  # flights 2, 3 and 5 are due, not left, at 06:25
 
 
 # ------------------------------------------------------------------ the plane's day

@@ -39,7 +39,7 @@ def state_rows(*rows: tuple) -> pd.DataFrame:
     df = pd.DataFrame(
         rows, columns=["origin", "at", "airport_departed_2h", "airport_mean_delay_2h"]
     )
-    return df.assign(at=utc(*df["at"]), airport_share_delayed_2h=0.5)
+    return df.assign(at=utc(*df["at"]), airport_share_delayed_2h=0.5, airport_overdue_2h=1.0)
 
 
 @pytest.fixture
