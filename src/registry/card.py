@@ -19,6 +19,7 @@ METRICS = (
     ("rows", "Rows"),
 )
 MONTH_METRIC = "test_roc_auc_month_"
+LEAD_METRIC = "test_roc_auc_lead_"  # then the lead and "h": test_roc_auc_lead_2h
 OWN_LINES = ("calibrator", "features")  # params the card shows on a line of their own
 
 
@@ -28,6 +29,11 @@ def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> s
         (key.removeprefix(MONTH_METRIC), value)
         for key, value in meta["metrics"].items()
         if key.startswith(MONTH_METRIC)
+    )
+    leads = sorted(
+        (float(key.removeprefix(LEAD_METRIC).removesuffix("h")), value)
+        for key, value in meta["metrics"].items()
+        if key.startswith(LEAD_METRIC)
     )
     hyper = ", ".join(
         f"{k}={v}"
@@ -41,6 +47,8 @@ def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> s
         calibration=calibration_line(params.get("calibrator", "none"), meta["metrics"]),
         metrics=METRICS,
         months=months,
+        leads=[(f"{lead:g} h", auc) for lead, auc in leads],
+        served_lead=params.get("split_served_lead_hours"),
         features=params.get("features", "").split(","),
         delay_minutes=DELAY_MINUTES,
         **slice_context(slices),
