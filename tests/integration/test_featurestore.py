@@ -1,6 +1,7 @@
 """The offline store on the smoke pipeline's raw snapshot (all of 2013): the stage writes the
-views; no feature of a flight moves when its own departure, or anything after its moment,
-changes (leakage); the airport state equals a brute-force count on the real departures."""
+views; no feature of a flight, and no score of the smoke champion, moves when its own
+departure, or anything after its moment, changes (leakage); the airport state equals a
+brute-force count on the real departures."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from src.common.io import read_json
 from src.common.paths import SMOKE_CONFIG
 from src.common.schema import WEATHER
 from src.featurestore.offline import as_of, build_views, load_views
+from src.featurestore.training import LOCAL_SCHEDULE
 from src.featurestore.views import (
     AIRPORT_STATE,
     OBSERVATION_DELAY,
@@ -21,6 +23,9 @@ from src.featurestore.views import (
     departures,
     scheduled_departure,
 )
+from src.model.features import request_columns
+from src.serving.loader import load_export
+from tests.integration.support import CFG
 
 LEAD = pd.Timedelta(hours=2)
 
@@ -59,11 +64,22 @@ def flight_keys(flights: pd.DataFrame, moment: pd.Timestamp) -> pd.DataFrame:
     return keys.assign(as_of=moment)
 
 
+def scores(model, flights: pd.DataFrame, found: pd.DataFrame) -> np.ndarray:
+    """The model's scores of the flights' records as of their moments: the view fields
+    `as_of` found, the lead and the flight's local schedule."""
+    lead = (found["sched_dep"] - found["as_of"]).dt.total_seconds() / 3600
+    records = found.assign(lead_hours=lead, **flights.loc[found.index, LOCAL_SCHEDULE])
+    return model.predict_proba(request_columns(records))
+
+
 @pytest.mark.parametrize("seed", [24, 2013])
-def test_no_feature_moves_when_the_flight_or_anything_after_its_moment_changes(raw, views, seed):
+def test_no_feature_moves_when_the_flight_or_anything_after_its_moment_changes(
+    smoke_pipeline, raw, views, seed
+):
     """A departed flight, scored 2 hours before its scheduled departure with every other
-    flight due in the next 6 hours: their features as of that moment are the same when the
-    flight's own departure, and every event after the moment, are rewritten."""
+    flight due in the next 6 hours: their features as of that moment, and the smoke
+    champion's scores of them, are the same when the flight's own departure, and every
+    event after the moment, are rewritten."""
     flights = raw["flights"]
     busy = flights[flights["dep_delay"].ge(0) & flights["hour"].between(15, 19)]
     flight = busy.sample(1, random_state=seed)
@@ -74,8 +90,11 @@ def test_no_feature_moves_when_the_flight_or_anything_after_its_moment_changes(r
     assert flight.index[0] in due.index and len(due) > 50
 
     rewritten = build_views(rewrite_after(raw, moment))
-    before = as_of(examples, views)
-    pd.testing.assert_frame_equal(as_of(examples, rewritten), before)
+    before, after = as_of(examples, views), as_of(examples, rewritten)
+    pd.testing.assert_frame_equal(after, before)
+    model = load_export(CFG, smoke_pipeline).model
+    np.testing.assert_array_equal(scores(model, flights, after), scores(model, flights, before))
+    assert "airport_overdue_2h" in model.features  # the champion reads the store's fields
     # The rewrite is real: a moment after the flights left sees it.
     later = examples.assign(as_of=moment + pd.Timedelta(hours=8))
     changed = as_of(later, rewritten)["airport_mean_delay_2h"]
