@@ -5,14 +5,17 @@
 
 Nothing is read at import: the lifespan reads the settings (FD_* variables,
 src/common/settings.py) and the config (FD_CONFIG, else the one the exported champion was
-registered with), then builds the ModelService that the routes get through `get_service`.
+registered with), then builds the ModelService that the routes get through `get_service`,
+and the handle of the online feature store GET /flights reads (opened at its first use).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -27,6 +30,7 @@ from app.middleware import CORSFromConfig, ObserveAndLimit
 from app.routes import predictions, router
 from app.schemas import MAX_ERRORS
 from src.common.config import Config
+from src.common.errors import PipelineError
 from src.common.logs import setup_logging
 from src.common.paths import Paths, get_paths
 from src.common.settings import Settings
@@ -34,6 +38,9 @@ from src.serving.loader import registry_for, serving_config
 from src.serving.prediction_log import PredictionLogger
 from src.serving.service import ModelService
 from src.serving.watcher import AliasWatcher
+
+if TYPE_CHECKING:
+    from src.featurestore.online import OnlineStore
 
 log = logging.getLogger("app")
 ServiceFactory = Callable[[Settings, Config, Paths], ModelService]
@@ -54,6 +61,45 @@ def default_service(settings: Settings, cfg: Config, paths: Paths) -> ModelServi
     return svc
 
 
+class OnlineStoreHandle:
+    """The online feature store of GET /flights: Redis when FD_REDIS_URL is set, else the
+    SQLite file Paths.online_store. Opened once per process at its first use (not at
+    start-up: the store's code imports pandas), shared by the threads, closed at shutdown.
+    A missing file is not created (the API only reads). Until it opens, `get` raises
+    StoreUnavailable (503) and tries again on the next call; the reason, which may name a
+    path or a URL, goes to the log, not to the caller."""
+
+    def __init__(self, settings: Settings, paths: Paths):
+        self.url, self.path = settings.redis_url, paths.online_store
+        self.store: OnlineStore | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> OnlineStore:
+        with self.lock:
+            if self.store is None:
+                self.store = self.open()
+            return self.store
+
+    def open(self) -> OnlineStore:
+        import sqlite3
+
+        from src.featurestore.online import StoreUnavailable, open_store
+
+        if self.url is None and not self.path.is_file():
+            raise StoreUnavailable("no online store yet: run `python -m src.feed` first")
+        try:
+            return open_store("sqlite" if self.url is None else "redis", self.path, self.url)
+        except (PipelineError, OSError, sqlite3.Error) as exc:
+            log.error("cannot open the online store: %s", exc)
+            raise StoreUnavailable("the online store cannot be opened (see the API's log)") from exc
+
+    def close(self) -> None:
+        with self.lock:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+
+
 def create_app(
     service_factory: ServiceFactory = default_service, config: Config | None = None
 ) -> FastAPI:
@@ -68,8 +114,10 @@ def create_app(
         app.state.service = await run_in_threadpool(
             service_factory, settings, app.state.config, paths
         )
+        app.state.online_store = OnlineStoreHandle(settings, paths)
         yield
         app.state.service.close()  # stops the alias watcher, flushes the prediction log
+        app.state.online_store.close()
 
     # FastAPI's default /docs loads Swagger UI from a CDN; these assets ship with the package.
     app = FastAPIOffline(

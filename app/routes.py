@@ -9,6 +9,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
@@ -16,8 +17,14 @@ from app import metrics
 from app.schemas import (
     BatchRequest,
     BatchResponse,
+    CarrierCode,
     Flight,
+    FlightNumber,
+    FlightPrediction,
+    FlightProblem,
+    LocalDate,
     ModelInfo,
+    OriginChoice,
     PredictionResponse,
     ReadyResponse,
 )
@@ -126,8 +133,13 @@ async def prometheus(request: Request) -> Response:
 # hop to the thread pool would cost about as much as the scoring.
 @predictions.post("/predict")
 async def predict(flight: Flight, request: Request, svc: Service) -> PredictionResponse:
-    request_id = request.state.request_id  # set by app.middleware.ObserveAndLimit
-    p, champ = svc.predict_one(flight.model_dump(), request_id)
+    return scored(svc, flight.model_dump(), request.state.request_id)
+
+
+def scored(svc: ModelService, record: dict, request_id: str) -> PredictionResponse:
+    """One flight (API_REQUEST fields) scored, counted and logged under `request_id` (set
+    by app.middleware.ObserveAndLimit)."""
+    p, champ = svc.predict_one(record, request_id)
     delayed = p >= svc.threshold
     metrics.count_predictions(champ.version, int(delayed), 1)
     return PredictionResponse(
@@ -137,6 +149,48 @@ async def predict(flight: Flight, request: Request, svc: Service) -> PredictionR
         threshold=svc.threshold,
         model_name=champ.name,
         model_version=champ.version,
+    )
+
+
+FLIGHT_PROBLEMS = {code: {"model": FlightProblem} for code in (404, 409, 503)}
+
+
+# A plain `def`: the store's reads block (SQLite, Redis), so FastAPI runs it in its pool.
+@router.get(
+    "/flights/{carrier}/{number}/{day}",
+    response_model=FlightPrediction,
+    responses=FLIGHT_PROBLEMS,  # type: ignore[arg-type]
+    dependencies=[Security(api_key_header), Depends(require_api_key)],
+)
+def flight_by_number(
+    carrier: CarrierCode,
+    number: FlightNumber,
+    day: LocalDate,
+    request: Request,
+    svc: Service,
+    origin: OriginChoice = None,
+) -> FlightPrediction | JSONResponse:
+    """Score a flight known by its number and New York date, with the features the online
+    store holds at its clock (`python -m src.feed` fills it)."""
+    from src.featurestore import flights  # pandas: at the first call, not at start-up
+    from src.featurestore.online import StoreUnavailable
+
+    try:
+        store = request.app.state.online_store.get()
+        found = flights.flight_features(store, carrier, number, day, origin)
+    except flights.FlightError as exc:
+        status = 404 if isinstance(exc, flights.FlightNotFound) else 409
+        return JSONResponse({"detail": str(exc), **exc.details}, status)
+    except StoreUnavailable as exc:
+        return JSONResponse({"detail": str(exc)}, 503)
+    answer = scored(svc, found.record, request.state.request_id)
+    return FlightPrediction(
+        **answer.model_dump(),
+        **{k: found.record[k] for k in ("carrier", "flight", "origin", "dest")},
+        sched_dep=found.sched_dep,
+        as_of=found.as_of,
+        lead_hours=found.lead_hours,
+        feature_age_s=found.ages_s,
     )
 
 

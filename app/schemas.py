@@ -12,9 +12,10 @@ the same rule. A body's errors stay few whatever its size: a list stops at its f
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+from fastapi import Path, Query
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,7 +28,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from src.common.schema import API_REQUEST, API_REQUEST_FIELDS, EXAMPLE_FLIGHT, NUMBER_TEXT, Column
+from src.common.schema import (
+    API_REQUEST,
+    API_REQUEST_FIELDS,
+    CARRIER,
+    EXAMPLE_FLIGHT,
+    FLIGHT_NUMBER,
+    NUMBER_TEXT,
+    ORIGIN,
+    YEAR,
+    Column,
+)
 
 MAX_ERRORS = 20  # the most errors a 422 lists (app/main.py); its count says how many in all
 _TYPES = {"int": int, "float": float, "str": str}
@@ -220,6 +231,55 @@ class PredictionResponse(Prediction):
     threshold: float
     model_name: str
     model_version: str
+
+
+# GET /flights/{carrier}/{number}/{day}: a flight as a passenger knows it.
+CarrierCode = Annotated[str, Path(pattern=CARRIER.pattern, description=CARRIER.description)]
+FlightNumber = Annotated[
+    int, Path(ge=FLIGHT_NUMBER.min, le=FLIGHT_NUMBER.max, description="Flight number, e.g. 236")
+]
+LocalDate = Annotated[
+    date,
+    Path(
+        ge=date(int(YEAR.min or 1), 1, 1),  # the years a request may name
+        le=date(int(YEAR.max or 9999), 12, 31),
+        description="Scheduled departure date, New York time (YYYY-MM-DD)",
+    ),
+]
+if TYPE_CHECKING:
+    OriginCode = str
+else:
+    OriginCode = Literal[ORIGIN.allowed]
+OriginChoice = Annotated[
+    OriginCode | None,
+    Query(description="The NYC airport, when the flight number leaves from two that day"),
+]
+
+
+class FlightPrediction(PredictionResponse):
+    """POST /predict's answer for a flight found in the online feature store, and what it
+    was scored on: the store's features as of its clock."""
+
+    carrier: str
+    flight: int
+    origin: str
+    dest: str | None
+    sched_dep: datetime = Field(..., description="Scheduled departure, UTC")
+    as_of: datetime = Field(..., description="The store's clock: the features are as of it (UTC)")
+    lead_hours: float = Field(..., description="Hours from as_of to the scheduled departure")
+    feature_age_s: dict[str, float | None] = Field(
+        ...,
+        description="Per feature view: seconds from its value's event time to as_of (null: none)",
+    )
+
+
+class FlightProblem(BaseModel):
+    """Why a flight was not scored (404, 409, 503)."""
+
+    detail: str
+    origins: list[str] | None = Field(None, description="409: the airports to choose from")
+    departed: datetime | None = Field(None, description="409: when it left (UTC)")
+    dep_delay: float | None = Field(None, description="409: its departure delay, minutes")
 
 
 class BatchResponse(BaseModel):

@@ -12,7 +12,7 @@ import pandas as pd
 from src.common.errors import PipelineError
 from src.common.io import sha256_file, write_json, write_parquet
 from src.common.paths import Paths
-from src.featurestore.views import VIEWS, FeatureView, Raw
+from src.featurestore.views import FEATURE_VIEWS, VIEWS, FeatureView, Raw
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ def as_of(
     one; a row older than the view's time-to-live gives missing fields. Adds `<view>_age_s`,
     the seconds from that row's event time to the moment (missing when there is none).
     Views are joined in VIEWS order, so an entity may come from an earlier view's field (the
-    timetable names the plane). Row order and index are kept.
+    timetable names the plane); a view that is not a model feature (the departure) is never
+    joined, whatever `tables` holds. Row order and index are kept.
 
     A flight that had left by its moment sees its own departure in the state views: the
     caller scores flights before they leave."""
@@ -97,7 +98,7 @@ def as_of(
         raise PipelineError(f"examples: column '{moment}' must be UTC datetimes, not {when.dtype}")
     frame = examples.reset_index(drop=True)  # positions, whatever the examples' index
     frame[moment] = when.dt.as_unit("ns").array
-    for name, view in VIEWS.items():
+    for name, view in FEATURE_VIEWS.items():
         if name in tables:
             frame = join_view(frame, view, tables[name], moment)
     return frame.set_axis(examples.index)

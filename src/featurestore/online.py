@@ -13,15 +13,17 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from src.common.errors import PipelineError
 from src.common.schema import FLIGHTS
-from src.featurestore.views import VIEWS, FeatureView
+from src.featurestore.views import FEATURE_VIEWS, TIMETABLE, VIEWS, FeatureView
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,11 @@ log = logging.getLogger(__name__)
 Row = tuple[Any, ...]
 # The entity columns' kinds: the raw flights declare them, except the scheduled departure.
 ENTITY_KINDS = {c.name: c.kind for c in FLIGHTS.columns} | {"sched_dep": "datetime"}
+NEW_YORK = ZoneInfo("America/New_York")  # the raw flights' dates and times are local
+
+
+class StoreUnavailable(PipelineError):
+    """The store cannot answer: never fed (no clock), its file missing, its server down."""
 
 
 def key_kinds(view: FeatureView) -> list[str]:
@@ -76,9 +83,13 @@ def encode_key(view: FeatureView, entity_keys: Sequence[Any]) -> Row | None:
         raise PipelineError(f"view '{view.name}': key {entity_keys!r} is not {view.entities}")
     if any(pd.isna(k) for k in entity_keys):
         return None
-    # A key taken from a DataFrame holds NumPy scalars, which sqlite3 cannot bind.
-    plain = [k.item() if isinstance(k, np.generic) else k for k in entity_keys]
+    plain = [python_value(k) for k in entity_keys]
     return tuple(key_part(view, k, kind) for k, kind in zip(plain, key_kinds(view), strict=True))
+
+
+def python_value(value: Any) -> Any:
+    """A key taken from a DataFrame holds NumPy scalars, which sqlite3 cannot bind."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def key_part(view: FeatureView, value: Any, kind: str) -> Any:
@@ -106,6 +117,11 @@ class OnlineStore(ABC):
     @abstractmethod
     def fetch(self, view: FeatureView, key: Row) -> tuple[int, list[Any]] | None:
         """The entity's (event time, field values), or None if the store has no row."""
+
+    @abstractmethod
+    def scheduled(self, carrier: str, flight: int, low: int, high: int) -> list[Row]:
+        """The timetable's (origin, sched_dep, published) of every row of the carrier's flight
+        number with sched_dep in [low, high), whenever published."""
 
     @abstractmethod
     def clock_ns(self) -> int | None:
@@ -152,12 +168,25 @@ class OnlineStore(ABC):
             values = [None] * len(values)
         return {**dict(zip(view.field_names, values, strict=True)), f"{view.name}_age_s": age}
 
+    def departures_on(self, carrier: str, flight: Any, day: date, moment: int) -> list[Row]:
+        """(origin, sched_dep) of each departure the timetable published by `moment` holds
+        for the carrier's flight number on `day`, a New York date (the one a passenger
+        knows), in time order."""
+        number = key_part(TIMETABLE, python_value(flight), "int")
+        low, high = (
+            nanoseconds(datetime.combine(d, datetime.min.time(), NEW_YORK))
+            for d in (day, day + timedelta(days=1))
+        )
+        rows = self.scheduled(carrier, number, low, high)
+        known = [(origin, sched) for origin, sched, published in rows if published <= moment]
+        return sorted(known, key=lambda row: (row[1], row[0]))
+
     def moment_ns(self, moment: Any) -> int:
         """A read's moment: the clock by default; never before it (the store holds only the
         latest value, so an earlier moment could see the future)."""
         clock = self.clock_ns()
         if clock is None:
-            raise PipelineError("the online store is empty: run `python -m src.feed` first")
+            raise StoreUnavailable("the online store is empty: run `python -m src.feed` first")
         if moment is None:
             return clock
         ns = nanoseconds(moment)
@@ -196,12 +225,18 @@ def view_of(name: str) -> FeatureView:
 
 def lookup(store: OnlineStore, keys: dict[str, Any], moment: Any = None) -> dict:
     """Every view's fields and age for one example, the online twin of `offline.as_of`:
-    `keys` holds the flight's entities (carrier, flight, origin, sched_dep); views are read
-    in VIEWS order, so the timetable names the plane the plane view is read by. One moment
+    `keys` holds the flight's entities (carrier, flight, origin, sched_dep); the feature
+    views are read in order, so the timetable names the plane the plane view is read by
+    (the departure view, not a feature, is not read). One moment
     for all views (the clock by default), however the feed moves meanwhile."""
-    at = store.moment_ns(moment)
+    return lookup_at(store, keys, store.moment_ns(moment))
+
+
+def lookup_at(store: OnlineStore, keys: dict[str, Any], at: int) -> dict:
+    """`lookup` at `at` (UTC nanoseconds), unchecked: a caller that read the clock reads
+    at it, though a feed may have moved it since (a row newer than `at` reads missing)."""
     known = dict(keys)
-    for view in VIEWS.values():
+    for view in FEATURE_VIEWS.values():
         known |= store.read_at(view, [known.get(k) for k in view.entities], at)
     return known
 

@@ -2,17 +2,19 @@
 `<prefix>:<view>:<key1>|<key2>...`, holding the event time under `_t` and each present field
 as text (repr of a float gives it back exactly; a missing field is absent); the clock under
 `<prefix>:clock`. Both writes are Lua scripts, so the newer-wins rule holds in the server
-whoever else writes."""
+whoever else writes. The timetable is also indexed by flight number, for the API's search
+by flight: a sorted set `<prefix>:flights:<carrier>|<flight>` of `<origin>|<sched_dep>`
+scored by the scheduled departure in seconds (exact in a double), written with the row."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from src.common.errors import PipelineError
 from src.featurestore.online import OnlineStore, Row, field_kinds
-from src.featurestore.views import FeatureView
+from src.featurestore.views import TIMETABLE, FeatureView
 
 # Event times as zero-padded decimal text: Lua numbers are doubles, which cannot hold UTC
 # nanoseconds exactly, but equal-length digit strings compare in time order.
@@ -52,12 +54,16 @@ class RedisStore(OnlineStore):
         try:
             self.redis.ping()
         except redis.RedisError as exc:
+            self.redis.close()
             raise PipelineError(f"{url}: cannot reach Redis ({exc})") from exc
         self.write_script = self.redis.register_script(WRITE)
         self.advance_script = self.redis.register_script(ADVANCE)
 
     def key(self, view: FeatureView, key: Row) -> str:
         return f"{self.prefix}:{view.name}:" + "|".join(str(k) for k in key)
+
+    def flights_key(self, carrier: str, flight: int) -> str:
+        return f"{self.prefix}:flights:{carrier}|{flight}"
 
     def write(self, view: FeatureView, rows: list[Row]) -> None:
         width = len(view.entities)
@@ -70,6 +76,10 @@ class RedisStore(OnlineStore):
                     if value is not None:
                         args += [name, as_text(value)]
                 self.write_script(keys=[self.key(view, row[:width])], args=args, client=pipe)
+                if view is TIMETABLE:  # carrier, flight, origin, sched_dep
+                    carrier, flight, origin, sched = row[:width]
+                    member = {f"{origin}|{sched}": sched // 1_000_000_000}
+                    pipe.zadd(self.flights_key(carrier, flight), member)
             pipe.execute()
 
     def fetch(self, view: FeatureView, key: Row) -> tuple[int, list[Any]] | None:
@@ -81,6 +91,22 @@ class RedisStore(OnlineStore):
             for name, kind in zip(view.field_names, field_kinds(view), strict=True)
         ]
         return int(held["_t"]), values
+
+    def scheduled(self, carrier: str, flight: int, low: int, high: int) -> list[Row]:
+        seconds = (low // 1_000_000_000, high // 1_000_000_000)  # then exactly, in ns
+        found = self.redis.zrangebyscore(self.flights_key(carrier, flight), *seconds)
+        members = cast(list[str], found)  # "<origin>|<sched_dep>" (decoded responses)
+        keys = [(origin, int(sched)) for origin, sched in (m.split("|") for m in members)]
+        keys = [(origin, sched) for origin, sched in keys if low <= sched < high]
+        pipe = self.redis.pipeline(transaction=False)
+        for origin, sched in keys:
+            pipe.hget(self.key(TIMETABLE, (carrier, flight, origin, sched)), "_t")
+        published = pipe.execute() if keys else []
+        return [
+            (origin, sched, int(t))
+            for (origin, sched), t in zip(keys, published, strict=True)
+            if t is not None
+        ]
 
     def clock_ns(self) -> int | None:
         held = self.redis.get(f"{self.prefix}:clock")

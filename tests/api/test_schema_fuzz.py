@@ -1,7 +1,8 @@
 """schemathesis against the app's own OpenAPI schema (FastAPI's, from the routes' models), on
 a real server on loopback: no input the schema allows (or nearly allows) may cause a 5xx,
 and every 4xx is JSON. Every operation in the schema is fuzzed, POST /predict/batch
-included (its body schema is BatchRequest, which FastAPI now parses itself).
+included (its body schema is BatchRequest, which FastAPI now parses itself), and GET
+/flights on an online store fed with a day of real events.
 
 Randomized by hand; CI sets HYPOTHESIS_PROFILE=ci (tests/conftest.py: derandomize), so a CI
 failure reproduces locally with the same variable."""
@@ -14,16 +15,25 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from src.data.validate import read_snapshot
+from src.featurestore.offline import build_views
+from src.featurestore.online import feed
+from src.featurestore.online_sqlite import SQLiteStore
+from tests.api.support import CFG
 from tests.conftest import gunicorn
 
 pytestmark = pytest.mark.slow
 MAX_EXAMPLES = 40
 MUST_FUZZ = {"POST /predict", "POST /predict/batch", "GET /model", "GET /ready", "GET /health"}
+MUST_FUZZ |= {"GET /flights/{carrier}/{number}/{day}"}
 
 
 @pytest.fixture(scope="module")
 def server(smoke_pipeline, tmp_path_factory):
     data = tmp_path_factory.mktemp("fuzz-data")
+    with SQLiteStore(data / "online" / "features.sqlite") as store:
+        views = build_views(read_snapshot(smoke_pipeline, CFG.snapshot))
+        feed(store, views, start="2013-06-08T00:00Z", until="2013-06-15T12:00Z")
     with gunicorn({"FD_DATA_DIR": str(data)}, workers=1) as (base, _):
         yield base
 
