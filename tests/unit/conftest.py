@@ -16,7 +16,7 @@ import pytest
 from src.common.config import Config, load_config
 from src.common.paths import CONFIGS_DIR, CONTRACTS_DIR, Paths
 from src.common.schema import FLIGHTS, PLANES, WEATHER_TABLE
-from src.data.prepare import processed_rows
+from src.data.prepare import at_lead, processed_rows
 from src.data.snapshot import ingest, package_data_dir
 from src.data.validate import read_snapshot, validate_table
 from src.featurestore.offline import build_views
@@ -98,6 +98,13 @@ def processed_slice(raw_slice) -> pd.DataFrame:
     feature views as of its moment, labelled."""
     flights = raw_slice["flights"]
     return processed_rows(labelled_examples(flights, build_views(raw_slice), LEADS_HOURS))
+
+
+@pytest.fixture(scope="session")
+def served_slice(processed_slice, smoke_cfg) -> pd.DataFrame:
+    """The slice at the served lead (2 h): each flight once, as the API scores it and the
+    test figures judge it (2,978 flights)."""
+    return at_lead(processed_slice, smoke_cfg.split.served_lead_hours)
 
 
 @pytest.fixture(scope="session")

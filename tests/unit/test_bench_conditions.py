@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks import batch, conditions, serving
 from src.common.errors import PipelineError
-from src.common.schema import EXAMPLE_FLIGHT
+from src.common.schema import EXAMPLE_FLIGHT, REQUEST_FIELDS
 
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal")
 
@@ -215,7 +215,9 @@ def test_measured_run_keeps_wrk_apart_from_other_processes(monkeypatch):
 
 
 def test_fixed_body_repeats_one_flight(tmp_path):
-    records = [{**EXAMPLE_FLIGHT, "distance": n} for n in (1545, 1714, 1141, 461)]
+    # Whole records, as the bench makes them from the test split (request_records).
+    example = {f: EXAMPLE_FLIGHT.get(f) for f in REQUEST_FIELDS} | {"lead_hours": 2.0}
+    records = [{**example, "distance": n} for n in (1545, 1714, 1141, 461)]
     files = serving.write_bodies(tmp_path, records, batch_rows=2)
     app = files["single_fixed", "app"].read_text().splitlines()
     mlflow = files["single_fixed", "mlflow"].read_text().splitlines()
@@ -224,6 +226,7 @@ def test_fixed_body_repeats_one_flight(tmp_path):
     assert len(files["single", "app"].read_text().splitlines()) == 4  # distinct, unchanged
     columns = [json.loads(line) for line in files["batch_columns", "app"].read_text().splitlines()]
     assert [c["columns"]["distance"] for c in columns] == [[1545, 1714], [1141, 461]]
+    assert set(columns[0]["columns"]) == set(REQUEST_FIELDS)  # every field, the store's too
 
 
 # ------------------------------------------------------------------ batch

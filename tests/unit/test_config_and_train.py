@@ -76,42 +76,57 @@ def test_missing_config_file_names_the_path(tmp_path):
 
 # ---------------------------------------------------------------- quality gate
 GOOD = {
-    "validation_roc_auc": 0.74,
-    "test_roc_auc": 0.73,
+    "validation_roc_auc": 0.77,
+    "test_roc_auc": 0.76,
     "test_pr_auc": 0.40,
     "test_log_loss": 0.44,
     "test_brier": 0.14,
     "test_base_rate": 0.21,
-    "test_roc_auc_month_08": 0.72,
-    "test_roc_auc_month_12": 0.69,
+    "test_roc_auc_month_08": 0.75,
+    "test_roc_auc_month_12": 0.72,
+    "test_roc_auc_lead_1h": 0.77,
+    "test_roc_auc_lead_24h": 0.70,
 }
 
 
 def test_quality_gate_passes_good_metrics_and_its_bounds():
     gate = QualityGate()
     assert quality_failures(GOOD, gate) == []
-    at_bounds = GOOD | {"test_roc_auc": gate.max_test_roc_auc, "test_roc_auc_month_12": 0.68}
+    at_bounds = GOOD | {
+        "test_roc_auc": gate.max_test_roc_auc,
+        "test_log_loss": gate.max_test_log_loss,
+        "test_roc_auc_month_12": gate.min_month_roc_auc,
+    }
     assert quality_failures(at_bounds, gate) == []
+    assert quality_failures(GOOD | {"test_roc_auc": gate.min_test_roc_auc}, gate) == []
 
 
 def test_quality_gate_lists_every_failing_metric():
     bad = GOOD | {
-        "test_roc_auc": 0.78,  # too good: suspect leakage
+        "test_roc_auc": 0.785,  # too good: suspect leakage
         "test_pr_auc": 0.30,
-        "test_log_loss": 0.50,
+        "test_log_loss": 0.4489,  # no better than the model without the store's features
         "test_brier": 0.15,
-        "test_roc_auc_month_12": 0.67,
+        "test_roc_auc_month_12": 0.714,
     }
     failures = quality_failures(bad, QualityGate())
     assert failures == [
-        "test_roc_auc=0.7800 (needs <= 0.76)",
+        "test_roc_auc=0.7850 (needs <= 0.78)",
         "test_pr_auc=0.3000 (needs >= 0.36)",
-        "test_log_loss=0.5000 (needs <= 0.46)",
+        "test_log_loss=0.4489 (needs <= 0.4488)",
         "test_brier=0.1500 (needs <= 0.146)",
-        "test_roc_auc_month_12=0.6700 (needs >= 0.68)",
+        "test_roc_auc_month_12=0.7140 (needs >= 0.715)",
     ]
-    low = quality_failures(GOOD | {"test_roc_auc": 0.69}, QualityGate())
-    assert low == ["test_roc_auc=0.6900 (needs >= 0.7)"]
+    low = quality_failures(GOOD | {"test_roc_auc": 0.749}, QualityGate())
+    assert low == ["test_roc_auc=0.7490 (needs >= 0.75)"]
+
+
+def test_quality_gate_holds_each_lead_given_to_its_own_floor():
+    """No lead floor by default; one given judges that lead's test ROC AUC only."""
+    assert QualityGate().min_lead_roc_auc == {}
+    gate = QualityGate(min_lead_roc_auc={24: 0.71, 1: 0.77})
+    assert quality_failures(GOOD, gate) == ["test_roc_auc_lead_24h=0.7000 (needs >= 0.71)"]
+    assert quality_failures(GOOD | {"test_roc_auc_lead_24h": 0.71}, gate) == []
 
 
 # ---------------------------------------------------------------- estimators

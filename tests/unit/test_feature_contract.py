@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from src.common.schema import FEATURES
+from src.common.schema import FEATURES, STORE_FIELDS
 from src.model.features import (
     BUILDABLE,
     UNRECORDED_FEATURES,
@@ -29,22 +29,25 @@ def with_features(cfg, features):
 
 
 @pytest.fixture(scope="module")
-def few_model(processed_slice, raw_slice, smoke_cfg) -> FlightDelayModel:
-    train = processed_slice.head(2000)
+def few_model(served_slice, raw_slice, smoke_cfg) -> FlightDelayModel:
+    train = served_slice.head(2000)  # 2,000 flights of 1-3 January, each once
     return fit_model("lightgbm", train, raw_slice["planes"], with_features(smoke_cfg, FEW))
 
 
 def test_the_code_builds_every_declared_feature_and_no_other():
-    assert set(FEATURES) == BUILDABLE
-    assert set(UNRECORDED_FEATURES) == set(FEATURES) and len(UNRECORDED_FEATURES) == 22
+    """The 22 built from the schedule, plane and weather, then the feature store's 14 (issue
+    24): files from before the list was recorded hold the 22 only."""
+    assert set(FEATURES) == BUILDABLE and len(FEATURES) == 36
+    store = {c.name for c in STORE_FIELDS}
+    assert set(UNRECORDED_FEATURES) == set(FEATURES) - store and len(UNRECORDED_FEATURES) == 22
 
 
 def test_a_model_trained_on_a_feature_list_records_it_and_builds_exactly_it(
-    few_model, processed_slice, feature_state
+    few_model, served_slice, feature_state
 ):
     assert few_model.features == tuple(FEW)
     assert few_model.estimator.booster.feature_name() == FEW
-    cols = request_columns(processed_slice.tail(50))
+    cols = request_columns(served_slice.tail(50))
     X = build_features(cols, few_model.state)
     everything = build_features(cols, feature_state)  # the full default list, same flights
     assert X.shape == (50, len(FEW))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from src.common.errors import SchemaError
-from src.common.schema import FEATURES, OPTIONAL_FIELDS, REQUEST_FIELDS, WEATHER
+from src.common.schema import FEATURES, OPTIONAL_FIELDS, REQUEST_FIELDS, STORE_FIELDS, WEATHER
 from src.model.features import (
     MANUFACTURERS,
     build_features,
@@ -25,6 +25,7 @@ from src.model.features import (
 
 COL = {name: i for i, name in enumerate(FEATURES)}
 PLANE_FEATURES = ("plane_age", "seats", "engines", "manufacturer")
+STORE_NAMES = tuple(c.name for c in STORE_FIELDS)  # the feature store's, as sent
 
 
 def request(base: pd.DataFrame, **overrides) -> dict[str, list]:
@@ -173,13 +174,15 @@ def test_build_features_shape_and_column_order(processed_slice, feature_state):
 
     X = build_features(cols, feature_state)
 
-    assert X.shape == (50, 22) == (len(flights), len(FEATURES))
+    assert X.shape == (50, 36) == (len(flights), len(FEATURES))
     assert X.dtype == np.float64
+    assert flights["plane_last_dep_delay"].isna().any()  # missing passes through as missing
     for name in (
         "distance",
         "hour",
         "minute",
         *(c.name for c in WEATHER if c.name != "wind_speed"),
+        *STORE_NAMES,
     ):
         np.testing.assert_array_equal(X[:, COL[name]], flights[name].to_numpy(dtype=float), name)
     carriers = feature_state.categories["carrier"]
@@ -202,7 +205,7 @@ def test_request_columns_takes_the_request_fields_and_ignores_the_rest(processed
 
 def test_request_columns_fills_omitted_optional_fields_with_missing(processed_slice):
     flights = processed_slice.head(50).drop(columns=list(OPTIONAL_FIELDS))
-    assert set(OPTIONAL_FIELDS) == {"tailnum", *(c.name for c in WEATHER)}
+    assert set(OPTIONAL_FIELDS) == {"tailnum", *(c.name for c in WEATHER), *STORE_NAMES}
 
     cols = request_columns(flights)
 
@@ -218,13 +221,14 @@ def test_omitted_optional_fields_give_the_features_of_missing_values(
 ):
     flights = processed_slice.head(50)
     omitted = request_columns(flights.drop(columns=list(OPTIONAL_FIELDS)))
-    # what a frame holds when the values are missing: NaN readings, no tail number
-    missing = flights.assign(tailnum=None, **{c.name: np.nan for c in WEATHER})
+    # what a frame holds when the values are missing: NaN readings, no tail number, nothing
+    # from the feature store
+    missing = flights.assign(**dict.fromkeys(OPTIONAL_FIELDS, np.nan)).assign(tailnum=None)
 
     X = build_features(omitted, feature_state)
 
     np.testing.assert_array_equal(X, build_features(request_columns(missing), feature_state))
-    assert np.isnan(X[:, [COL[n] for n in PLANE_FEATURES]]).all()
+    assert np.isnan(X[:, [COL[n] for n in (*PLANE_FEATURES, *STORE_NAMES)]]).all()
 
 
 @pytest.mark.parametrize("dropped", [["carrier"], ["year", "distance"]])

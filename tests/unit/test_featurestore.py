@@ -110,6 +110,25 @@ def test_a_value_older_than_the_ttl_is_missing_never_current():
     assert got["weather_age_s"].tolist() == [10800.0, 10801.0]
 
 
+def test_the_weather_lookup_follows_utc_across_the_dst_fall_back(raw_slice):
+    """EDA-02 on the real weather: on 3 November 2013 EWR's local 01:00 came twice (EDT, then
+    EST), so two raw rows share the local hour 1. On the one UTC clock each is known an hour
+    after its own hour, in turn, and ages count real seconds through the change of clock."""
+    weather = raw_slice["weather"]
+    ewr = weather[weather["origin"].eq("EWR")]
+    one_am = ewr[ewr["month"].eq(11) & ewr["day"].eq(3) & ewr["hour"].eq(1)]
+    assert one_am["time_hour"].tolist() == list(at("2013-11-03 05:00", "2013-11-03 06:00"))
+    edt, est = one_am["temp"].tolist()
+    assert edt != est  # the two readings really differ
+    moments = ["2013-11-03 06:00", "2013-11-03 06:59", "2013-11-03 07:00", "2013-11-03 07:30"]
+    examples = pd.DataFrame({"origin": "EWR", "as_of": at(*moments)})
+
+    got = lookup("weather", {"weather": weather}, examples)
+
+    assert got["temp"].tolist() == [edt, edt, est, est]
+    assert got["weather_age_s"].tolist() == [0.0, 3540.0, 0.0, 1800.0]
+
+
 PLANE_VIEWS = ("timetable", "plane_last_leg")
 
 

@@ -1,8 +1,9 @@
 """The one model object (src/model/model.py) on a small real model: its file round trip, the
 LightGBM C-API fast path against the plain lightgbm.Booster, and the MLflow pyfunc entry.
 
-The models are fitted once per module with `fit_model`, on the first 2,000 flights of the
-unit slice (smoke parameters: about a second); scoring uses the other ~900 flights.
+The models are fitted once per module with `fit_model`, on the first 2,000 examples of the
+unit slice (400 flights at their five leads; smoke parameters: about a second); scoring uses
+the other ~2,600 flights' examples.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from src.common.errors import PipelineError
 from src.common.paths import ROOT
-from src.common.schema import OPTIONAL_FIELDS, PREDICTION, REQUEST_FIELDS, WEATHER
+from src.common.schema import OPTIONAL_FIELDS, PREDICTION, REQUEST_FIELDS
 from src.model.features import build_features, request_columns
 from src.model.fit import fit_model
 from src.model.model import (
@@ -39,7 +40,7 @@ def records(frame: pd.DataFrame) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def held_out(processed_slice) -> pd.DataFrame:
-    """Flights the models were not fitted on (index kept: 2000, 2001, ...)."""
+    """Examples of flights the models were not fitted on (index kept: 2000, 2001, ...)."""
     return processed_slice.iloc[TRAIN_ROWS:]
 
 
@@ -137,11 +138,12 @@ def test_pyfunc_predict_equals_predict_proba(models, held_out):
 
 
 def test_pyfunc_scores_omitted_optional_fields_as_missing(models, held_out):
-    """A caller may leave tailnum and the weather out: the same scores as sending them all
-    missing (and different from the scores with them, so the fields do matter)."""
+    """A caller may leave tailnum, the weather and the feature store's fields out: the same
+    scores as sending them all missing (and different from the scores with them, so the
+    fields do matter)."""
     model = models["lightgbm"]
     omitted = held_out.drop(columns=list(OPTIONAL_FIELDS))
-    missing = held_out.assign(tailnum=None, **{c.name: np.nan for c in WEATHER})
+    missing = held_out.assign(**dict.fromkeys(OPTIONAL_FIELDS, np.nan)).assign(tailnum=None)
 
     scores = model.predict(omitted)[PREDICTION].to_numpy()
 

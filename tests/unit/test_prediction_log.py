@@ -17,12 +17,19 @@ from src.common.paths import ROOT
 from src.common.schema import API_REQUEST_FIELDS, EXAMPLE_FLIGHT, REQUEST_FIELDS
 from src.serving.prediction_log import PredictionLogger, read_log
 
+# The example flight as the API hands it on: every field, None where the caller left one out
+# (here the feature store's, but for the lead and one count).
+EXAMPLE = {f: EXAMPLE_FLIGHT.get(f) for f in API_REQUEST_FIELDS} | {
+    "lead_hours": 2.0,
+    "airport_departed_2h": 14.0,
+}
+
 
 def log_requests(logger: PredictionLogger, n: int, fields=API_REQUEST_FIELDS) -> list[str]:
     """Request i: i + 1 copies of the example flight, flight number 100 + i."""
     ids = []
     for i in range(n):
-        flight = {**EXAMPLE_FLIGHT, "flight": 100 + i}
+        flight = {**EXAMPLE, "flight": 100 + i}
         cols = {f: [flight[f]] * (i + 1) for f in fields}
         ids.append(f"request-{i}")
         logger.log(ids[-1], "flight-delay", "3", cols, np.full(i + 1, 0.25))
@@ -46,6 +53,7 @@ def test_logged_requests_read_back_one_row_per_flight(tmp_path):
     assert list(rows["request_id"].drop_duplicates()) == ids
     assert (rows["delay_probability"] == 0.25).all() and (rows["model_version"] == "3").all()
     assert rows["wind_gust"].isna().all() and (rows["distance"] == 719).all()
+    assert (rows["lead_hours"] == 2.0).all() and rows["plane_last_dep_delay"].isna().all()
     assert list(rows["flight"]) == [100, 101, 101, 102, 102, 102]
     assert rows["shadow_version"].isna().all() and rows["shadow_probability"].isna().all()
 
@@ -145,7 +153,7 @@ from src.common.schema import EXAMPLE_FLIGHT, REQUEST_FIELDS
 from src.serving.prediction_log import PredictionLogger
 LIMIT = 5000
 logger = PredictionLogger(Path(sys.argv[1]), flush_seconds=3600)
-cols = {f: [EXAMPLE_FLIGHT[f]] for f in REQUEST_FIELDS}
+cols = {f: [EXAMPLE_FLIGHT.get(f)] for f in REQUEST_FIELDS}
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
 logged = 0

@@ -116,7 +116,9 @@ def rest(url: str, timeout: float = 5) -> RestRegistry:
 
 
 def scores(model: FlightDelayModel) -> np.ndarray:
-    return model.predict_proba({f: [EXAMPLE_FLIGHT[f]] for f in REQUEST_FIELDS})
+    """The example flight 2 h before it leaves (the store's other fields left out: missing)."""
+    flight = {**EXAMPLE_FLIGHT, "lead_hours": 2.0}
+    return model.predict_proba({f: [flight.get(f)] for f in REQUEST_FIELDS})
 
 
 def test_alias_and_version_are_read_from_the_server(server, model):

@@ -97,9 +97,11 @@ def in_schema(col: Column) -> st.SearchStrategy:
     elif col.kind == "int":
         ints = st.integers(int(col.min), int(col.max))
         allowed = st.one_of(ints, ints.map(float), ints.map(str))
-    else:
-        whole = st.integers(math.ceil(col.min), math.floor(col.max))
-        allowed = st.one_of(st.floats(col.min, col.max), whole)
+    else:  # a bound may be open (the store's ages have no upper one)
+        low = None if col.min is None else math.ceil(col.min)
+        high = None if col.max is None else math.floor(col.max)
+        whole = st.integers(low, high)
+        allowed = st.one_of(st.floats(col.min, col.max, allow_infinity=False), whole)
     return st.one_of(allowed, st.none()) if col.nullable else allowed
 
 
