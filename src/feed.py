@@ -1,8 +1,9 @@
 """Stage: feed the online store, applying the feature views' events in event-time order.
 
 Reads data/features/ (`python -m src.features` first); writes the online store: the SQLite
-file data/online/features.sqlite, or Redis. Without --from it resumes after the store's
-clock; with --until the clock ends at that moment (a replay up to it).
+file data/online/features.sqlite, or Redis (the default when FD_REDIS_URL is set, as the API
+then reads Redis too). Without --from it resumes after the store's clock; with --until the
+clock ends at that moment (a replay up to it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 
 from src.common.logs import run_stage
 from src.common.paths import get_paths
+from src.common.settings import Settings
 from src.featurestore.offline import load_views
 from src.featurestore.online import feed, open_store, timed_progress
 
@@ -31,9 +33,20 @@ def utc(text: str) -> pd.Timestamp:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    # The API reads Redis when FD_REDIS_URL is set, else the SQLite file: feed the same one.
+    redis_url = Settings().redis_url
     p = argparse.ArgumentParser(prog="python -m src.feed", description=__doc__.split("\n")[0])
-    p.add_argument("--store", choices=("sqlite", "redis"), default="sqlite")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="with --store redis")
+    p.add_argument(
+        "--store",
+        choices=("sqlite", "redis"),
+        default="redis" if redis_url else "sqlite",
+        help="default: redis when FD_REDIS_URL is set, else sqlite (data/online/features.sqlite)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=redis_url or "redis://127.0.0.1:6379/0",
+        help="with --store redis; default: FD_REDIS_URL, else redis://127.0.0.1:6379/0",
+    )
     p.add_argument("--from", dest="start", type=utc, help="first event time applied (UTC)")
     p.add_argument("--until", type=utc, help="last event time applied, and the clock after (UTC)")
     p.add_argument("--chunk", type=int, default=50_000, help="events per write (default 50000)")
