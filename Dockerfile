@@ -83,12 +83,13 @@ WORKDIR /app
 COPY src/ /app/src/
 COPY app/ /app/app/
 COPY configs/ /app/configs/
-# Bytecode for everything the api, the trainer and the MLflow server import, written now
-# because the service user cannot write it at run time: without it every worker compiles
-# each module it imports again. (This import is also the image's smoke test.)
+# Bytecode for everything the api, the trainer, the feed and the MLflow server import,
+# written now because the service user cannot write it at run time: without it every worker
+# compiles each module it imports again. (This import is also the image's smoke test.)
 RUN chmod -R a+rX /app/src /app/app /app/configs \
     && PYTHONDONTWRITEBYTECODE='' python -c "import app.main, src.ingest, src.preprocess, \
-src.train, src.register, mlflow.server.fastapi_app, gunicorn.app.wsgiapp, app.gunicorn_worker"
+src.train, src.register, src.features, src.feed, src.featurestore.online_redis, \
+mlflow.server.fastapi_app, gunicorn.app.wsgiapp, app.gunicorn_worker"
 # Optional baked-in champion: models/ always exists (models/.gitkeep); whatever
 # models/champion/ holds at build time is served when no registry answers.
 COPY models/ /app/models/

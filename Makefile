@@ -103,7 +103,7 @@ lint: ## ruff check + black --check; import contracts (lint-imports); mypy (src,
 	$(VENV)/bin/black --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
-	$(VENV)/bin/hadolint Dockerfile docker/Dockerfile
+	$(VENV)/bin/hadolint Dockerfile docker/Dockerfile docker/redis/Dockerfile
 	$(VENV)/bin/docker-compose -f docker-compose.yml config -q
 	$(VENV)/bin/docker-compose -f docker-compose.yml -f docker-compose.ci.yml config -q
 	$(VENV)/bin/docker-compose -f docker-compose.yml --profile shared config -q
@@ -144,7 +144,7 @@ bench-batch: ## python -m src.predict vs in-process scoring and `mlflow models p
 features: ## Build the offline feature store (data/features/) from the raw snapshot; after ingest
 	$(PY) -m src.features $(CONFIG_ARG)
 
-feed: ## Apply the feature views' events to the online store (SQLite): make feed [UNTIL=2013-03-01T12:00Z]
+feed: ## Apply the feature views' events to the online store (SQLite; Redis when FD_REDIS_URL is set): make feed [UNTIL=2013-03-01T12:00Z]
 	$(PY) -m src.feed $(if $(UNTIL),--until $(UNTIL))
 
 predict: ## Score a file or folder of flights: make predict INPUT=flights.parquet OUTPUT=scored.parquet

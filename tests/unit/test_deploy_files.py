@@ -1,7 +1,7 @@
 """Static checks of the deployment files (no Docker engine needed).
 
-Covers Dockerfile, .dockerignore, docker-compose.yml, the CI workflow,
-.pre-commit-config.yaml and that every `make` target CI calls exists.
+Covers Dockerfile, .dockerignore, docker-compose.yml (and its CI override where they must
+agree), the CI workflow, .pre-commit-config.yaml and that every `make` target CI calls exists.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -160,6 +161,105 @@ def test_compose_healthchecks(service: str, path: str):
     assert "urllib" in joined, "healthcheck must not need curl/wget in the image"
 
 
+def compose_command(service: dict) -> list[str]:
+    command = service["command"]
+    return command if isinstance(command, list) else shlex.split(command)
+
+
+def flag_values(command: list[str]) -> dict[str, str]:
+    """The `--flag value` pairs of a command line (redis-server's)."""
+    return {word: command[i + 1] for i, word in enumerate(command[:-1]) if word.startswith("--")}
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's `!reset` tag (the CI override's `ports: !reset []`): no value."""
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+
+
+def merged_service(name: str, files: list[str]) -> dict:
+    """A service as compose merges it from `files`: later keys win, environments merge."""
+    merged: dict = {}
+    for file in files:
+        service = yaml.load(_read(file), Loader=ComposeLoader)["services"].get(name, {})
+        env = {**merged.get("environment", {}), **service.get("environment", {})}
+        merged = {**merged, **service, "environment": env}
+    return merged
+
+
+def test_compose_redis_is_built_here_bounded_and_on_loopback():
+    services = _load_yaml("docker-compose.yml")["services"]
+    redis = services["redis"]
+    # No registry to pull from: Debian's redis-server on the base image ./Dockerfile uses.
+    build = redis["build"]
+    instr = dockerfile_instructions(
+        _read(f"{build['context']}/{build.get('dockerfile', 'Dockerfile')}")
+    )
+    base = [args for kw, args in dockerfile_instructions(_read("Dockerfile")) if kw == "FROM"]
+    assert [args for kw, args in instr if kw == "FROM"] == [base[-1].split()[0]]
+    assert any(
+        kw == "RUN" and "apt-get install" in args and "redis-server" in args for kw, args in instr
+    )
+    assert redis["image"] != services["api"]["image"], "one tag, one build (see the mlflow service)"
+    for port in redis["ports"]:
+        assert str(port).startswith("127.0.0.1:"), f"redis has no password: {port} beyond loopback"
+    flags = flag_values(compose_command(redis))
+    assert flags["--save"] == "" and flags["--appendonly"] == "no", "no persistence expected"
+    assert flags["--maxmemory"] and flags["--maxmemory-policy"] == "noeviction"
+    assert redis["restart"] == "unless-stopped"
+
+
+def interpolated(value: str, env: dict[str, str]) -> str:
+    """A compose value with each `${VAR:-default}` read from `env`, else its default."""
+    pattern = r"\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}"
+    return re.sub(pattern, lambda m: env.get(m.group(1), m.group(2)), str(value))
+
+
+@pytest.mark.parametrize(
+    "files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.ci.yml"]]
+)
+def test_compose_api_reads_the_redis_the_feed_fills(files: list[str]):
+    # docker_verify.sh picks a free port for the CI override's redis: not the default.
+    env = {"FD_CI_REDIS_PORT": "16379"}
+    api, feed, redis = (merged_service(name, files) for name in ("api", "feed", "redis"))
+    urls = {
+        name: interpolated(service["environment"]["FD_REDIS_URL"], env)
+        for name, service in (("api", api), ("feed", feed))
+    }
+    assert urls["feed"] == urls["api"], urls
+    url = urlsplit(urls["api"])
+    assert (url.scheme, url.hostname) == ("redis", "redis")
+    port = interpolated(flag_values(compose_command(redis))["--port"], env)
+    assert url.port == int(port), f"redis listens on {port}, the API reads {urls['api']}"
+    health = interpolated(" ".join(redis["healthcheck"]["test"]), env)
+    assert f"redis-cli -p {port} ping" in health
+    if "network_mode" in api:  # the CI override: "redis" resolves to where redis binds
+        assert flag_values(compose_command(redis))["--bind"] == "127.0.0.1"
+        for service in (api, feed):
+            assert "redis:127.0.0.1" in service["extra_hosts"]
+
+
+def test_compose_feed_fills_redis_before_the_api_starts():
+    from src import feed as feed_stage
+
+    compose = _load_yaml("docker-compose.yml")
+    api, feed = compose["services"]["api"], compose["services"]["feed"]
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    # Also what lets `up --wait` exit 0: a one-shot that no service waits for fails it.
+    assert api["depends_on"]["feed"]["condition"] == "service_completed_successfully"
+    assert feed["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert feed.get("restart") == "no" and feed["image"] == api["image"]
+    script = with_defaults("\n".join(compose_command(feed)))
+    runs = re.findall(r"python -m (src\.\w+)([^\n]*)", script)
+    assert [module for module, _ in runs] == ["src.ingest", "src.features", "src.feed"]
+    args = feed_stage.parse_args(shlex.split(runs[-1][1]))
+    assert args.store == "redis" and args.until is not None, "a replay into redis up to a moment"
+    # The views it builds are kept on a named volume at the stages' data folder.
+    volumes = [str(v).split(":") for v in feed["volumes"]]
+    assert any(v[0] in compose["volumes"] and v[1] == "/app/data" for v in volumes)
+
+
 def test_compose_tracking_servers_start_no_job_runners():
     services = _load_yaml("docker-compose.yml")["services"]
     servers = [n for n, s in services.items() if s.get("command", [])[:2] == ["mlflow", "server"]]
@@ -216,6 +316,8 @@ def test_modules_the_deploy_files_run_exist():
     stages = re.search(r"for stage in ([\w ]+);\s*do\s*python -m src\.\$\$stage", compose)
     assert stages, "the trainer no longer runs `python -m src.$$stage` per stage"
     trainer = {f"src.{stage}" for stage in stages.group(1).split()}
+    order = stages.group(1).split()
+    assert order.index("features") < order.index("preprocess"), "preprocess reads the views"
     instr = dockerfile_instructions(_read("Dockerfile"))
     imports = [m for kw, args in instr if kw == "RUN" for m in re.findall(r'import ([^"]+)"', args)]
     assert imports, "the Dockerfile's import check (bytecode + smoke test) is gone"

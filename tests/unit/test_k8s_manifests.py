@@ -4,14 +4,16 @@ Each overlay is rendered with `kubectl kustomize` (what `kubectl apply -k` would
 checked against the code: the port gunicorn binds (FD_BIND) is the one the container, the
 Service, the probes and the NetworkPolicy use; every environment variable set is one the
 code (src/common/settings.py) or MLflow reads; the probes hit routes the app has; the
-CronJob runs modules that exist with flags their argparse accepts; the grace period outlasts
-gunicorn's; the pods run as the image's non-root user on a read-only root filesystem and
-everything they write is a volume. Schemas are scripts/k8s_validate.sh's job (`make lint`).
+CronJob and the feed Job run modules that exist with flags their argparse accepts; the API
+and the feed reach the same Redis through its Service; the grace period outlasts gunicorn's;
+the pods run as the image's non-root user on a read-only root filesystem and everything they
+write is a volume. Schemas are scripts/k8s_validate.sh's job (`make lint`).
 No kubectl: skipped, except in CI (CI set), where it fails.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -22,6 +24,7 @@ import sys
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -33,6 +36,7 @@ K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomization.yaml"))
 SECRET_TEMPLATE = K8S / "secret.template.yaml"
 API, TRACKING, CYCLE = "api", "tracking-server", "monitoring-cycle"  # component labels
+ONLINE_STORE, FEED = "online-store", "feature-feed"  # Redis and the Job that fills it
 COMPONENT = "app.kubernetes.io/component"
 
 # Variables the manifests may set that Settings does not read. MLflow reads these itself
@@ -126,7 +130,7 @@ class Stack:
         return [d for d in self.docs if d["kind"] == kind]
 
     def workloads(self) -> list[dict]:
-        return self.kind("Deployment") + self.kind("CronJob")
+        return self.kind("Deployment") + self.kind("CronJob") + self.kind("Job")
 
     def workload(self, component: str) -> dict:
         found = [w for w in self.workloads() if w["metadata"]["labels"][COMPONENT] == component]
@@ -208,6 +212,20 @@ def port_of(container: dict, port: int | str) -> int:
 def probes(container: dict) -> list[dict]:
     kinds = ("startupProbe", "livenessProbe", "readinessProbe")
     return [container[k]["httpGet"] for k in kinds if k in container]
+
+
+def flag_values(command: list[str]) -> dict[str, str]:
+    """The `--flag value` pairs of a command line (redis-server's)."""
+    return {word: command[i + 1] for i, word in enumerate(command[:-1]) if word.startswith("--")}
+
+
+def bytes_of(quantity: str) -> int:
+    """A Kubernetes memory quantity (384Mi) or a Redis one (256mb: Redis' mb is 2**20)."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "kb": 2**10, "mb": 2**20, "gb": 2**30}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return int(quantity.removesuffix(unit)) * factor
+    return int(quantity)
 
 
 # --------------------------------------------------------------------------- the checks
@@ -308,6 +326,16 @@ def stage_invocations(script: str) -> list[tuple[str, list[str]]]:
     return found
 
 
+def parsed(module: str, argv: list[str]) -> argparse.Namespace:
+    """`python -m module argv...` as the stage's argparse reads it: the module must exist
+    and accept the flags."""
+    assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), module
+    try:
+        return importlib.import_module(module).parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"python -m {module} {shlex.join(argv)}: refused by its argparse")
+
+
 def test_cronjob_runs_the_cycle_with_flags_it_accepts(stack):
     cron = stack.workload(CYCLE)
     assert cron["kind"] == "CronJob"
@@ -315,18 +343,18 @@ def test_cronjob_runs_the_cycle_with_flags_it_accepts(stack):
     container = stack.container(CYCLE)
     script = "\n".join(container.get("command", []) + container.get("args", []))
     runs = stage_invocations(script)
-    assert "src.cycle" in [module for module, _ in runs], "the CronJob does not run src.cycle"
+    modules = [module for module, _ in runs]
+    assert "src.cycle" in modules, "the CronJob does not run src.cycle"
+    assert modules.index("src.features") < modules.index(
+        "src.preprocess"
+    ), "preprocess reads the views"
     for module, argv in runs:
-        assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), module
         # Shell-expanded values ("$as_of") stand in as a valid date for --as-of.
         argv = [
             "2013-10-31" if "$" in w and i and argv[i - 1] == "--as-of" else w
             for i, w in enumerate(argv)
         ]
-        try:
-            importlib.import_module(module).parse_args(argv)
-        except SystemExit:
-            pytest.fail(f"python -m {module} {shlex.join(argv)}: refused by its argparse")
+        parsed(module, argv)
     # The date the script computes is the last day of a month (the month just ended).
     assignment = next(ln.strip() for ln in script.splitlines() if ln.strip().startswith("as_of="))
     out = subprocess.run(
@@ -354,7 +382,9 @@ def test_pods_run_as_the_images_user_read_only(stack):
     uids = {
         API: image_uid(ROOT / "Dockerfile"),
         CYCLE: image_uid(ROOT / "Dockerfile"),
+        FEED: image_uid(ROOT / "Dockerfile"),
         TRACKING: image_uid(ROOT / "docker" / "Dockerfile"),
+        ONLINE_STORE: image_uid(ROOT / "docker" / "redis" / "Dockerfile"),
     }
     for component, uid in uids.items():
         pod = stack.pod(stack.workload(component))["spec"]
@@ -404,6 +434,17 @@ def test_everything_written_is_a_volume(stack, settings_of):
     writable_volume(pod, cycle, tmp, {"emptyDir"})
     pod = stack.pod(stack.workload(TRACKING))["spec"]
     writable_volume(pod, stack.container(TRACKING), tmp, {"emptyDir"})
+    # The feed: the raw snapshot and the feature views it builds, rebuilt by each run.
+    pod = stack.pod(stack.workload(FEED))["spec"]
+    feed = stack.container(FEED)
+    data_dir = settings_of(stack.env(feed)).data_dir
+    assert data_dir, "FD_DATA_DIR unset: the feed would write its data into the image"
+    for path in (data_dir, tmp):
+        writable_volume(pod, feed, PurePosixPath(path), {"emptyDir"})
+    # Redis saves nothing, but its --dir must exist and be its own.
+    pod = stack.pod(stack.workload(ONLINE_STORE))["spec"]
+    redis = stack.container(ONLINE_STORE)
+    writable_volume(pod, redis, PurePosixPath(flag_values(redis["command"])["--dir"]), {"emptyDir"})
 
 
 def test_fd_config_is_the_mounted_pipeline_config(stack, settings_of):
@@ -440,17 +481,22 @@ def test_selectors_select_the_right_pods(stack):
     for hpa in stack.kind("HorizontalPodAutoscaler"):
         target = hpa["spec"]["scaleTargetRef"]
         assert component_of[target["name"]] == API and target["kind"] == "Deployment"
-    tracking_port = stack.container(TRACKING)["ports"][0]["containerPort"]
+    # The servers without authentication and the pods that may connect to each.
+    clients = {TRACKING: {API, CYCLE}, ONLINE_STORE: {API, FEED}}
+    port = {server: stack.container(server)["ports"][0]["containerPort"] for server in clients}
     for policy in stack.kind("NetworkPolicy"):
         own = policy["metadata"]["labels"][COMPONENT]
         assert selected(policy["spec"]["podSelector"]) == {own}
         for rule in policy["spec"].get("ingress", []):
             for peer in rule.get("from", []):
-                assert selected(peer["podSelector"]) == {API, CYCLE}, "only the app's pods"
+                assert selected(peer["podSelector"]) == clients[own], f"{own}: only its clients"
         for rule in policy["spec"].get("egress", []):
             for peer in rule.get("to", []):
-                assert selected(peer["podSelector"]) == {TRACKING}
-                assert [p["port"] for p in rule["ports"]] == [tracking_port]
+                (server,) = selected(peer["podSelector"])
+                assert own in clients[server], f"{own} may not reach {server}"
+                assert [port_of(stack.container(server), p["port"]) for p in rule["ports"]] == [
+                    port[server]
+                ]
 
 
 def test_secret_template_holds_placeholders_only(stack):
@@ -460,3 +506,71 @@ def test_secret_template_holds_placeholders_only(stack):
         assert "REPLACE_ME" in value, f"{key}: a secret template holds placeholders only"
     # Rendered by no overlay: `kubectl apply -k` must never overwrite the real Secret.
     assert not stack.kind("Secret"), f"overlays/{stack.overlay} renders a Secret"
+
+
+def test_redis_is_a_bounded_cache_with_probes(stack):
+    deployment = stack.workload(ONLINE_STORE)
+    assert deployment["kind"] == "Deployment"
+    # One instance, never two: a second, empty one behind the Service would answer lookups.
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    redis = stack.container(ONLINE_STORE)
+    assert redis["command"][0] == "redis-server"
+    flags = flag_values(redis["command"])
+    assert flags["--save"] == "" and flags["--appendonly"] == "no", "no persistence expected"
+    assert flags["--maxmemory-policy"] == "noeviction", "a full store must refuse, not evict"
+    limit = redis["resources"]["limits"]["memory"]
+    assert bytes_of(flags["--maxmemory"]) < bytes_of(limit), f"--maxmemory above the {limit} limit"
+    for kind in ("readinessProbe", "livenessProbe"):
+        probe = " ".join(redis[kind]["exec"]["command"])
+        assert "redis-cli" in probe and "ping" in probe and flags["--port"] in probe, kind
+
+
+def test_the_api_and_the_feed_reach_one_redis(stack, settings_of):
+    """FD_REDIS_URL names the Redis Service, which sends its port to the port redis-server
+    listens on; the feed fills the store the API reads, and both may reach it."""
+    urls = {c: settings_of(stack.env(stack.container(c))).redis_url for c in (API, FEED)}
+    assert urls[API], "FD_REDIS_URL unset: the API would read a SQLite file in its pod"
+    assert urls[FEED] == urls[API], f"the feed fills {urls[FEED]}, the API reads {urls[API]}"
+    url = urlsplit(urls[API])
+    assert url.scheme == "redis"
+    services = [s for s in stack.kind("Service") if s["metadata"]["name"] == url.hostname]
+    assert services, f"{urls[API]}: no Service {url.hostname}"
+    redis = stack.container(ONLINE_STORE)
+    redis_pod = stack.pod(stack.workload(ONLINE_STORE))["metadata"]["labels"]
+    assert matches({"matchLabels": services[0]["spec"]["selector"]}, redis_pod)
+    listens = int(flag_values(redis["command"])["--port"])
+    assert listens in [p["containerPort"] for p in redis["ports"]]
+    ports = [p for p in services[0]["spec"]["ports"] if p["port"] == (url.port or 6379)]
+    assert ports and port_of(redis, ports[0]["targetPort"]) == listens
+    for client in (API, FEED):
+        labels = stack.pod(stack.workload(client))["metadata"]["labels"]
+        egress = [
+            rule
+            for policy in stack.kind("NetworkPolicy")
+            if matches(policy["spec"]["podSelector"], labels)
+            for rule in policy["spec"].get("egress", [])
+        ]
+        assert any(
+            any(matches(peer["podSelector"], redis_pod) for peer in rule.get("to", []))
+            and listens in [port_of(redis, p["port"]) for p in rule["ports"]]
+            for rule in egress
+        ), f"{client}: no NetworkPolicy egress to Redis on {listens}"
+
+
+def test_the_feed_job_replays_the_views_into_redis(stack, settings_of):
+    job = stack.workload(FEED)
+    assert job["kind"] == "Job"
+    assert stack.pod(job)["spec"]["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] >= 1, "a retry is safe: the feed resumes after the clock"
+    # A finished Job with another pod template (a new image tag, a changed ConfigMap) makes
+    # `kubectl apply -k` fail: it must go away by itself.
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    feed = stack.container(FEED)
+    settings_of(stack.env(feed))  # the container's environment: src.feed's defaults read it
+    script = "\n".join(feed.get("command", []) + feed.get("args", []))
+    runs = stage_invocations(script)
+    assert [module for module, _ in runs] == ["src.ingest", "src.features", "src.feed"]
+    args = parsed(*runs[-1])
+    assert args.store == "redis" and args.until is not None, "a replay into Redis up to a moment"
+    assert args.redis_url == settings_of(stack.env(stack.container(API))).redis_url
