@@ -35,7 +35,9 @@ def records(frame, n: int | None = None) -> list[dict]:
 
 
 def columns_of(recs: list[dict]) -> dict[str, list]:
-    return {f: [r[f] for r in recs] for f in REQUEST_FIELDS}
+    """The records as one list per request field; a field a record leaves out (the feature
+    store's, in EXAMPLE_FLIGHT) is None there, as the API reads it."""
+    return {f: [r.get(f) for r in recs] for f in REQUEST_FIELDS}
 
 
 def with_literal(body, field: str, literal: str) -> bytes:
