@@ -144,8 +144,8 @@ bench-batch: ## python -m src.predict vs in-process scoring and `mlflow models p
 features: ## Build the offline feature store (data/features/) from the raw snapshot; after ingest
 	$(PY) -m src.features $(CONFIG_ARG)
 
-feed: ## Apply the feature views' events to the online store (SQLite; Redis when FD_REDIS_URL is set): make feed [UNTIL=2013-03-01T12:00Z]
-	$(PY) -m src.feed $(if $(UNTIL),--until $(UNTIL))
+feed: ## Apply the feature views' events to the online store (SQLite; Redis when FD_REDIS_URL is set): make feed [UNTIL=2013-03-01T12:00Z] [SPEED=600: a replay, 10 min a second]
+	$(PY) -m src.feed $(if $(UNTIL),--until $(UNTIL)) $(if $(SPEED),--speed $(SPEED))
 
 predict: ## Score a file or folder of flights: make predict INPUT=flights.parquet OUTPUT=scored.parquet
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make predict INPUT=<file|folder> OUTPUT=<file.parquet> [MODEL=models:/...]"; exit 2; }

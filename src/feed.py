@@ -3,7 +3,12 @@
 Reads data/features/ (`python -m src.features` first); writes the online store: the SQLite
 file data/online/features.sqlite, or Redis (the default when FD_REDIS_URL is set, as the API
 then reads Redis too). Without --from it resumes after the store's clock; with --until the
-clock ends at that moment (a replay up to it).
+clock ends at that moment (a replay up to it). With --speed the replay runs on a simulated
+clock: every second, the next `speed` seconds of events, so a reader of the store (the API,
+the dashboard) sees the day unfold:
+
+    python -m src.feed --until 2013-08-15T04:00Z               # up to the morning, at once
+    python -m src.feed --until 2013-08-16T04:00Z --speed 600   # then the day, 10 min a second
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import time
 
 import pandas as pd
 
+from src.common.errors import PipelineError
 from src.common.logs import run_stage
 from src.common.paths import get_paths
 from src.common.settings import Settings
 from src.featurestore.offline import load_views
-from src.featurestore.online import feed, open_store, timed_progress
+from src.featurestore.online import OnlineStore, feed, open_store, timed_progress
 
 log = logging.getLogger("feed")
 
@@ -50,7 +56,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--from", dest="start", type=utc, help="first event time applied (UTC)")
     p.add_argument("--until", type=utc, help="last event time applied, and the clock after (UTC)")
     p.add_argument("--chunk", type=int, default=50_000, help="events per write (default 50000)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--speed",
+        type=float,
+        help="replay on a simulated clock up to --until: event seconds per real second",
+    )
+    args = p.parse_args(argv)
+    if args.speed is not None and (args.speed <= 0 or args.until is None):
+        p.error("--speed: a number of seconds above 0, and --until to replay up to")
+    return args
 
 
 def _main(argv=None) -> int:
@@ -60,7 +74,10 @@ def _main(argv=None) -> int:
     with open_store(args.store, paths.online_store, args.redis_url) as store:
         log.info("feeding the %s store from its clock %s", args.store, store.clock)
         start = time.perf_counter()
-        applied = feed(store, tables, args.start, args.until, args.chunk, timed_progress())
+        if args.speed:
+            applied = replay(store, tables, args.start, args.until, args.speed, args.chunk)
+        else:
+            applied = feed(store, tables, args.start, args.until, args.chunk, timed_progress())
         seconds = time.perf_counter() - start
         log.info(
             "applied %d events in %.1f s (%.0f events/s); clock %s",
@@ -70,6 +87,33 @@ def _main(argv=None) -> int:
             store.clock,
         )
     return 0
+
+
+def replay(
+    store: OnlineStore,
+    tables: dict[str, pd.DataFrame],
+    start: pd.Timestamp | None,
+    until: pd.Timestamp,
+    speed: float,
+    chunk: int,
+    tick_s: float = 1.0,
+) -> int:
+    """The feed on a simulated clock: each tick, the events of the next `speed * tick_s`
+    seconds, then a pause of `tick_s`; from `start` (default: the store's clock) to `until`,
+    so ceil(span / step) ticks. Returns the events applied."""
+    begin = start if start is not None else store.clock
+    if begin is None:
+        raise PipelineError("--speed: the store is empty; say where to start with --from")
+    step = pd.Timedelta(seconds=speed * tick_s)
+    moment, applied = begin, 0
+    while moment < until:
+        moment = min(moment + step, until)
+        applied += feed(store, tables, start, moment, chunk)
+        start = None  # later ticks resume after the clock
+        log.info("replay: clock %s, %d events applied", moment, applied)
+        if moment < until:
+            time.sleep(tick_s)
+    return applied
 
 
 def main(argv=None) -> int:
