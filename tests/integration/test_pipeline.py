@@ -15,6 +15,7 @@ from src.common.config import read_raw
 from src.common.io import read_json, sha256_file
 from src.common.paths import MODEL_DATA, SMOKE_CONFIG
 from src.common.schema import REQUEST, REQUEST_FIELDS
+from src.data.prepare import at_lead
 from src.model.features import request_columns
 from src.model.slices import slice_table
 from src.tracking.runs import SLICES_ARTIFACT, load_logged_model, load_slices
@@ -32,10 +33,18 @@ def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, mlflow_
         for metric in ("roc_auc", "pr_auc", "log_loss", "brier"):
             assert 0 < run.data.metrics[f"{split}_{metric}"] < 1
     assert "test_roc_auc_month_03" in run.data.metrics
+    # The headline figures are at the served lead; test ROC AUC is given at every lead too.
+    by_lead = {
+        lead: run.data.metrics[f"test_roc_auc_lead_{lead:g}h"] for lead in CFG.split.leads_hours
+    }
+    assert all(0.5 < auc < 1 for auc in by_lead.values()), by_lead
+    assert by_lead[CFG.split.served_lead_hours] == pytest.approx(run.data.metrics["test_roc_auc"])
     tags = run.data.tags
     manifest = smoke_pipeline.processed_manifest
     assert tags["data_manifest_sha256"] == sha256_file(manifest)
     assert tags["raw_snapshot_sha256"] == read_json(manifest)["raw_snapshot_sha256"]
+    features = sha256_file(smoke_pipeline.features_manifest)  # the tables the examples came from
+    assert read_json(manifest)["features_manifest_sha256"] == features
     assert tags["config_hash"] == CFG.hash and tags["config_name"] == CFG.name
     assert_is_head(tags["git_commit"])
     plots = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}
@@ -58,8 +67,10 @@ def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, mlflow_
 
 
 def test_run_logs_the_test_slice_table(smoke_pipeline, mlflow_client, test_split):
-    """The logged table is the run's own model's scores on the test split, cut by slice:
-    its overall row is the run's test metrics, and the model scored again gives it back."""
+    """The logged table is the run's own model's scores on the test split at the served lead
+    (each flight once), cut by slice: its overall row is the run's test metrics, and the
+    model scored again gives it back."""
+    served = at_lead(test_split, CFG.split.served_lead_hours)
     run = runs_of(mlflow_client, "candidate")[0]
     assert run.data.params["calibrator"] in {"none", "platt", "isotonic"}
     # The calibrator was chosen on the validation split's rows, every one and no other.
@@ -78,13 +89,13 @@ def test_run_logs_the_test_slice_table(smoke_pipeline, mlflow_client, test_split
         assert overall[figure] == pytest.approx(m[f"test_{figure}"]), figure
         assert m[f"test_slice_overall_all_{figure}"] == pytest.approx(overall[figure])
     for dimension, rows in table.groupby("dimension")["rows"].sum().items():
-        assert rows == len(test_split), dimension
+        assert rows == len(served), dimension
     ewr = table[table["slice"] == "EWR"].iloc[0]
     assert m["test_slice_origin_EWR_roc_auc_low"] == pytest.approx(ewr["roc_auc_low"])
     model = load_logged_model(run.data.tags["model_uri"])
-    scores = model.predict_proba(request_columns(test_split))
+    scores = model.predict_proba(request_columns(served))
     again = slice_table(
-        test_split,
+        served,
         scores,
         model.state.plane_tailnum,
         settings.min_rows,
