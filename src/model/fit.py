@@ -20,7 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from src.common.config import Config, LightGBMParams, LogisticParams, QualityGate
 from src.common.errors import PipelineError
-from src.common.schema import TARGET
+from src.common.schema import OUTCOME_KEY, TARGET
 from src.model.calibration import calibrate, later_log_losses
 from src.model.evaluate import auc_by_group, binary_metrics
 from src.model.features import (
@@ -90,10 +90,26 @@ def fit_logistic(
 FITTERS: dict[str, Callable[..., Estimator]] = {"logistic": fit_logistic, "lightgbm": fit_lightgbm}
 
 
+def one_lead_each(examples: pd.DataFrame) -> pd.DataFrame:
+    """Each flight once, at one of its leads: the one whose (flight, lead) hash is lowest.
+    A flight's examples at its leads share one outcome and most features, so one of them,
+    at a lead spread evenly over the flights, teaches nearly as much at a fifth of the cost
+    (docs/feature-store.md: examples and leads). Deterministic, and a frame already cut to
+    one lead a flight is kept whole."""
+    flight = pd.util.hash_pandas_object(examples[list(OUTCOME_KEY)], index=False).to_numpy()
+    keys = [*OUTCOME_KEY, "lead_hours"]
+    row = pd.util.hash_pandas_object(examples[keys], index=False).to_numpy()
+    order = np.lexsort((row, flight))
+    first = np.r_[True, flight[order][1:] != flight[order][:-1]]
+    return examples.iloc[np.sort(order[first])]
+
+
 def fit_model(kind: str, train: pd.DataFrame, planes: pd.DataFrame, cfg: Config):
-    """Fit the feature state and one estimator ("logistic" | "lightgbm") on `train`."""
+    """Fit the feature state and one estimator ("logistic" | "lightgbm") on `train`, each
+    flight at one of its leads (`one_lead_each`)."""
     if kind not in FITTERS:
         raise PipelineError(f"model kind '{kind}': expected one of {sorted(FITTERS)}")
+    train = one_lead_each(train)
     cols = request_columns(train)
     state = fit_state(cols, planes, cfg.train.features)
     X, y = build_features(cols, state), train[TARGET].to_numpy()
@@ -131,7 +147,8 @@ def early_stopped(
 ) -> tuple[FlightDelayModel, int]:
     """LightGBM on `train` with the config's parameters, stopped when log loss on `holdout`
     has not improved for `patience` rounds (EDA-11); returns (the model cut at its best tree
-    count, that count)."""
+    count, that count). Trained as fit_model trains: each flight at one of its leads."""
+    train = one_lead_each(train)
     state = fit_state(request_columns(train), planes, cfg.train.features)
 
     def data(df: pd.DataFrame, reference=None) -> lgb.Dataset:
