@@ -8,12 +8,15 @@ scored by the scheduled departure in seconds (exact in a double), written with t
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import redis
 
 from src.common.errors import PipelineError
-from src.featurestore.online import OnlineStore, Row, field_kinds
+from src.featurestore.online import OnlineStore, Row, StoreUnavailable, field_kinds
 from src.featurestore.views import TIMETABLE, FeatureView
 
 # Event times as zero-padded decimal text: Lua numbers are doubles, which cannot hold UTC
@@ -45,6 +48,7 @@ def time_text(ns: int) -> str:
 
 
 DECODE = {"int": int, "float": float, "str": str}
+log = logging.getLogger(__name__)
 
 
 class RedisStore(OnlineStore):
@@ -58,6 +62,16 @@ class RedisStore(OnlineStore):
             raise PipelineError(f"{url}: cannot reach Redis ({exc})") from exc
         self.write_script = self.redis.register_script(WRITE)
         self.advance_script = self.redis.register_script(ADVANCE)
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """A server lost after the store opened is StoreUnavailable (the API's 503); the
+        reason, which names the server, goes to the log."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error("the online store's Redis is not answering: %s", exc)
+            raise StoreUnavailable("the online store (Redis) is not answering") from exc
 
     def key(self, view: FeatureView, key: Row) -> str:
         return f"{self.prefix}:{view.name}:" + "|".join(str(k) for k in key)
@@ -80,10 +94,12 @@ class RedisStore(OnlineStore):
                     carrier, flight, origin, sched = row[:width]
                     member = {f"{origin}|{sched}": sched // 1_000_000_000}
                     pipe.zadd(self.flights_key(carrier, flight), member)
-            pipe.execute()
+            with self.answering():
+                pipe.execute()
 
     def fetch(self, view: FeatureView, key: Row) -> tuple[int, list[Any]] | None:
-        held = self.redis.hgetall(self.key(view, key))
+        with self.answering():
+            held = self.redis.hgetall(self.key(view, key))
         if not held:
             return None
         values = [
@@ -94,14 +110,16 @@ class RedisStore(OnlineStore):
 
     def scheduled(self, carrier: str, flight: int, low: int, high: int) -> list[Row]:
         seconds = (low // 1_000_000_000, high // 1_000_000_000)  # then exactly, in ns
-        found = self.redis.zrangebyscore(self.flights_key(carrier, flight), *seconds)
+        with self.answering():
+            found = self.redis.zrangebyscore(self.flights_key(carrier, flight), *seconds)
         members = cast(list[str], found)  # "<origin>|<sched_dep>" (decoded responses)
         keys = [(origin, int(sched)) for origin, sched in (m.split("|") for m in members)]
         keys = [(origin, sched) for origin, sched in keys if low <= sched < high]
         pipe = self.redis.pipeline(transaction=False)
         for origin, sched in keys:
             pipe.hget(self.key(TIMETABLE, (carrier, flight, origin, sched)), "_t")
-        published = pipe.execute() if keys else []
+        with self.answering():
+            published = pipe.execute() if keys else []
         return [
             (origin, sched, int(t))
             for (origin, sched), t in zip(keys, published, strict=True)
@@ -109,11 +127,13 @@ class RedisStore(OnlineStore):
         ]
 
     def clock_ns(self) -> int | None:
-        held = self.redis.get(f"{self.prefix}:clock")
+        with self.answering():
+            held = self.redis.get(f"{self.prefix}:clock")
         return None if held is None else int(held)
 
     def advance_ns(self, moment: int) -> None:
-        self.advance_script(keys=[f"{self.prefix}:clock"], args=[time_text(moment)])
+        with self.answering():
+            self.advance_script(keys=[f"{self.prefix}:clock"], args=[time_text(moment)])
 
     def close(self) -> None:
         self.redis.close()

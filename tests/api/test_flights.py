@@ -5,11 +5,14 @@ rows fed to the store up to 15 August 2013, 12:00 UTC. UA 236 leaves that day fr
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from contextlib import closing
 
 import pandas as pd
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -207,13 +210,21 @@ def test_the_api_starts_without_the_store_code():
 
 @pytest.mark.slow
 def test_on_redis_the_same_flight_gets_the_same_answer(smoke_pipeline, client, fed_tables):
-    """FD_REDIS_URL set: the store is Redis; down, it is a 503 that does not echo its URL."""
+    """FD_REDIS_URL set: the store is Redis; down (at start or later), it is a 503 that
+    does not echo its URL."""
     with redis_server() as url:
         with RedisStore(url) as store:
             feed(store, fed_tables, until=CLOCK)
         for c in client_on({"FD_REDIS_URL": url}):
             on_redis = c.get(EWR_236).json()
             assert c.get("/flights/UA/236/2013-08-15").json()["origins"] == ["JFK", "EWR"]
+            admin = redis.Redis.from_url(url)
+            with closing(admin), contextlib.suppress(redis.ConnectionError):
+                admin.shutdown(nosave=True)  # the server goes away under the API
+            r = c.get(EWR_236)
+            assert r.status_code == 503 and r.json()["detail"] == (
+                "the online store (Redis) is not answering"
+            )
     on_sqlite = client.get(EWR_236).json()
     ignore = {"request_id"}
     assert {k: v for k, v in on_redis.items() if k not in ignore} == {
