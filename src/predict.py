@@ -13,6 +13,15 @@ the request's checks go to the rejects file (JSON lines: file, row, field, reaso
 The model: --model (a models:/ URI or a model folder), else the registry's @champion, else
 the export in models/champion/, like the API.
 
+    python -m src.predict --input keys.csv --output scored.parquet --enrich --lead 2
+
+--enrich: the input holds flight keys only (carrier, flight, date as YYYY-MM-DD, optionally
+origin). Each flight is found in the offline store's timetable (`python -m src.features`),
+joined with every view as of its moment (--lead hours before its scheduled departure, or the
+row's --as-of-column), and scored as above; sched_dep (and with --lead, as_of) are added to
+the output. A key that names no departure, or two, or a moment not before the flight left,
+is a rejected row.
+
 Exit codes: 0 every row scored (an input without rows gives an empty output); 1 some rows
 rejected (the output holds the rest); 2 an error (bad arguments, unreadable input, an output
 that cannot be written, no model), and nothing is written.
@@ -21,26 +30,44 @@ that cannot be written, no model), and nothing is written.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import re
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
-from src.batch.files import BATCH_ROWS, input_files
+from src.batch.files import (
+    BATCH_ROWS,
+    Summary,
+    check_input,
+    input_files,
+    input_schema,
+    passthrough_columns,
+    read_batches,
+    reject_line,
+)
 from src.common.config import CONFIG_HELP, load_config
-from src.common.errors import ModelNotFoundError, PipelineError
-from src.common.io import read_json
+from src.common.errors import ModelNotFoundError, PipelineError, SchemaError
+from src.common.io import atomic_path, read_json, sha256_file
 from src.common.logs import run_cron_stage
-from src.common.paths import get_paths
+from src.common.paths import Paths, get_paths
+from src.common.schema import LEAD_HOURS, REQUEST_FIELDS
+from src.featurestore import enrich
+from src.featurestore.offline import load_views
 from src.model import model as model_file
 from src.serving.loader import LoadedModel, booster_for, load_champion
 from src.serving.registry import MlflowRegistry
 
 log = logging.getLogger("predict")
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
+LEAD_MAX = LEAD_HOURS.max or math.inf  # the request's bound on lead_hours
 LINEAGE_FIELDS = ("git_commit", "data_manifest_sha256", "raw_snapshot_sha256", "config_hash")
 
 
@@ -114,6 +141,14 @@ def positive(text: str) -> int:
     return int(text)
 
 
+def lead(text: str) -> float:
+    """An argparse type: hours before the departure, more than 0 (and at most a year)."""
+    hours = float(text)  # float's ValueError: argparse says "invalid lead value"
+    if not (0 < hours <= LEAD_MAX):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text}: hours, more than 0 and at most {LEAD_MAX:g}")
+    return hours
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.predict", description=__doc__.split("\n")[0])
     p.add_argument(
@@ -133,7 +168,31 @@ def parse_args(argv=None) -> argparse.Namespace:
         " more cores)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--enrich", action="store_true",
+        help="the input holds flight keys (carrier, flight, date YYYY-MM-DD, optionally origin):"
+        " each flight's request is built from the offline store (python -m src.features) as of"
+        " its moment; needs --lead or --as-of-column",
+    )  # fmt: skip
+    moment = p.add_mutually_exclusive_group()
+    moment.add_argument(
+        "--lead", type=lead, metavar="HOURS",
+        help="--enrich: each flight as of HOURS before its scheduled departure",
+    )  # fmt: skip
+    moment.add_argument(
+        "--as-of-column", metavar="NAME",
+        help="--enrich: each flight as of the moment in this column (ISO 8601 with a zone, such"
+        " as 2013-03-05T10:00Z, or a Parquet timestamp with a zone)",
+    )  # fmt: skip
+    args = p.parse_args(argv)
+    chosen = args.lead is not None or args.as_of_column is not None
+    if args.enrich and not chosen:
+        p.error("--enrich needs --lead HOURS or --as-of-column NAME")
+    if chosen and not args.enrich:
+        p.error("--lead and --as-of-column go with --enrich")
+    if args.enrich and args.engine == "spark":
+        p.error("--enrich runs on the local engine only")
+    return args
 
 
 def check_paths(files: list[Path], source: Path, output: Path, rejects: Path, engine: str) -> None:
@@ -174,25 +233,125 @@ def _main(argv=None) -> int:
     check_paths(files, args.input, output, rejects, args.engine)
     loaded, uri = resolve_model(args.model, cfg, paths)
     log.info("scoring %d file(s) with %s v%s", len(files), loaded.name, loaded.version)
-    threshold = cfg.serve.threshold
-    run_lineage = lineage(loaded, uri, threshold, args.engine)
-    if args.engine == "spark":
-        from src.batch import spark
-
-        summary = spark.score_files(
-            files, uri, threshold, output, rejects, run_lineage, args.spark_master
-        )
+    run_lineage = lineage(loaded, uri, cfg.serve.threshold, args.engine)
+    if args.enrich:
+        summary = score_keys(files, args, paths, loaded, uri, output, rejects, run_lineage)
     else:
-        from src.batch import local
-
-        summary = local.score_files(
-            files, loaded.model, output, rejects, run_lineage,
-            args.batch_rows, not args.no_progress, args.workers,
-        )  # fmt: skip
+        summary = score(files, args, loaded, uri, output, rejects, run_lineage)
     log.info(summary.line(output, rejects))
     if summary.rows and not summary.scored:
         log.warning("every row was rejected: %s says why", rejects)
     return 1 if summary.rejected else 0
+
+
+def score(files, args, loaded, uri, output: Path, rejects: Path, run_lineage: dict) -> Summary:
+    """The job itself: request records in `files`, scored into `output` and `rejects`."""
+    if args.engine == "spark":
+        from src.batch import spark
+
+        return spark.score_files(
+            files, uri, run_lineage["threshold"], output, rejects, run_lineage, args.spark_master
+        )
+    from src.batch import local
+
+    return local.score_files(
+        files, loaded.model, output, rejects, run_lineage,
+        args.batch_rows, not args.no_progress, args.workers,
+    )  # fmt: skip
+
+
+def score_keys(
+    files, args, paths: Paths, loaded, uri, output: Path, rejects: Path, run_lineage: dict
+) -> Summary:
+    """--enrich: each keys file enriched from the offline store into a temporary Parquet file
+    of request records (src/featurestore/enrich.py), then the job on those. Rejects of both
+    steps name the keys file and row; the summary counts the keys' rows."""
+    start = time.perf_counter()
+    keys = [read_keys(path) for path in files]
+    for path, table in zip(files, keys, strict=True):
+        check_keys(path, table.schema.names, args.as_of_column, files[0], keys[0].schema.names)
+    begin = time.perf_counter()
+    tables = load_views(paths)
+    rows = sum(len(t) for t in tables.values())
+    log.info("offline store: %d views, %s rows, read in %.1f s", len(tables), f"{rows:,}",
+             time.perf_counter() - begin)  # fmt: skip
+    run_lineage["enrichment"] = {
+        "lead_hours": args.lead,
+        "as_of_column": args.as_of_column,
+        "features_manifest_sha256": sha256_file(paths.features_manifest),
+    }
+    lines: list[tuple[int, int, str]] = []  # (file, row, JSON line): the rejects, in order
+    positions = []  # per file: the keys' row of each record
+    with tempfile.TemporaryDirectory(prefix="fd-enrich-") as tmp:
+        enriched = [Path(tmp) / f"{i:05d}.parquet" for i in range(len(files))]
+        for i, (path, table) in enumerate(zip(files, keys, strict=True)):
+            found, rejected = enrich_file(path, table, tables, args, enriched[i])
+            positions.append(found)
+            lines += [(i, row, line) for row, line in rejected]
+        with atomic_path(output) as out_tmp, atomic_path(rejects) as rej_tmp:
+            job_rejects = Path(tmp) / "rejects.jsonl"
+            score(enriched, args, loaded, uri, out_tmp, job_rejects, run_lineage)
+            # The job's rejects name the temporary file: named again by the keys' file and row.
+            index = {str(path): i for i, path in enumerate(enriched)}
+            for text in job_rejects.read_text().splitlines():
+                record = json.loads(text)
+                i = index[record["source_file"]]
+                row = int(positions[i][record["source_row"]])
+                record |= {"source_file": str(files[i]), "source_row": row}
+                lines.append((i, row, json.dumps(record, allow_nan=False) + "\n"))
+            rej_tmp.write_text("".join(line for *_, line in sorted(lines)))
+    total = sum(len(t) for t in keys)
+    return Summary(len(files), total, len(lines), time.perf_counter() - start)
+
+
+def enrich_file(path: Path, keys: pa.Table, tables, args, target: Path):
+    """One keys file's request records written to `target`: (the keys' row of each record,
+    [(row, rejects line)] for the keys that were not found)."""
+    start = time.perf_counter()
+    read = [n for n in (*enrich.KEYS, enrich.ORIGIN, args.as_of_column) if n in keys.column_names]
+    found = enrich.enrich(keys.select(read).to_pandas(), tables, args.lead, args.as_of_column)
+    records, problems = found.records, found.rejects
+    pq.write_table(records_table(keys, records), target)
+    values = keys.take(pa.array(problems.index, pa.int64())).to_pylist()
+    where = zip(problems.index.tolist(), problems["field"], problems["reason"], values, strict=True)
+    rejected = [(row, reject_line(str(path), row, *why)) for row, *why in where]
+    log.info(
+        "enriched %s: %s rows in %.1f s, %s found, %s rejected", path, f"{len(keys):,}",
+        time.perf_counter() - start, f"{len(records):,}", f"{len(problems):,}",
+    )  # fmt: skip
+    return records.index.to_numpy(), rejected
+
+
+def read_keys(path: Path) -> pa.Table:
+    """A keys file whole, read as the job reads its input (CSV columns as text)."""
+    batches = list(read_batches(path, BATCH_ROWS))
+    if not batches:
+        return input_schema(path).empty_table()
+    return pa.Table.from_batches(batches)
+
+
+def check_keys(path: Path, names: list[str], as_of_column, first: Path, first_names) -> None:
+    """A keys file's faults, before any work: a key or the moment's column missing, a column
+    the enrichment or the output fills, pass-through columns that differ from the first
+    file's (SchemaError naming the file, exit 2)."""
+    enrich.check_columns(names, as_of_column, str(path))
+    check_input(path, [*names, *REQUEST_FIELDS])  # a column named like one of the output's
+    mine, theirs = set(passthrough_columns(names)), set(passthrough_columns(first_names))
+    if mine != theirs:
+        raise SchemaError(
+            f"{path}: pass-through columns differ from {first}'s: here but not there "
+            f"{sorted(mine - theirs)}, there but not here {sorted(theirs - mine)}"
+        )
+
+
+def records_table(keys: pa.Table, records) -> pa.Table:
+    """The found rows: their pass-through columns as read, then the request record."""
+    keep = passthrough_columns(keys.schema.names)
+    rows = keys.select(keep).take(pa.array(records.index, pa.int64()))
+    table = pa.Table.from_pandas(records, preserve_index=False)
+    for position, name in enumerate(keep):
+        table = table.add_column(position, name, rows.column(name))
+    return table
 
 
 def main(argv=None) -> int:
