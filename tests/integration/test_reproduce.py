@@ -102,7 +102,10 @@ def test_load_months_restores_preprocess_order_byte_for_byte(smoke_pipeline):
 def test_edited_logged_config_is_refused(smoke_pipeline, mlflow_client):
     run = latest_run(mlflow_client, "candidate")
     logged = reproduce.load_logged_config(run.info.run_id)
-    assert reproduce.check_config(logged, run.data.tags, run.info.run_id).model_dump() == logged
+    # As JSON, as it was logged: a dict's number keys (a lead's floor, 24.0) are text there.
+    checked = reproduce.check_config(logged, run.data.tags, run.info.run_id)
+    assert checked.model_dump(mode="json") == logged
+    assert checked.train.quality_gate.min_lead_roc_auc == CFG.train.quality_gate.min_lead_roc_auc
     edited = {**logged, "seed": logged["seed"] + 1}
     with pytest.raises(PipelineError, match="not the one the run was trained with"):
         reproduce.check_config(edited, run.data.tags, run.info.run_id)
