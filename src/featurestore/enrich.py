@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -25,9 +24,8 @@ import pandas as pd
 from src.common.errors import SchemaError
 from src.common.schema import REQUEST, REQUEST_FIELDS
 from src.featurestore.offline import as_of
-from src.featurestore.views import DEPARTURE, FEATURE_VIEWS, TIMETABLE
+from src.featurestore.views import DEPARTURE, FEATURE_VIEWS, NEW_YORK, TIMETABLE
 
-NEW_YORK = ZoneInfo("America/New_York")  # the flights' dates and times are local
 KEYS = ("carrier", "flight", "date")  # required; the origin is optional
 ORIGIN = "origin"
 SCHEDULED, MOMENT = "sched_dep", "as_of"  # added to every record (UTC); MOMENT with a lead

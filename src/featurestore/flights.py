@@ -15,8 +15,8 @@ import pandas as pd
 
 from src.common.errors import PipelineError
 from src.common.schema import API_REQUEST_FIELDS
-from src.featurestore.online import NEW_YORK, OnlineStore, instant, lookup_at
-from src.featurestore.views import DEPARTURE, FEATURE_VIEWS
+from src.featurestore.online import OnlineStore, instant, lookup_at
+from src.featurestore.views import DEPARTURE, FEATURE_VIEWS, NEW_YORK
 
 HOUR_NS = 3_600_000_000_000
 

@@ -16,14 +16,13 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from src.common.errors import PipelineError
 from src.common.schema import FLIGHTS
-from src.featurestore.views import FEATURE_VIEWS, TIMETABLE, VIEWS, FeatureView
+from src.featurestore.views import FEATURE_VIEWS, NEW_YORK, TIMETABLE, VIEWS, FeatureView
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 Row = tuple[Any, ...]
 # The entity columns' kinds: the raw flights declare them, except the scheduled departure.
 ENTITY_KINDS = {c.name: c.kind for c in FLIGHTS.columns} | {"sched_dep": "datetime"}
-NEW_YORK = ZoneInfo("America/New_York")  # the raw flights' dates and times are local
 
 
 class StoreUnavailable(PipelineError):

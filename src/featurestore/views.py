@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -31,6 +32,7 @@ from src.common.schema import (
 
 Raw = dict[str, pd.DataFrame]
 LOCAL_DAY = ["year", "month", "day"]  # the raw flights' own date columns are local
+NEW_YORK = ZoneInfo("America/New_York")  # their time zone: a ticket's date and times
 # Airlines publish their timetable months ahead; a week is a safe floor, and it lets a
 # prediction 24 hours out use the whole timetable of its day.
 PUBLISHED_AHEAD = timedelta(days=7)
