@@ -15,7 +15,7 @@ REPORTS := $(or $(FD_REPORTS_DIR),reports)
 # beyond the free cores spin waiting for each other.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help ci setup setup-spark lock smoke pipeline features feed test test-fast lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared
+.PHONY: help ci setup setup-spark lock smoke pipeline features feed test test-fast lint format eda mlflow serve serve-prod bench bench-serving bench-batch predict model-card drift cycle loop tune rollback reproduce clean system-deps docker-verify browser-test lock-shared dashboard
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -180,6 +180,13 @@ docker-verify: ## Build the image, run the compose stack (CI override), predict,
 
 browser-test: ## The browser tests alone (Debian's chromium via Playwright)
 	$(PY) -m pytest tests/browser
+
+# The dashboard (docs/dashboard.md): reads the API at FD_API_URL (default
+# http://127.0.0.1:8000, X-API-Key from FD_API_KEY) and the files under reports/; no usage
+# statistics leave the machine.
+dashboard: ## Streamlit dashboard on http://127.0.0.1:8501: a flight's delay, the model's health (needs make serve)
+	$(VENV)/bin/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port 8501 \
+		--server.headless true --browser.gatherUsageStats false
 
 lock-shared: ## Re-lock docker/mlflow-shared.txt (the `shared` profile's MLflow server)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes docker/mlflow-shared.in -o docker/mlflow-shared.txt
