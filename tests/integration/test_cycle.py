@@ -20,6 +20,7 @@ import yaml
 from src import cycle
 from src.common.io import read_json
 from src.common.paths import ROOT, SPLITS, get_paths
+from src.data.prepare import at_lead
 from src.model.features import request_columns
 from src.registry.history import read_history
 from src.registry.lock import lock_name, model_lock
@@ -193,10 +194,13 @@ def test_two_cycles_at_once_make_one_decision(cycled, mlflow_client, tmp_path):
         )
         for _ in range(2)
     ]
-    results = [(p.wait(timeout=600), p.stdout.read()) for p in procs]
-    codes = sorted(code for code, _ in results)
+    outputs = [p.communicate(timeout=600) for p in procs]  # (stdout, stderr) each
+    results = [
+        (p.returncode, out, err[-3000:]) for p, (out, err) in zip(procs, outputs, strict=True)
+    ]
+    codes = sorted(code for code, _, _ in results)
     assert codes == [0, 1], results
-    loser = next(out for code, out in results if code == 0)
+    loser = next(out for code, out, _ in results if code == 0)
     assert "another cycle is running" in loser or "already ran" in loser
     assert len(versions_of(mlflow_client, cfg.registry.model_name)) == 2  # champion + one
 
@@ -232,7 +236,8 @@ def test_the_cycle_reports_live_figures_from_the_log_joined_with_outcomes(
     (tmp_path / "data" / "processed").symlink_to(smoke_pipeline.processed)
     cfg, args = cycled("cycle-live")
     paths = get_paths()
-    february = pd.read_parquet(smoke_pipeline.processed / "validation.parquet").head(3000)
+    validation = pd.read_parquet(smoke_pipeline.processed / "validation.parquet")
+    february = at_lead(validation, cfg.split.served_lead_hours).head(3000)  # each flight once
     champion = load_logged_model(f"models:/{cfg.registry.model_name}@{CHAMPION}")
     cols = request_columns(february)
     flights = {name: list(values) for name, values in cols.items()}  # as the API logs them
