@@ -5,11 +5,14 @@
 Servers (127.0.0.1, 2 workers) read the champion from one tracking server on a copy of the
 store: `mlflow`; `app`, the production profile (app/gunicorn_conf.py's fast paths);
 `app_plain`, the plain profile (FD_FAST_PATHS=none); `app_shadow`, `app` with @challenger
-set. wrk drives them interleaved, the first rotating by round, in each scenario (SCENARIOS),
-and the app's /bench/echo route (the HTTP stack's ceiling). Both model paths are checked
-against the logged pyfunc on every test row. Writes reports/bench/serving.json, prints
-medians, ratios with their range over rounds and the conditions, and exits 1 if a goal
-(`app` against `mlflow`) is missed.
+set; `app_redis`, `app` reading its online store from a redis-server the bench starts
+(left out, and reported skipped, without redis-server). wrk drives them interleaved, the
+first rotating by round, in each scenario (SCENARIOS), and the app's /bench/echo route (the
+HTTP stack's ceiling). GET /flights/... reads an online store fed up to --store-clock
+(`app`: a SQLite file in the scratch folder; `app_redis`: Redis). Both model paths are
+checked against the logged pyfunc on every test row. Writes reports/bench/serving.json,
+prints medians, ratios with their range over rounds and the conditions, and exits 1 if a
+goal (`app` against `mlflow`, and GET /flights against `app`'s POST /predict) is missed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import time
 import timeit
 import urllib.request
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -50,21 +55,29 @@ from src.serving.loader import CHALLENGER
 
 log = logging.getLogger("bench")
 WORKERS, BIN = 2, Path(sys.executable).parent
-APPS = {"app": None, "app_plain": "none", "app_shadow": None}  # FD_FAST_PATHS; None: unset
+# FD_FAST_PATHS; None: unset. app_redis: `app` with FD_REDIS_URL, only for GET /flights.
+APPS = {"app": None, "app_plain": "none", "app_shadow": None, "app_redis": None}
 SERVERS, COMPARED = ("mlflow", *APPS), ("mlflow", "app", "app_plain")
-PREFIX = {"app": "", "app_plain": "plain_", "app_shadow": "shadow_"}  # of the ratios' names
+OPTIONAL = {"app_redis"}  # not started without redis-server: its figures are left out
+PREFIX = {"app": "", "app_plain": "plain_", "app_shadow": "shadow_", "app_redis": "redis_"}
 SCENARIOS = {  # scenario -> (batches?, servers); `echo` is a route of the `app` server
-    # one test flight per request; one fixed flight; 1000-flight batches, records and columns
-    "single": (False, (*SERVERS, "echo")),
+    # one test flight per request; one fixed flight; 1000-flight batches, records and
+    # columns; last (after the RSS is read: its first call imports pandas), a flight by its
+    # number, GET /flights/... (the online store: SQLite on `app`, Redis on `app_redis`)
+    "single": (False, ("mlflow", "app", "app_plain", "app_shadow", "echo")),
     "single_fixed": (False, COMPARED),  # the same body every request: equal parsing work
     "batch": (True, COMPARED),
     "batch_columns": (True, COMPARED),
+    "flights": (False, ("app", "app_redis")),
 }
+GET_SCENARIOS = {"flights"}  # wrk GETs the paths of their file; the others POST its bodies
 METRICS = {  # name -> (scenario, figure of its runs)
     "single_rps": ("single", "rps"),
     "single_p99": ("single", "p99_ms"),
     "single_fixed_rps": ("single_fixed", "rps"),
     "single_fixed_p99": ("single_fixed", "p99_ms"),
+    "flights_rps": ("flights", "rps"),
+    "flights_p99": ("flights", "p99_ms"),
     "batch_rows": ("batch", "rows_per_s"),
     "batch_p99": ("batch", "p99_ms"),
     "batch_columns_rows": ("batch_columns", "rows_per_s"),
@@ -72,24 +85,38 @@ METRICS = {  # name -> (scenario, figure of its runs)
     "startup": ("startup", "seconds"),
     "rss": ("rss", "mib"),
 }
+# The metrics of the scenarios MLflow serves too (it has no GET /flights).
+POSTED = tuple(m for m, (scenario, _) in METRICS.items() if scenario not in GET_SCENARIOS)
 COMPARISONS = (  # (server, against, metrics): ratios f"{PREFIX[server]}{metric}_vs_{against}"
-    ("app", "mlflow", tuple(METRICS)),
-    ("app_plain", "mlflow", tuple(METRICS)),
-    ("app_plain", "app", tuple(METRICS)),
+    ("app", "mlflow", POSTED),
+    ("app_plain", "mlflow", POSTED),
+    ("app_plain", "app", POSTED),
     ("app_shadow", "app", ("single_rps", "single_p99", "rss")),
     ("app", "echo", ("single_rps",)),
+)
+# (server, metrics, scenario): ratios f"{PREFIX[server]}{metric}_vs_{scenario}", the metric's
+# figure over the same figure of the `app` server in `scenario`: a flight by its number
+# (features read from the online store) against the same API's one flight in the body.
+ACROSS = (
+    ("app", ("flights_rps", "flights_p99"), "single"),
+    ("app_redis", ("flights_rps", "flights_p99"), "single"),  # reported, no goal
 )
 GOALS = {  # on medians of rounds (EVERY_ROUND: the lowest); record batches guard the one flight
     "1_single": {"single_rps_vs_mlflow": (">=", 10), "single_p99_vs_mlflow": ("<=", 0.2)},
     "2_batch_guard": {"batch_rows_vs_mlflow": (">=", 1.8), "batch_p99_vs_mlflow": ("<=", 0.5)},
     "3_startup_memory": {"startup_vs_mlflow": ("<=", 0.4), "rss_vs_mlflow": ("<=", 0.6)},
     "6_shadow_cost": {"shadow_single_rps_vs_app": (">=", 0.90)},  # at most 10% of one flight
+    # GET /flights on SQLite (the default store) against the same server's POST /predict
+    "7_flights": {"flights_rps_vs_single": (">=", 0.7), "flights_p99_vs_single": ("<=", 2)},
 }
 ROUTES = {"mlflow": "/invocations", "echo": ""}  # the others': /predict, /predict/batch
 LIMITS = {ratio: limit for limits in GOALS.values() for ratio, limit in limits.items()}
 # Judged on their lowest round, not on the medians: one flight must pay in every round.
 EVERY_ROUND = {"single_rps_vs_mlflow"}
 PARITY_TOLERANCE = 1e-9  # expected 0.0: the same predictor on the same features
+STORE_CLOCK = "2013-08-15T12:00Z"  # the online store's clock: 8 am in New York
+DUE_HOURS = (1, 6)  # GET /flights asks for flights due this many hours after the clock
+REDIS_START_S = 30  # for the bench's redis-server to answer PING
 
 
 def write_bodies(folder: Path, records: list[dict], batch_rows: int) -> dict[tuple, Path]:
@@ -142,7 +169,8 @@ def shadow_store(cfg: Config, paths: Paths, scratch: Path) -> tuple[str, str]:
 def start_server(name: str, bench: dict) -> tuple[subprocess.Popen, str, float]:
     """One server, OMP_NUM_THREADS=1: (process, base URL, seconds until its first 200)."""
     port, scratch, cfg = free_port(), bench["scratch"], bench["cfg"]
-    env = {k: v for k, v in os.environ.items() if k not in ("FD_API_KEY", "FD_FAST_PATHS")}
+    drop = ("FD_API_KEY", "FD_FAST_PATHS", "FD_REDIS_URL")  # the store: SQLite unless app_redis
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env |= {
         "OMP_NUM_THREADS": "1",
         "PATH": f"{BIN}:{env['PATH']}",  # mlflow runs uvicorn
@@ -163,6 +191,7 @@ def start_server(name: str, bench: dict) -> tuple[subprocess.Popen, str, float]:
                 "FD_DATA_DIR": str(scratch / name), "FD_MODELS_DIR": str(bench["paths"].models),
                 "PROMETHEUS_MULTIPROC_DIR": str(scratch / f"metrics-{name}")}  # fmt: skip
         env |= {"FD_FAST_PATHS": APPS[name]} if APPS[name] else {}
+        env |= {"FD_REDIS_URL": bench["redis_url"]} if name == "app_redis" else {}
         Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
     base, start = f"http://127.0.0.1:{port}", time.perf_counter()
     with open(scratch / f"{name}.log", "ab") as err:
@@ -202,10 +231,11 @@ def cpu_seconds(procs: list[psutil.Process]) -> tuple[float, float, float]:
     return total, main, children.ru_utime + children.ru_stime
 
 
-def run_wrk(url: str, bodies: Path, seconds: float, connections: int) -> dict:
-    """wrk, closed loop, POSTing the file's bodies in turn (benchmarks/wrk_report.lua)."""
+def run_wrk(url: str, bodies: Path, seconds: float, connections: int, method="POST") -> dict:
+    """wrk, closed loop, POSTing the file's bodies in turn, or with "GET" GETting the paths
+    of its lines in turn (benchmarks/wrk_report.lua)."""
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s"]
-    cmd += [str(Path(__file__).with_name("wrk_report.lua")), url, "--", str(bodies)]
+    cmd += [str(Path(__file__).with_name("wrk_report.lua")), url, "--", str(bodies), method]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
     if not (match := re.search(r"^BENCH (.*)$", out.stdout, re.M)):
         raise PipelineError(f"wrk printed no summary for {url}:\n{out.stdout}")
@@ -220,11 +250,11 @@ def wait_idle(busy_percent: float = 15, timeout: float = 15) -> None:
         pass
 
 
-def measured_run(url, bodies, seconds, connections, server_pid, rows) -> dict:
+def measured_run(url, bodies, seconds, connections, server_pid, rows, method="POST") -> dict:
     """wrk against one server, with the CPU the server, wrk and other processes used."""
     procs, before = server_tree(server_pid), conditions.run_start()
     server0, main0, wrk0 = cpu_seconds(procs)
-    r = run_wrk(url, bodies, seconds, connections)
+    r = run_wrk(url, bodies, seconds, connections, method)
     server1, main1, wrk1 = cpu_seconds(procs)
     server, wrk, capacity = server1 - server0, wrk1 - wrk0, r["seconds"] * os.cpu_count()
     r |= conditions.run_conditions(before, server + wrk, r["seconds"])
@@ -239,9 +269,11 @@ def measured_run(url, bodies, seconds, connections, server_pid, rows) -> dict:
 
 def run_round(bench: dict, rnd: int) -> list[dict]:
     """Start the servers (a different one first each round), run every scenario on each in
-    that order, read the workers' RSS after the load, stop them."""
-    k, args, servers, runs = (rnd - 1) % len(SERVERS), bench["args"], {}, []
-    order = [*SERVERS[k:], *SERVERS[:k], "echo"]
+    that order, read the workers' RSS after the load (before GET /flights, whose first call
+    imports pandas and opens the store: `rss`; and after it: `rss_flights`), stop them."""
+    started = bench["servers"]  # SERVERS, app_redis left out without redis-server
+    k, args, servers, runs = (rnd - 1) % len(started), bench["args"], {}, []
+    order = [*started[k:], *started[:k], "echo"]
     try:
         for name in order[:-1]:
             wait_idle()  # the server started before may still be busy starting
@@ -251,22 +283,27 @@ def run_round(bench: dict, rnd: int) -> list[dict]:
         servers["echo"] = (servers["app"][0], servers["app"][1] + "/bench/echo")
         log.info("round %d: servers up, app_shadow scores v%s too", rnd, shadow_loaded(servers))
         for scenario, (batch, names) in SCENARIOS.items():
-            for name in sorted(names, key=order.index):
+            if scenario in GET_SCENARIOS and not any(r["scenario"] == "rss" for r in runs):
+                for name in started:  # the POST routes' figure, as before GET /flights existed
+                    mib = worker_rss_mib(servers[name][0].pid)
+                    runs.append({"round": rnd, "server": name, "scenario": "rss", "mib": mib})
+            for name in sorted(set(names) & set(order), key=order.index):
+                method = "GET" if scenario in GET_SCENARIOS else "POST"
                 route = ROUTES.get(name, "/predict/batch" if batch else "/predict")
-                url = servers[name][1] + route
+                url = servers[name][1] + ("/" if method == "GET" else route)  # paths: the file's
                 body = bench["bodies"][scenario, "mlflow" if name == "mlflow" else "app"]
                 wait_idle()  # the previous run's server has drained its queue
-                run_wrk(url, body, 2, args.connections)  # warm-up
+                run_wrk(url, body, 2, args.connections, method)  # warm-up (opens the store)
                 rows, pid = args.batch_rows if batch else 1, servers[name][0].pid
-                r = measured_run(url, body, args.duration, args.connections, pid, rows)
+                r = measured_run(url, body, args.duration, args.connections, pid, rows, method)
                 runs.append({"round": rnd, "server": name, "scenario": scenario, **r})
                 log.info("%s %s: %.0f req/s, p99 %.1f ms, other CPU %.0f%%", scenario, name,
                          r["rps"], r["p99_ms"], 100 * r["other_cpu_share"])  # fmt: skip
         scored = scores_counted(servers["app_shadow"][1])
         runs.append({"round": rnd, "server": "app_shadow", "scenario": "scored", **scored})
-        for name in SERVERS:
+        for name in set(SCENARIOS["flights"][1]) & set(started):
             mib = worker_rss_mib(servers[name][0].pid)
-            runs.append({"round": rnd, "server": name, "scenario": "rss", "mib": mib})
+            runs.append({"round": rnd, "server": name, "scenario": "rss_flights", "mib": mib})
     finally:
         for name in set(servers) - {"echo"}:
             stop_server(servers[name][0])
@@ -372,11 +409,23 @@ def medians_of(runs: list[dict]) -> dict[str, dict]:
 
 
 def ratios_of(runs: list[dict]) -> dict[str, float]:
-    """Every ratio of COMPARISONS, median over median."""
+    """Every ratio of COMPARISONS and ACROSS, median over median; an OPTIONAL server's only
+    if it ran."""
     md = medians_of(runs)
-    value = lambda s, m: md[f"{s}_{METRICS[m][0]}"][METRICS[m][1]]  # noqa: E731
-    return {f"{PREFIX[s]}{m}_vs_{b}": round(value(s, m) / value(b, m), 3)
-            for s, b, metrics in COMPARISONS for m in metrics}  # fmt: skip
+
+    def value(server: str, metric: str, scenario: str | None = None) -> float:
+        return md[f"{server}_{scenario or METRICS[metric][0]}"][METRICS[metric][1]]
+
+    ratios = {f"{PREFIX[s]}{m}_vs_{b}": round(value(s, m) / value(b, m), 3)
+              for s, b, metrics in COMPARISONS for m in metrics}  # fmt: skip
+    for s, metrics, scenario in ACROSS:
+        if s in OPTIONAL and not any(group.startswith(f"{s}_") for group in md):
+            continue
+        for m in metrics:
+            ratios[f"{PREFIX[s]}{m}_vs_{scenario}"] = round(
+                value(s, m) / value("app", m, scenario), 3
+            )
+    return ratios
 
 
 def limit_text(ratio: str) -> str:
@@ -394,7 +443,9 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
     ranges = {k: {"rounds": [rr[k] for rr in by_round]} for k in ratios}
     for spread in ranges.values():
         spread |= {"min": min(spread["rounds"]), "max": max(spread["rounds"])}
-    errors = dict.fromkeys((*SERVERS, "echo"), 0)  # any server's errors void the comparison
+    ran = {r["server"] for r in runs}
+    errors = {s: 0 for s in (*SERVERS, "echo") if s in ran or s not in OPTIONAL}
+    # any server's errors void the comparison (app_redis's too: a 404 or 503 from its store)
     for r in runs:
         errors[r["server"]] += r.get("errors", 0) + r.get("timeouts", 0)
     scored = [{k: r[k] for k in ("round", "champion", "challenger")}
@@ -419,7 +470,8 @@ def print_summary(result: dict) -> None:
           " profile, plain: no fast paths)")  # fmt: skip
     head = ("", "mlflow", "app", "app_plain", "app/mlflow", "rounds", "plain/mlflow", "plain/app")
     print("  {:20s} {:>10s} {:>10s} {:>10s} {:>11s} {:>13s} {:>12s} {:>10s}  goal".format(*head))
-    for name, (scenario, key) in METRICS.items():
+    for name in POSTED:
+        scenario, key = METRICS[name]
         cells = [md[f"{s}_{scenario}"][key] for s in COMPARED] + [r[f"{name}_vs_mlflow"]]
         cells += ["{min:.3g}-{max:.3g}".format(**ranges[f"{name}_vs_mlflow"])]
         cells += [r[f"plain_{name}_vs_mlflow"], r[f"plain_{name}_vs_app"]]
@@ -433,12 +485,31 @@ def print_summary(result: dict) -> None:
           f" (rounds {ranges['shadow_single_rps_vs_app']['rounds']}), p99 {shadow['p99_ms']:.1f}"
           f" vs {app['p99_ms']:.1f} ms, CPU ms/request {shadow[cpu]:.3f} vs {app[cpu]:.3f};"
           f" scored by role {result['shadow']['scored']}")  # fmt: skip
+    for server, store in (("app", "SQLite"), ("app_redis", "Redis")):
+        print(flights_line(result, server, store))
     print(f"  errors and timeouts: {result['errors']}")
     if p := result.get("parity"):
         print(f"  parity on {p['rows']} test rows: max |path - pyfunc| {p['max_abs_diff']:.2e}")
     for goal, ok in result["goals"].items():
         print(f"  goal {goal:18s} {'SKIPPED' if ok is None else 'PASS' if ok else 'FAIL'}")
     print("\n".join(conditions.describe(result["conditions"])))
+
+
+def flights_line(result: dict, server: str, store: str) -> str:
+    """GET /flights on one store against app's POST /predict, one flight: requests/s and p99,
+    their ratios with the range over rounds and the goal; "skipped" and why, if not run."""
+    md, r, ranges = result["medians"], result["ratios"], result["ratio_ranges"]
+    if f"{server}_flights" not in md:
+        return f"  GET /flights ({store}): {result.get('flights', {}).get('redis', 'not run')}"
+    line = f"  GET /flights ({store}, {server}) vs app's POST /predict, one flight:"
+    for figure, unit, metric in (("rps", "req/s", "flights_rps"), ("p99_ms", "ms", "flights_p99")):
+        ratio = f"{PREFIX[server]}{metric}_vs_single"
+        goal = f"; goal {limit_text(ratio)}" if limit_text(ratio) else ""
+        line += (f" {md[f'{server}_flights'][figure]:.1f} vs {md['app_single'][figure]:.1f} {unit},"
+                 f" {r[ratio]:.3f} (rounds {ranges[ratio]['rounds']}{goal});")  # fmt: skip
+    if after := md.get(f"{server}_rss_flights"):
+        line += f" RSS per worker {after['mib']:.0f} MiB after it"
+    return line.rstrip(";")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -450,9 +521,120 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--batch-rows", type=int, default=1000)
     p.add_argument("--flights", type=int, default=8000, help="distinct test flights sent")
+    p.add_argument("--store-clock", default=STORE_CLOCK,
+                   help="the online store fed up to this moment (UTC) for GET /flights")  # fmt: skip
+    p.add_argument("--store-flights", type=int, default=200,
+                   help=f"flights GET /flights asks for, due {DUE_HOURS[0]}-{DUE_HOURS[1]} h "
+                   "after the store's clock")  # fmt: skip
     p.add_argument("--skip-parity", action="store_true", help="skip goal 4 (quicker reruns)")
     p.add_argument("--out", type=Path, default=None, help="default: reports/bench/serving.json")
     return p.parse_args(argv)
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str | None]:
+    """Debian's redis-server on a free 127.0.0.1 port, without persistence, its files in
+    `folder` (as tests/integration/redis_support.py starts it): its URL, or None if there is
+    no redis-server. The wait for PING is bounded; the server is stopped whatever happens."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    folder.mkdir()
+    port, logfile = free_port(), folder / "server.log"
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    cmd += ["--save", "", "--appendonly", "no", "--logfile", str(logfile)]
+    proc = subprocess.Popen(cmd, cwd=folder, start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        deadline, up = time.monotonic() + REDIS_START_S, False
+        try:
+            for _ in range(300):  # 0.1 s apart: at most REDIS_START_S and 300 tries
+                if up or proc.poll() is not None or time.monotonic() > deadline:
+                    break
+                try:
+                    up = bool(client.ping())
+                except redis.RedisError:  # refused or reset: not up yet
+                    time.sleep(0.1)
+        finally:
+            client.close()
+        if not up:
+            raise PipelineError(f"redis-server not answering PING on {url}; see {logfile}")
+        yield url
+    finally:
+        stop_server(proc, timeout=30)
+
+
+def flight_paths(store, timetable: pd.DataFrame, count: int) -> list[str]:
+    """GET paths of `count` flights due DUE_HOURS after the store's clock that it scores
+    (none departed, none unknown), drawn at random (seed 0) from the timetable:
+    /flights/{carrier}/{number}/{New York date}, with ?origin= only where the number leaves
+    from two NYC airports that day (GET /flights answers 409 without it)."""
+    from src.featurestore import flights
+    from src.featurestore.online import NEW_YORK
+
+    clock = store.clock
+    low, high = (clock + pd.Timedelta(hours=h) for h in DUE_HOURS)
+    due = timetable[(timetable["sched_dep"] >= low) & (timetable["sched_dep"] <= high)]
+    paths = []
+    for row in due.sample(frac=1, random_state=0).itertuples():  # at most the flights due
+        day = row.sched_dep.tz_convert(NEW_YORK).date()
+        path = f"/flights/{row.carrier}/{row.flight}/{day.isoformat()}"
+        try:
+            flights.flight_features(store, row.carrier, row.flight, day)
+        except flights.FlightConflict as exc:
+            if "origins" not in exc.details:
+                continue  # departed, or due and not left
+            try:
+                flights.flight_features(store, row.carrier, row.flight, day, row.origin)
+            except flights.FlightError:
+                continue
+            path += f"?origin={row.origin}"
+        except flights.FlightError:
+            continue
+        paths.append(path)
+        if len(paths) == count:
+            return paths
+    raise PipelineError(f"{len(paths)} flights due {DUE_HOURS} h after {clock}; {count} asked")
+
+
+def online_stores(bench: dict, clock: str, count: int) -> dict:
+    """Feed the `app` server's SQLite store (online/features.sqlite under its FD_DATA_DIR)
+    and, with a redis-server, the Redis store, from the feature tables up to `clock`, as
+    `python -m src.feed --until` does; write the GET paths of `count` flights both score.
+    What was fed, for the result file."""
+    from src.featurestore import flights
+    from src.featurestore.offline import load_views
+    from src.featurestore.online import feed, open_store
+
+    tables, info = load_views(bench["paths"]), {"clock": clock, "due_hours": list(DUE_HOURS)}
+    sqlite = bench["paths"].online_store.relative_to(bench["paths"].data)  # online/...sqlite
+    stores = {"sqlite": (bench["scratch"] / "app" / sqlite, None)}
+    stores |= {"redis": (None, bench["redis_url"])} if bench["redis_url"] else {}
+    paths: list[str] = []
+    for kind, (path, url) in stores.items():
+        with open_store(kind, path, url) as store:
+            start = time.perf_counter()
+            events = feed(store, tables, None, clock)
+            info[kind] = {"events": events, "feed_s": round(time.perf_counter() - start, 1)}
+            log.info("fed the %s store up to %s: %d events in %.1f s", kind, clock, events,
+                     info[kind]["feed_s"])  # fmt: skip
+            if not paths:
+                paths = flight_paths(store, tables["timetable"], count)
+            else:  # the same flights on Redis: both servers get the same requests
+                for p in paths:
+                    carrier, number, day = p.split("?")[0].split("/")[2:]
+                    origin = p.split("?origin=")[1] if "?" in p else None
+                    flights.flight_features(store, carrier, int(number),
+                                            pd.Timestamp(day).date(), origin)  # fmt: skip
+    info["flights"] = len(paths)
+    info.setdefault("redis", "skipped: redis-server not found (`make system-deps`)")
+    bench["bodies"]["flights", "app"] = bench["scratch"] / "flights-app.paths"
+    bench["bodies"]["flights", "app"].write_text("".join(p + "\n" for p in paths))
+    return info
 
 
 def _main(argv=None) -> int:
@@ -470,18 +652,23 @@ def _main(argv=None) -> int:
         config = str(Path(args.config).resolve())
         bench = {"cfg": cfg, "paths": paths, "args": args, "scratch": scratch, "store": store,
                  "app_config": config, "app_plain_config": config, "app_shadow_config": shadow,
+                 "app_redis_config": config,
                  "bodies": write_bodies(scratch, records, args.batch_rows)}  # fmt: skip
-        registry, bench["registry"], _ = start_server("registry", bench)
-        try:
-            runs = [run for rnd in range(1, args.rounds + 1) for run in run_round(bench, rnd)]
-        finally:
-            stop_server(registry)
+        with redis_server(scratch / "redis") as bench["redis_url"]:
+            bench["servers"] = tuple(s for s in SERVERS if s not in OPTIONAL or bench["redis_url"])
+            stores = online_stores(bench, args.store_clock, args.store_flights)
+            registry, bench["registry"], _ = start_server("registry", bench)
+            try:
+                runs = [run for rnd in range(1, args.rounds + 1) for run in run_round(bench, rnd)]
+            finally:
+                stop_server(registry)
     except BaseException:
         log.error("scratch folder (server logs, bodies) kept: %s", scratch)
         raise
     shutil.rmtree(scratch, ignore_errors=True)
     result = summarize(runs, args) | {"parity": check}
     result["settings"]["fixed_flight"] = records[0]  # single_fixed's body
+    result["flights"] = stores  # the online stores GET /flights read
     # --skip-parity: null in the result file, and the exit code stays 1 (goal 4 not checked)
     result["goals"]["4_parity"] = check and check["max_abs_diff"] <= PARITY_TOLERANCE
     result["goals"] = dict(sorted(result["goals"].items()))

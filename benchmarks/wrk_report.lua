@@ -1,14 +1,19 @@
--- wrk script for benchmarks/serving.py: POSTs the JSON bodies of a file (one per line, given
--- after `--`) in turn, and prints one `BENCH {...}` JSON line that serving.py parses.
-local bodies, i = {}, 0
+-- wrk script for benchmarks/serving.py: sends the lines of a file (given after `--`) in turn,
+-- and prints one `BENCH {...}` JSON line that serving.py parses. Each line is a JSON body to
+-- POST, or, when the second argument is GET, a path to GET (/flights/UA/236/2013-08-15).
+local lines, i, get = {}, 0, false
 
 function init(args)
-  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  for line in io.lines(args[1]) do lines[#lines + 1] = line end
+  get = args[2] == "GET"
 end
 
 function request()
-  i = i % #bodies + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
+  i = i % #lines + 1
+  if get then
+    return wrk.format("GET", lines[i])
+  end
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, lines[i])
 end
 
 -- errors: connect, read and write failures and non-2xx/3xx answers; timeouts apart.

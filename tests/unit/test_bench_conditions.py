@@ -5,14 +5,18 @@ small fixtures shaped like real run records."""
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 from collections import namedtuple
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import batch, conditions, serving
@@ -102,6 +106,8 @@ RPS = {
     ("app_plain", "single"): (4400, 4500, 4600),
     ("app_shadow", "single"): (5300, 5400, 5200),
     ("echo", "single"): (9000, 9200, 9100),
+    ("app", "flights"): (4400, 4700, 4500),  # GET /flights on SQLite: 0.79x app's one flight
+    ("app_redis", "flights"): (3000, 3200, 3100),
     ("mlflow", "single_fixed"): (250, 500, 260),
     ("app", "single_fixed"): (6000, 6200, 6100),
     ("app_plain", "single_fixed"): (5000, 5100, 5200),
@@ -132,6 +138,8 @@ def serving_runs() -> list[dict]:
             runs.append({"round": rnd, "server": server, "scenario": "rss", "mib": mib})
         runs.append({"round": rnd, "server": "app_shadow", "scenario": "scored",
                      "champion": 1000.0, "challenger": 1000.0})  # fmt: skip
+        for server in ("app", "app_redis"):  # once GET /flights imported pandas
+            runs.append({"round": rnd, "server": server, "scenario": "rss_flights", "mib": 180.0})
     return runs
 
 
@@ -165,7 +173,8 @@ def test_serving_ratios_of_medians_their_range_over_rounds_and_goals():
             run["rps"] = 5900 / 9.8
     assert not serving.summarize(runs, serving.parse_args([]))["goals"]["1_single"]
     runs = serving_runs()
-    runs[-1]["challenger"] = 0.0  # a shadow that did not score every flight costs nothing
+    scored = [r for r in runs if r["scenario"] == "scored"]
+    scored[-1]["challenger"] = 0.0  # a shadow that did not score every flight costs nothing
     assert not serving.summarize(runs, serving.parse_args([]))["goals"]["6_shadow_cost"]
 
 
@@ -187,7 +196,7 @@ def test_measured_run_keeps_wrk_apart_from_other_processes(monkeypatch):
     """wrk's CPU (a child of the bench) is its own figure, not the other processes'."""
     burn = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
 
-    def fake_wrk(url, bodies, seconds, connections):
+    def fake_wrk(url, bodies, seconds, connections, method="POST"):
         subprocess.run([sys.executable, "-c", burn], check=True)
         return {"requests": 100, "seconds": 0.5, "errors": 0, "timeouts": 0, "p99_ms": 1.0}
 
@@ -227,6 +236,199 @@ def test_fixed_body_repeats_one_flight(tmp_path):
     columns = [json.loads(line) for line in files["batch_columns", "app"].read_text().splitlines()]
     assert [c["columns"]["distance"] for c in columns] == [[1545, 1714], [1141, 461]]
     assert set(columns[0]["columns"]) == set(REQUEST_FIELDS)  # every field, the store's too
+
+
+# ------------------------------------------------------------------ serving: GET /flights
+def with_rps(runs: list[dict], server: str, scenario: str, factor: float) -> list[dict]:
+    """`runs` with one server's figures in one scenario scaled: rps by `factor`, p99 by 1/it."""
+    for run in runs:
+        if (run["server"], run["scenario"]) == (server, scenario):
+            run["rps"] *= factor
+            run["p99_ms"] /= factor
+    return runs
+
+
+def test_flights_goal_holds_get_flights_on_sqlite_against_the_same_apps_one_flight():
+    result = serving.summarize(serving_runs(), serving.parse_args([]))
+    ratios, ranges = result["ratios"], result["ratio_ranges"]
+    assert ratios["flights_rps_vs_single"] == round(4500 / 5700, 3)  # medians of app's two
+    assert ranges["flights_rps_vs_single"]["rounds"] == [
+        round(4400 / 5600, 3), round(4700 / 5900, 3), round(4500 / 5700, 3)
+    ]  # fmt: skip
+    assert ratios["flights_p99_vs_single"] == round((4000 / 4500) / (4000 / 5700), 3)
+    assert ratios["redis_flights_rps_vs_single"] == round(3100 / 5700, 3)  # Redis beside it
+    assert ratios["redis_flights_p99_vs_single"] == round(5700 / 3100, 3)
+    assert result["limits"]["flights_rps_vs_single"] == ">= 0.7"
+    assert result["limits"]["flights_p99_vs_single"] == "<= 2"
+    assert "redis_flights_rps_vs_single" not in result["limits"]  # reported, no goal
+    assert result["goals"]["7_flights"]
+    assert result["medians"]["app_redis_flights"]["rps"] == 3100
+    assert "flights_rps_vs_mlflow" not in ratios  # MLflow has no GET /flights
+    # 0.65x the one flight's requests/s in every round: the goal fails
+    slow = with_rps(serving_runs(), "app", "flights", 0.65 * 5700 / 4500)
+    result = serving.summarize(slow, serving.parse_args([]))
+    assert result["ratios"]["flights_rps_vs_single"] < 0.7 and not result["goals"]["7_flights"]
+    assert result["goals"]["1_single"]  # the other goals do not move with it
+    # requests/s held, the tail 2.5x the one flight's: the goal fails on p99 alone
+    runs = serving_runs()
+    for run in runs:
+        if (run["server"], run["scenario"]) == ("app", "flights"):
+            run["p99_ms"] = 2.5 * 4000 / 5700
+    result = serving.summarize(runs, serving.parse_args([]))
+    assert result["ratios"]["flights_rps_vs_single"] >= 0.7
+    assert result["ratios"]["flights_p99_vs_single"] == 2.5 and not result["goals"]["7_flights"]
+    # Redis at under 0.3x: reported, no goal moves with it
+    held = serving.summarize(serving_runs(), serving.parse_args([]))["goals"]
+    result = serving.summarize(
+        with_rps(serving_runs(), "app_redis", "flights", 0.5), serving.parse_args([])
+    )
+    assert result["ratios"]["redis_flights_rps_vs_single"] < 0.3 and result["goals"] == held
+    # an error on the Redis server voids the run, as any server's does
+    runs = serving_runs()
+    next(r for r in runs if r["server"] == "app_redis" and "errors" in r)["errors"] = 3
+    result = serving.summarize(runs, serving.parse_args([]))
+    assert result["errors"]["app_redis"] == 3 and not result["goals"]["5_no_errors"]
+
+
+def test_without_redis_server_the_redis_figures_are_left_out_and_reported_skipped(capsys):
+    runs = [r for r in serving_runs() if r["server"] != "app_redis"]
+    result = serving.summarize(runs, serving.parse_args([]))
+    assert not any(k.startswith("redis_") for k in result["ratios"])
+    assert "app_redis" not in result["errors"] and result["goals"]["7_flights"]
+    result["parity"] = None
+    result["conditions"] = conditions_of(0.2, [0.02])
+    result["flights"] = {"redis": "skipped: redis-server not found (`make system-deps`)"}
+    serving.print_summary(result)
+    out = capsys.readouterr().out
+    assert "  GET /flights (Redis): skipped: redis-server not found" in out
+    assert "GET /flights (SQLite, app) vs app's POST /predict, one flight: 4500.0 vs 5700.0" in out
+    # a run that lacked the `app` server's GET runs has no figure to judge: not a pass
+    with pytest.raises(KeyError):
+        serving.summarize([r for r in runs if r["scenario"] != "flights"], serving.parse_args([]))
+
+
+def test_summary_prints_get_flights_beside_the_one_flight_with_its_goal(capsys):
+    result = serving.summarize(serving_runs(), serving.parse_args([]))
+    result["parity"] = None
+    result["conditions"] = conditions_of(0.2, [0.02])
+    serving.print_summary(result)
+    lines = capsys.readouterr().out.splitlines()
+    sqlite = next(line for line in lines if "GET /flights (SQLite" in line)
+    assert "4500.0 vs 5700.0 req/s, 0.789 (rounds [0.786, 0.797, 0.789]; goal >= 0.7)" in sqlite
+    assert "p99_ms" not in sqlite and "ms, 1.267 (rounds" in sqlite and "goal <= 2)" in sqlite
+    redis = next(line for line in lines if "GET /flights (Redis" in line)
+    assert "3100.0 vs 5700.0 req/s, 0.544 (rounds" in redis and "goal" not in redis
+    assert sqlite.endswith("RSS per worker 180 MiB after it")
+    assert "  goal 7_flights          PASS" in lines
+    assert not any(line.split()[:1] == ["flights_rps"] for line in lines)  # not vs MLflow
+
+
+class FakeStore:
+    clock = pd.Timestamp("2013-08-15T12:00Z")
+
+
+def test_flight_paths_are_flights_due_1_to_6_hours_after_the_clock_that_answer(monkeypatch):
+    """The GET paths: due 1-6 h after the store's clock, the New York date, ?origin= only
+    where the number leaves from two airports, none the store refuses."""
+    from src.featurestore import flights
+
+    def row(carrier, number, origin, hours):
+        sched = FakeStore.clock + pd.Timedelta(hours=hours)
+        return {"carrier": carrier, "flight": number, "origin": origin, "sched_dep": sched}
+
+    timetable = pd.DataFrame([
+        row("UA", 236, "EWR", 12.0),  # due 12 h later: outside the window
+        row("AA", 1, "JFK", 0.5),  # 30 min later: outside
+        row("B6", 5, "JFK", 1.0),
+        row("DL", 7, "LGA", 6.0),
+        row("UA", 207, "EWR", 3.0),  # two origins that day: ?origin=EWR
+        row("WN", 9, "LGA", 2.0),  # left early: 409, not asked
+        row("9E", 11, "JFK", 4.0),  # unknown to the store: 404, not asked
+        row("EV", 13, "EWR", 5.5),
+    ])  # fmt: skip
+    asked = []
+
+    def flight_features(store, carrier, number, day, origin=None):
+        asked.append((carrier, number, day.isoformat(), origin))
+        if carrier == "UA" and origin is None:
+            raise flights.FlightConflict("two", origins=["EWR", "JFK"])
+        if carrier == "WN":
+            raise flights.FlightConflict("left", departed="2013-08-15T13:50:00Z", dep_delay=-10)
+        if carrier == "9E":
+            raise flights.FlightNotFound("none")
+
+    monkeypatch.setattr(flights, "flight_features", flight_features)
+    paths = serving.flight_paths(FakeStore(), timetable, 4)
+    assert sorted(paths) == [
+        "/flights/B6/5/2013-08-15",
+        "/flights/DL/7/2013-08-15",
+        "/flights/EV/13/2013-08-15",
+        "/flights/UA/207/2013-08-15?origin=EWR",
+    ]
+    assert ("UA", 207, "2013-08-15", "EWR") in asked
+    asked.clear()
+    with pytest.raises(PipelineError, match="4 flights due"):
+        serving.flight_paths(FakeStore(), timetable, 5)
+    assert {a[0] for a in asked} == {"B6", "DL", "UA", "WN", "9E", "EV"}  # the window's only
+    assert [a for a in asked if a[0] == "WN"] == [("WN", 9, "2013-08-15", None)]  # not retried
+
+
+def test_flight_paths_use_the_new_york_date(monkeypatch):
+    from src.featurestore import flights
+
+    monkeypatch.setattr(flights, "flight_features", lambda *a, **k: None)
+    late = pd.DataFrame([{"carrier": "UA", "flight": 236, "origin": "EWR",
+                          "sched_dep": pd.Timestamp("2013-08-16T00:00Z")}])  # fmt: skip
+
+    class Evening:  # 8 pm UTC: UA 236 is due at 8 pm New York time, on the 15th
+        clock = pd.Timestamp("2013-08-15T20:00Z")
+
+    assert serving.flight_paths(Evening(), late, 1) == ["/flights/UA/236/2013-08-15"]
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    seen: list = []
+
+    def answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        Recorder.seen.append((self.command, self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
+def test_wrk_script_gets_the_files_paths_or_posts_its_bodies(tmp_path):
+    """benchmarks/wrk_report.lua: with GET, each line is a path, sent in turn, no body; else
+    each line is a JSON body POSTed to the URL's path."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    paths = ["/flights/UA/236/2013-08-15?origin=EWR", "/flights/B6/5/2013-08-15"]
+    (tmp_path / "paths").write_text("".join(p + "\n" for p in paths))
+    (tmp_path / "bodies").write_text('{"a": 1}\n{"a": 2}\n')
+    try:
+        got = serving.run_wrk(base + "/", tmp_path / "paths", 1, 2, "GET")
+        gets, Recorder.seen = Recorder.seen, []
+        posted = serving.run_wrk(base + "/predict", tmp_path / "bodies", 1, 2)
+        posts = Recorder.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert got["requests"] >= 2 and got["errors"] == 0
+    assert {(m, b) for m, _, b in gets} == {("GET", "")} and {p for _, p, _ in gets} == set(paths)
+    assert posted["requests"] >= 2 and {m for m, _, _ in posts} == {"POST"}
+    assert {p for _, p, _ in posts} == {"/predict"}
+    assert {b for _, _, b in posts} == {'{"a": 1}', '{"a": 2}'}
 
 
 # ------------------------------------------------------------------ batch
