@@ -66,3 +66,17 @@ def test_a_flight_looked_up_shows_the_apis_probability(page, dashboard_url, fed_
     page.screenshot(path=screenshot_name(request.node.nodeid), full_page=True)
     assert_only_from(page, f"{dashboard_url}/")
     assert not page.errors, page.errors
+
+
+def test_model_health_shows_the_champion_the_api_serves(page, dashboard_url, fed_api, request):
+    page.goto(dashboard_url)
+    page.get_by_text("Model health", exact=True).click()
+    status, model = http_json(f"{fed_api}/model")
+    assert status == 200, model
+    value = page.locator('[data-testid="stMetricValue"]')
+    value.wait_for()
+    assert value.inner_text().strip() == f"{model['name']} v{model['version']}"
+    page.get_by_text(model["run_id"], exact=True).first.wait_for()  # the lineage table (and card)
+    page.screenshot(path=screenshot_name(request.node.nodeid), full_page=True)
+    assert_only_from(page, f"{dashboard_url}/")
+    assert not page.errors, page.errors
