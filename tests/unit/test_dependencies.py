@@ -14,7 +14,7 @@ from importlib.metadata import packages_distributions
 
 from src.common.paths import ROOT
 
-FOLDERS = ("src", "app", "tests", "benchmarks")
+FOLDERS = ("src", "app", "tests", "benchmarks", "dashboard")
 LOCAL = set(FOLDERS)
 
 
