@@ -12,12 +12,15 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, Securi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from app import metrics
 from app.schemas import (
     BatchRequest,
     BatchResponse,
     CarrierCode,
+    ExplainFlag,
+    Explanation,
     Flight,
     FlightNumber,
     FlightPrediction,
@@ -28,6 +31,7 @@ from app.schemas import (
     PredictionResponse,
     ReadyResponse,
 )
+from src.model.model import NotExplainable
 from src.serving.service import ModelService
 
 router = APIRouter()
@@ -131,17 +135,37 @@ async def prometheus(request: Request) -> Response:
 
 # One flight costs a fraction of a millisecond of CPU: scored on the event loop, since a
 # hop to the thread pool would cost about as much as the scoring.
-@predictions.post("/predict")
-async def predict(flight: Flight, request: Request, svc: Service) -> PredictionResponse:
+# exclude_unset: `explanation` is in an answer only when asked for (?explain=true). An
+# explanation costs milliseconds (TreeSHAP over every tree): computed in the thread pool.
+@predictions.post("/predict", response_model_exclude_unset=True)
+async def predict(
+    flight: Flight, request: Request, svc: Service, explain: ExplainFlag = False
+) -> PredictionResponse:
+    if explain:
+        return await run_in_threadpool(
+            scored, svc, flight.model_dump(), request.state.request_id, True
+        )
     return scored(svc, flight.model_dump(), request.state.request_id)
 
 
-def scored(svc: ModelService, record: dict, request_id: str) -> PredictionResponse:
+EXPLAIN_TOP_K = 3  # the reasons an explanation gives
+
+
+def scored(
+    svc: ModelService, record: dict, request_id: str, explain: bool = False
+) -> PredictionResponse:
     """One flight (API_REQUEST fields) scored, counted and logged under `request_id` (set
-    by app.middleware.ObserveAndLimit)."""
+    by app.middleware.ObserveAndLimit); explained by the same model when `explain`."""
     p, champ = svc.predict_one(record, request_id)
     delayed = p >= svc.threshold
     metrics.count_predictions(champ.version, int(delayed), 1)
+    extra = {}
+    if explain:
+        try:
+            why = champ.model.explain_one(record, EXPLAIN_TOP_K)
+        except NotExplainable as exc:
+            raise HTTPException(501, f"no explanation: {exc}") from None
+        extra["explanation"] = Explanation.model_validate(why.as_dict())
     return PredictionResponse(
         request_id=request_id,
         delay_probability=p,
@@ -149,6 +173,7 @@ def scored(svc: ModelService, record: dict, request_id: str) -> PredictionRespon
         threshold=svc.threshold,
         model_name=champ.name,
         model_version=champ.version,
+        **extra,
     )
 
 
@@ -161,6 +186,7 @@ FLIGHT_PROBLEMS = {code: {"model": FlightProblem} for code in (404, 409, 503)}
     response_model=FlightPrediction,
     responses=FLIGHT_PROBLEMS,  # type: ignore[arg-type]
     dependencies=[Security(api_key_header), Depends(require_api_key)],
+    response_model_exclude_unset=True,
 )
 def flight_by_number(
     carrier: CarrierCode,
@@ -169,6 +195,7 @@ def flight_by_number(
     request: Request,
     svc: Service,
     origin: OriginChoice = None,
+    explain: ExplainFlag = False,
 ) -> FlightPrediction | JSONResponse:
     """Score a flight known by its number and New York date, with the features the online
     store holds at its clock (`python -m src.feed` fills it)."""
@@ -183,9 +210,9 @@ def flight_by_number(
         return JSONResponse({"detail": str(exc), **exc.details}, status)
     except StoreUnavailable as exc:
         return JSONResponse({"detail": str(exc)}, 503)
-    answer = scored(svc, found.record, request.state.request_id)
+    answer = scored(svc, found.record, request.state.request_id, explain)
     return FlightPrediction(
-        **answer.model_dump(),
+        **answer.model_dump(exclude_unset=True),
         **{k: found.record[k] for k in ("carrier", "flight", "origin", "dest")},
         sched_dep=found.sched_dep,
         as_of=found.as_of,

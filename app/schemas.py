@@ -226,11 +226,34 @@ class Prediction(BaseModel):
     delayed: bool = Field(..., description="delay_probability >= threshold")
 
 
+class Reason(BaseModel):
+    group: str = Field(..., description='A group of features, e.g. "the airport\'s last two hours"')
+    value: float = Field(
+        ..., description="The group's contribution to the raw score: logit units, + towards delayed"
+    )
+    text: str = Field(..., description='The same for people, e.g. "the timetable: +0.42"')
+
+
+class Explanation(BaseModel):
+    """Why the flight scored as it did (`?explain=true`): LightGBM's exact per-feature
+    contributions (TreeSHAP) summed by group. They explain the booster's raw score, the logit
+    before calibration: delay_probability is the calibrator applied to sigmoid(raw_score)."""
+
+    base: float = Field(..., description="The raw score before any feature is known (logit)")
+    raw_score: float = Field(..., description="base + every group's value: the booster's logit")
+    reasons: list[Reason] = Field(
+        ..., description="The groups with the largest contributions, by absolute value"
+    )
+
+
 class PredictionResponse(Prediction):
     request_id: str
     threshold: float
     model_name: str
     model_version: str
+    explanation: Explanation | None = Field(
+        None, description="Only with ?explain=true: why the flight scored as it did"
+    )
 
 
 # GET /flights/{carrier}/{number}/{day}: a flight as a passenger knows it.
@@ -253,6 +276,12 @@ else:
 OriginChoice = Annotated[
     OriginCode | None,
     Query(description="The NYC airport, when the flight number leaves from two that day"),
+]
+
+
+ExplainFlag = Annotated[
+    bool,
+    Query(description="Add an `explanation`: the groups of features that moved the score most"),
 ]
 
 

@@ -104,6 +104,16 @@ class FeatureState:
     def features_set(self) -> frozenset[str]:
         return frozenset(self.features)
 
+    @cached_property
+    def explanation_groups(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """The EXPLANATION_GROUPS holding this model's features, and which feature is in
+        which: a (features x groups) matrix of 0 and 1 (a feature's row has one 1)."""
+        held = [
+            (g, names) for g, names in EXPLANATION_GROUPS if not self.features_set.isdisjoint(names)
+        ]
+        member = np.array([[f in names for _, names in held] for f in self.features], float)
+        return tuple(g for g, _ in held), member
+
     def __getstate__(self) -> dict:
         """Pickle the fields only: the lookups are rebuilt, and the pickle stays as before."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -262,6 +272,36 @@ GROUPS: tuple[tuple[tuple[str, ...], Builder], ...] = (
     (STORE_NAMES, store_features),
 )
 BUILDABLE = frozenset(name for names, _ in GROUPS for name in names)
+
+# What an explanation names (FlightDelayModel.explain): every buildable feature in exactly
+# one group, named for a person reading why a flight scored as it did. A feature's
+# contribution counts in its group's; a view's age counts with the view's readings.
+EXPLANATION_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("the route", ("carrier", "origin", "dest", "distance")),
+    ("time of day", ("hour", "minute")),
+    ("calendar", ("day_of_week", "days_to_holiday", "abs_days_to_holiday")),
+    ("the plane", ("plane_age", "seats", "engines", "manufacturer")),
+    ("weather at the origin", (*WEATHER_NAMES, "weather_age_s")),
+    ("how far ahead", ("lead_hours",)),
+    ("the timetable", ("origin_hour_scheduled", "origin_day_scheduled", "carrier_day_scheduled")),
+    (
+        "the plane's day",
+        ("plane_leg", "plane_turnaround_min", "plane_last_dep_delay", "plane_last_leg_age_s"),
+    ),
+    (
+        "the airport's last two hours",
+        (
+            *("airport_departed_2h", "airport_mean_delay_2h", "airport_share_delayed_2h"),
+            *("airport_overdue_2h", "airport_state_age_s"),
+        ),
+    ),
+)
+
+
+def group_key(group: str) -> str:
+    """An explanation group's name as a metric name may hold it: "the plane's day" ->
+    "the_plane_s_day"."""
+    return "".join(c if c.isalnum() else "_" for c in group.lower())
 
 
 def check_buildable(features: Iterable[str], where: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from src.common.errors import PipelineError
 from src.common.schema import PREDICTION, REQUEST_FIELDS
 from src.model.features import (
     Columns,
@@ -34,6 +35,12 @@ class Estimator(Protocol):
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
     def predict_one(self, row: np.ndarray) -> float: ...
+
+
+class Explainable(Protocol):
+    """An estimator that splits its raw score (the logit) per feature: LightGBM's TreeSHAP."""
+
+    def contributions(self, X: np.ndarray) -> np.ndarray: ...
 
 
 # What builds the estimator from LightGBM model text: LightGBMBooster.from_text, or the
@@ -58,6 +65,11 @@ class LightGBMBooster:
 
     def predict_one(self, row: np.ndarray) -> float:
         return float(self.predict(row[np.newaxis, :])[0])
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per row, each feature's contribution to the raw score (logit), then the base
+        value (the last column): a row sums to the raw score (TreeSHAP, exact)."""
+        return self.booster.predict(X, pred_contrib=True, num_threads=1)
 
     def to_text(self) -> str:
         return self.booster.model_to_string()
@@ -153,6 +165,43 @@ class FlightDelayModel:
         p = self.estimator.predict_one(build_features(cols, self.state)[0])
         return float(self._calibrated(np.array([p]))[0]) if self.calibrator else p
 
+    def contributions(self, cols: Columns) -> np.ndarray:
+        """Per flight, each feature's contribution to the booster's raw score (the logit
+        before calibration), in `features` order, then the base value: a row sums to the raw
+        score. NotExplainable for an estimator without them."""
+        contributions = getattr(self.estimator, "contributions", None)
+        if contributions is None:
+            raise NotExplainable(f"a {self.kind} model gives no per-feature contributions")
+        return contributions(build_features(cols, self.state))
+
+    def group_contributions(self, contributions: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+        """Per-feature contributions (as `contributions` returns them) summed by explanation
+        group (src.model.features.EXPLANATION_GROUPS): (group names, rows x groups)."""
+        groups, member = self.state.explanation_groups
+        return groups, contributions[:, :-1] @ member
+
+    def group_importance(self, cols: Columns) -> dict[str, float]:
+        """Per explanation group, its mean absolute contribution over these flights (logit
+        units): the model card's global importance."""
+        groups, grouped = self.group_contributions(self.contributions(cols))
+        return dict(zip(groups, np.abs(grouped).mean(axis=0).tolist(), strict=True))
+
+    def explain(self, cols: Columns, top_k: int = 3) -> list[Explanation]:
+        """Per flight: base value, raw score (logit, before calibration) and the `top_k`
+        groups by absolute contribution, e.g. "the airport's last two hours: +0.90"."""
+        contributions = self.contributions(cols)
+        groups, grouped = self.group_contributions(contributions)
+        out = []
+        for row, by_group in zip(contributions, grouped, strict=True):
+            top = np.argsort(-np.abs(by_group), kind="stable")[:top_k]
+            reasons = tuple(Reason(groups[i], float(by_group[i])) for i in top)
+            out.append(Explanation(float(row[-1]), float(row.sum()), reasons))
+        return out
+
+    def explain_one(self, record: dict, top_k: int = 3) -> Explanation:
+        """One flight given as a record (as predict_one takes it)."""
+        return self.explain({name: [record.get(name)] for name in REQUEST_FIELDS}, top_k)[0]
+
     def _calibrated(self, p: np.ndarray) -> np.ndarray:
         return p if self.calibrator is None else self.calibrator.apply(p)
 
@@ -177,6 +226,39 @@ def to_bytes(model: FlightDelayModel) -> bytes:
     calibrator = model.calibrator.to_dict() if model.calibrator else None
     payload = dict(kind=model.kind, state=model.state, estimator=estimator, calibrator=calibrator)
     return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class NotExplainable(PipelineError):
+    """The model's estimator gives no per-feature contributions (the logistic baseline)."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One group's share of a flight's raw score: logit units, signed (+: towards delayed)."""
+
+    group: str
+    value: float
+
+    @property
+    def text(self) -> str:
+        return f"{self.group}: {self.value:+.2f}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "value": self.value, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why one flight scored as it did: the booster's raw score (the logit, before any
+    calibrator) = base + the contribution of every group; `reasons` are the largest."""
+
+    base: float  # the raw score of a flight the model knows nothing about (training's mean)
+    raw_score: float
+    reasons: tuple[Reason, ...]  # the top groups by absolute contribution, largest first
+
+    def as_dict(self) -> dict[str, Any]:
+        reasons = [r.as_dict() for r in self.reasons]
+        return {"base": self.base, "raw_score": self.raw_score, "reasons": reasons}
 
 
 def from_bytes(

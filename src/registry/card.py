@@ -7,6 +7,7 @@ import pandas as pd
 from src.common.render import render
 from src.common.schema import DELAY_MINUTES
 from src.model.calibration import later_log_losses
+from src.model.features import EXPLANATION_GROUPS, group_key
 from src.model.slices import as_records, weak_findings
 
 METRICS = (
@@ -21,6 +22,10 @@ METRICS = (
 MONTH_METRIC = "test_roc_auc_month_"
 LEAD_METRIC = "test_roc_auc_lead_"  # then the lead and "h": test_roc_auc_lead_2h
 OWN_LINES = ("calibrator", "features")  # params the card shows on a line of their own
+# Global importance (src.tracking.runs.log_explanations): test_contribution_<group key> is a
+# group's mean absolute contribution over the test flights counted by EXPLAINED_METRIC.
+CONTRIBUTION_METRIC = "test_contribution_"
+EXPLAINED_METRIC = "test_explained_flights"
 
 
 def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> str:
@@ -51,8 +56,20 @@ def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> s
         served_lead=params.get("split_served_lead_hours"),
         features=params.get("features", "").split(","),
         delay_minutes=DELAY_MINUTES,
+        importance=group_importance(meta["metrics"]),
+        explained=meta["metrics"].get(EXPLAINED_METRIC),
         **slice_context(slices),
     )
+
+
+def group_importance(metrics: dict) -> list[tuple[str, float]]:
+    """(group, mean absolute contribution), largest first; empty when the run logged none."""
+    found = [
+        (group, metrics[CONTRIBUTION_METRIC + group_key(group)])
+        for group, _ in EXPLANATION_GROUPS
+        if CONTRIBUTION_METRIC + group_key(group) in metrics
+    ]
+    return sorted(found, key=lambda item: -item[1])
 
 
 def calibration_line(kept: str, metrics: dict) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-_FLOAT64, _ROW_MAJOR, _PREDICT_NORMAL = 1, 1, 0  # c_api.h constants
+_FLOAT64, _ROW_MAJOR, _PREDICT_NORMAL, _PREDICT_CONTRIB = 1, 1, 0, 3  # c_api.h constants
 _PARAMS = b"num_threads=1"  # one thread per worker: workers are the parallelism
 
 
@@ -114,10 +114,20 @@ class CApiBooster:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probabilities for the rows of a float matrix (features in training order)."""
+        return self._predict_for_mat(X, _PREDICT_NORMAL, 1)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per row, each feature's contribution to the raw score (logit), then the base
+        value (the last column): LightGBM's pred_contrib, as lightgbm.Booster gives it."""
+        return self._predict_for_mat(X, _PREDICT_CONTRIB, self.num_feature + 1)
+
+    def _predict_for_mat(self, X: np.ndarray, predict_type: int, per_row: int) -> np.ndarray:
+        """LGBM_BoosterPredictForMat on the rows of X: `per_row` values each (rows x per_row,
+        or one value per row when per_row is 1)."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.num_feature:  # the C call would read past X
             raise ValueError(f"expected rows of {self.num_feature} features, got shape {X.shape}")
-        out, out_len = np.empty(X.shape[0]), ctypes.c_int64()
+        out, out_len = np.empty(X.shape[0] * per_row), ctypes.c_int64()
         _check(
             _lib().LGBM_BoosterPredictForMat(
                 self._handle,
@@ -126,7 +136,7 @@ class CApiBooster:
                 ctypes.c_int32(X.shape[0]),
                 ctypes.c_int32(self.num_feature),
                 ctypes.c_int(_ROW_MAJOR),
-                ctypes.c_int(_PREDICT_NORMAL),
+                ctypes.c_int(predict_type),
                 ctypes.c_int(0),
                 ctypes.c_int(-1),
                 ctypes.c_char_p(_PARAMS),
@@ -134,7 +144,9 @@ class CApiBooster:
                 _doubles(out),
             )
         )
-        return out
+        if out_len.value != out.size:  # the C library wrote another shape than asked for
+            raise RuntimeError(f"LightGBM wrote {out_len.value} values, expected {out.size}")
+        return out if per_row == 1 else out.reshape(X.shape[0], per_row)
 
     def predict_one(self, row: np.ndarray) -> float:
         with self._one_lock:

@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
@@ -21,9 +22,10 @@ from src.common.paths import MODEL_DATA, ROOT
 from src.common.schema import PREDICTION, REQUEST, REQUEST_FIELDS, TARGET
 from src.model import model as model_module
 from src.model.evaluate import calibration_figure, importance_figure, roc_figure
-from src.model.features import request_columns
+from src.model.features import group_key, request_columns
 from src.model.model import FlightDelayModel, LightGBMBooster
 from src.model.slices import ALPHA, FIGURES, as_records, slice_table
+from src.registry.card import CONTRIBUTION_METRIC, EXPLAINED_METRIC
 
 RUNTIME_PACKAGES = ("mlflow", "lightgbm", "scikit-learn", "numpy", "pandas")
 # The modules the logged model imports to load and predict: nothing else (no stages, no
@@ -97,6 +99,7 @@ def log_run(model, metrics: dict, splits: dict, tags: dict, cfg: Config, role: s
             scores = model.predict_proba(request_columns(test))  # scored once, read twice
             log_figures(model, test[TARGET].to_numpy(), scores)
             log_slices(model, test, scores, cfg)
+            log_explanations(model, test, cfg.seed)
         info = log_model(model, splits["train"].head(5))
         mlflow.set_tag("model_uri", info.model_uri)
         return run.info.run_id
@@ -143,3 +146,31 @@ def load_slices(client: MlflowClient, run_id: str) -> dict | None:
     if SLICES_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, SLICES_DIR)}:
         return None
     return mlflow.artifacts.load_dict(f"runs:/{run_id}/{SLICES_ARTIFACT}")
+
+
+EXPLAINED_FLIGHTS = 2000  # the most test flights explained: TreeSHAP costs ms per flight
+
+
+def log_explanations(model: FlightDelayModel, test: pd.DataFrame, seed: int) -> None:
+    """Global importance for the model card: each explanation group's mean absolute
+    contribution to the raw score (logit) over the test flights (a seeded sample of
+    EXPLAINED_FLIGHTS when more), as metrics and a bar plot. Nothing for an estimator
+    without contributions (the logistic baseline)."""
+    if not hasattr(model.estimator, "contributions") or test.empty:
+        return
+    if len(test) > EXPLAINED_FLIGHTS:
+        test = test.sample(EXPLAINED_FLIGHTS, random_state=seed)
+    importance = model.group_importance(request_columns(test))
+    metrics = {CONTRIBUTION_METRIC + group_key(g): v for g, v in importance.items()}
+    mlflow.log_metrics({**metrics, EXPLAINED_METRIC: len(test)})
+    mlflow.log_figure(contribution_figure(importance), "plots/contribution_importance.png")
+
+
+def contribution_figure(importance: dict[str, float]) -> Figure:
+    groups = sorted(importance, key=importance.__getitem__)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.barh(groups, [importance[g] for g in groups])
+    ax.set(xlabel="Mean |contribution| to the raw score (logit)", title="What moves the score")
+    fig.tight_layout()
+    return fig

@@ -48,7 +48,12 @@ def test_run_logs_params_metrics_plots_model_and_lineage(smoke_pipeline, mlflow_
     assert tags["config_hash"] == CFG.hash and tags["config_name"] == CFG.name
     assert_is_head(tags["git_commit"])
     plots = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {"plots/roc.png", "plots/calibration.png", "plots/feature_importance.png"}
+    assert plots == {
+        "plots/roc.png",
+        "plots/calibration.png",
+        "plots/feature_importance.png",
+        "plots/contribution_importance.png",
+    }
     info = mlflow.models.get_model_info(tags["model_uri"])
     inputs = info.signature.inputs.inputs
     assert [c.name for c in inputs] == list(REQUEST_FIELDS)
