@@ -9,6 +9,7 @@ from src.common.schema import DELAY_MINUTES
 from src.model.calibration import later_log_losses
 from src.model.features import EXPLANATION_GROUPS, group_key
 from src.model.slices import as_records, weak_findings
+from src.tracking.runs import CONTRIBUTION_METRIC, EXPLAINED_METRIC
 
 METRICS = (
     ("roc_auc", "ROC AUC"),
@@ -22,10 +23,6 @@ METRICS = (
 MONTH_METRIC = "test_roc_auc_month_"
 LEAD_METRIC = "test_roc_auc_lead_"  # then the lead and "h": test_roc_auc_lead_2h
 OWN_LINES = ("calibrator", "features")  # params the card shows on a line of their own
-# Global importance (src.tracking.runs.log_explanations): test_contribution_<group key> is a
-# group's mean absolute contribution over the test flights counted by EXPLAINED_METRIC.
-CONTRIBUTION_METRIC = "test_contribution_"
-EXPLAINED_METRIC = "test_explained_flights"
 
 
 def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> str:

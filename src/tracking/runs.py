@@ -25,9 +25,12 @@ from src.model.evaluate import calibration_figure, importance_figure, roc_figure
 from src.model.features import group_key, request_columns
 from src.model.model import FlightDelayModel, LightGBMBooster
 from src.model.slices import ALPHA, FIGURES, as_records, slice_table
-from src.registry.card import CONTRIBUTION_METRIC, EXPLAINED_METRIC
 
 RUNTIME_PACKAGES = ("mlflow", "lightgbm", "scikit-learn", "numpy", "pandas")
+# Global importance (log_explanations; the model card reads them): test_contribution_<group
+# key> is a group's mean absolute contribution over the test flights EXPLAINED_METRIC counts.
+CONTRIBUTION_METRIC = "test_contribution_"
+EXPLAINED_METRIC = "test_explained_flights"
 # The modules the logged model imports to load and predict: nothing else (no stages, no
 # benchmark) goes into its code folder.
 MODEL_CODE = (

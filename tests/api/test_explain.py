@@ -162,8 +162,7 @@ def test_the_smoke_card_shows_what_moves_the_score(
 ):
     """The smoke run logged each group's mean absolute contribution over its test flights
     at the served lead (a seeded sample when more), and the card tables them."""
-    from src.registry.card import CONTRIBUTION_METRIC, EXPLAINED_METRIC
-    from src.tracking.runs import EXPLAINED_FLIGHTS
+    from src.tracking.runs import CONTRIBUTION_METRIC, EXPLAINED_FLIGHTS, EXPLAINED_METRIC
 
     meta = json.loads(smoke_pipeline.champion_metadata.read_text())
     metrics = mlflow_client.get_run(meta["run_id"]).data.metrics
