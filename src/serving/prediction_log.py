@@ -36,7 +36,13 @@ import numpy as np
 import orjson
 
 from src.common.errors import PipelineError
-from src.common.schema import API_REQUEST_FIELDS, FLIGHT_NUMBER, PREDICTION, REQUEST_FIELDS
+from src.common.schema import (
+    API_REQUEST_FIELDS,
+    FLIGHT_NUMBER,
+    PREDICTION,
+    REQUEST_FIELDS,
+    STORE_FIELDS,
+)
 from src.serving.loader import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
@@ -47,6 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 META = ("request_id", "logged_at", "model_name", "model_version")
+# Fields added after lines were first logged: an older line has none of them.
+OPTIONAL_SINCE = (FLIGHT_NUMBER.name, *(c.name for c in STORE_FIELDS))
 SHADOW_VERSION, SHADOW_PROBABILITY = "shadow_version", "shadow_probability"
 # read_log's columns, one row per flight.
 COLUMNS = (*META, *API_REQUEST_FIELDS, PREDICTION, SHADOW_VERSION, SHADOW_PROBABILITY)
@@ -280,13 +288,15 @@ def add_line(requests: dict[int, dict[str, list[Any]]], number: int, line: bytes
 
 def request_rows(record: dict[str, Any]) -> dict[str, list[Any]]:
     """A request's line as COLUMNS, one value per flight; ValueError if they are uneven.
-    Lines logged before the challenger had lines of its own carry its scores."""
+    Lines logged before the challenger had lines of its own carry its scores; lines logged
+    before an optional field existed (the flight number, the feature store's fields) read
+    it as missing."""
     proba, flights = record[PREDICTION], record["flights"]
     n = len(proba)
     missing = [None] * n
     rows = {key: [record[key]] * n for key in META}
-    rows |= {name: flights[name] for name in REQUEST_FIELDS}
-    rows[FLIGHT_NUMBER.name] = flights.get(FLIGHT_NUMBER.name, missing)
+    rows |= {name: flights[name] for name in REQUEST_FIELDS if name not in OPTIONAL_SINCE}
+    rows |= {name: flights.get(name, missing) for name in OPTIONAL_SINCE}
     rows[PREDICTION] = proba
     rows[SHADOW_VERSION] = [record.get(SHADOW_VERSION)] * n
     rows[SHADOW_PROBABILITY] = record.get(SHADOW_PROBABILITY, missing)

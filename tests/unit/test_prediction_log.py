@@ -14,7 +14,7 @@ import pytest
 
 from src.common.errors import PipelineError
 from src.common.paths import ROOT
-from src.common.schema import API_REQUEST_FIELDS, EXAMPLE_FLIGHT, REQUEST_FIELDS
+from src.common.schema import API_REQUEST_FIELDS, EXAMPLE_FLIGHT, REQUEST_FIELDS, STORE_FIELDS
 from src.serving.prediction_log import PredictionLogger, read_log
 
 # The example flight as the API hands it on: every field, None where the caller left one out
@@ -34,6 +34,9 @@ def log_requests(logger: PredictionLogger, n: int, fields=API_REQUEST_FIELDS) ->
         ids.append(f"request-{i}")
         logger.log(ids[-1], "flight-delay", "3", cols, np.full(i + 1, 0.25))
     return ids
+
+
+STORE_NAMES = tuple(c.name for c in STORE_FIELDS)
 
 
 def written_log(folder, n: int, fields=API_REQUEST_FIELDS):
@@ -62,6 +65,16 @@ def test_lines_logged_before_the_flight_number_read_it_as_missing(tmp_path):
     written_log(tmp_path / "log", 2, fields=REQUEST_FIELDS)
     rows, torn = read_log(tmp_path / "log")
     assert torn == 0 and len(rows) == 3 and rows["flight"].isna().all()
+
+
+def test_lines_logged_before_the_store_fields_read_them_as_missing(tmp_path):
+    """A log written before the request gained the feature store's fields (the 22-feature
+    model's request and the flight number) reads back, those fields missing."""
+    before = [f for f in API_REQUEST_FIELDS if f not in STORE_NAMES]
+    written_log(tmp_path / "log", 2, fields=before)
+    rows, torn = read_log(tmp_path / "log")
+    assert torn == 0 and len(rows) == 3
+    assert rows[list(STORE_NAMES)].isna().all().all() and (rows["distance"] == 719).all()
 
 
 def test_a_torn_last_line_is_skipped_and_counted(tmp_path, caplog):
