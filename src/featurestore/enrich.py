@@ -24,7 +24,7 @@ import pandas as pd
 from src.common.errors import SchemaError
 from src.common.schema import REQUEST, REQUEST_FIELDS
 from src.featurestore.offline import as_of
-from src.featurestore.views import DEPARTURE, FEATURE_VIEWS, NEW_YORK, TIMETABLE
+from src.featurestore.views import DEPARTURE, NEW_YORK, TIMETABLE
 
 KEYS = ("carrier", "flight", "date")  # required; the origin is optional
 ORIGIN = "origin"
@@ -92,8 +92,8 @@ def enrich(
     else:
         found[MOMENT] = moment[found.index]
     found = found[~before_it_left(found, tables.get(DEPARTURE.name), field, problems)]
-    features = {name: table for name, table in tables.items() if name in FEATURE_VIEWS}
-    records = request_records(as_of(found, features), with_moment=as_of_column is None)
+    # as_of joins the feature views only: the departure view never reaches a record.
+    records = request_records(as_of(found, tables), with_moment=as_of_column is None)
     return Enriched(records, problems.table())
 
 
