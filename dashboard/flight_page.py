@@ -1,0 +1,74 @@
+"""The Flight page: a flight by its carrier, number and New York date (GET /flights), its
+delay probability, the decision, the feature ages and the reasons the API gives."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import streamlit as st
+
+from dashboard import client, text
+
+ORIGINS = ("any", "EWR", "JFK", "LGA")
+
+
+def look_up(origin: str | None = None) -> None:
+    """Ask the API for the flight in the inputs (from `origin` when given); the answer is
+    kept for the reruns that follow."""
+    s = st.session_state
+    if origin is not None:
+        s["origin"] = origin
+    chosen = None if s["origin"] == "any" else s["origin"]
+    s["result"] = client.flight(s["carrier"], int(s["number"]), s["day"], chosen)
+
+
+def page() -> None:
+    st.header("A flight by its number")
+    st.caption(f"Asks the API at {client.api_url()}: GET /flights/{{carrier}}/{{number}}/{{date}}")
+    left, middle, right, last = st.columns(4)
+    left.text_input("Carrier", value="UA", max_chars=2, key="carrier")
+    middle.number_input("Flight number", min_value=1, max_value=9999, value=236, key="number")
+    right.date_input(
+        "Date (New York)",
+        value=date(2013, 8, 15),
+        min_value=date(2000, 1, 1),
+        max_value=date(2099, 12, 31),
+        key="day",
+    )
+    last.selectbox("Origin", ORIGINS, key="origin")
+    st.button("Look up", type="primary", on_click=look_up, key="look_up")
+    result = st.session_state.get("result")
+    if result is not None:
+        show_flight(result)
+
+
+def show_flight(result: client.Result) -> None:
+    if result.kind == "two_origins":
+        st.warning(result.message)
+        cols = st.columns(len(result.body["origins"]))
+        for col, origin in zip(cols, result.body["origins"], strict=True):
+            col.button(f"From {origin}", on_click=look_up, args=(origin,), key=f"from_{origin}")
+        return
+    if result.kind == "departed":
+        st.info(result.message)
+        return
+    if not result.ok:
+        st.error(result.message)
+        return
+    answer = result.body
+    st.subheader(text.flight_title(answer))
+    st.metric("Delay probability (15+ min late)", text.percent(answer["delay_probability"]))
+    st.markdown(f"**{text.decision(answer)}**")
+    st.write(
+        f"Features as of {text.moment(answer.get('as_of'))}, "
+        f"{text.lead_in_words(answer['lead_hours'])}; "
+        f"model {answer.get('model_name')} v{answer.get('model_version')}."
+    )
+    ages = answer.get("feature_age_s") or {}
+    st.markdown("\n".join(f"- {text.age_in_words(v, s)}" for v, s in ages.items()))
+    why = text.reasons(answer)
+    if why:
+        st.markdown("**Why** (largest contributions to the score first):")
+        st.markdown("\n".join(f"- {r}" for r in why))
+    else:
+        st.caption("No explanation in the API's answer.")
