@@ -6,7 +6,8 @@ checked before the body is read."""
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
 from fastapi.responses import JSONResponse
@@ -18,7 +19,10 @@ from app import metrics
 from app.schemas import (
     BatchRequest,
     BatchResponse,
+    BoardOrigin,
     CarrierCode,
+    Departure,
+    DeparturesBoard,
     ExplainFlag,
     Explanation,
     Flight,
@@ -28,11 +32,18 @@ from app.schemas import (
     LocalDate,
     ModelInfo,
     OriginChoice,
+    Prediction,
     PredictionResponse,
     ReadyResponse,
+    WindowHours,
+    WindowStart,
 )
+from src.common.schema import API_REQUEST_FIELDS
 from src.model.model import NotExplainable
 from src.serving.service import ModelService
+
+if TYPE_CHECKING:  # the store's code imports pandas: imported at the first call, not here
+    from src.featurestore.departures import BoardRow
 
 router = APIRouter()
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -218,6 +229,81 @@ def flight_by_number(
         as_of=found.as_of,
         lead_hours=found.lead_hours,
         feature_age_s=found.ages_s,
+    )
+
+
+# A plain `def`, as GET /flights: the store's reads block. No explanations here: one costs
+# milliseconds, a board holds hundreds; GET /flights?explain=true explains one flight.
+@router.get(
+    "/departures/{origin}",
+    response_model=DeparturesBoard,
+    responses={503: {"model": FlightProblem}},
+    dependencies=[Security(api_key_header), Depends(require_api_key)],
+)
+def departures_board(
+    origin: BoardOrigin,
+    request: Request,
+    svc: Service,
+    start: WindowStart = None,
+    hours: WindowHours = 6.0,
+) -> DeparturesBoard | JSONResponse:
+    """The departures from an NYC airport scheduled in a window (default: the store's
+    clock to 6 h later), each with its status at the clock; the ones still to leave are
+    scored in one batch, on the features GET /flights reads for each."""
+    from src.featurestore import departures  # pandas: at the first call, as GET /flights
+    from src.featurestore.online import StoreUnavailable
+
+    try:
+        store = request.app.state.online_store.get()
+        board = departures.board(store, origin, start, hours)
+    except StoreUnavailable as exc:
+        return JSONResponse({"detail": str(exc)}, 503)
+    records = board.records
+    if records:  # one model call for the board, scored, counted and logged as a batch
+        cols = {f: [r[f] for r in records] for f in API_REQUEST_FIELDS}
+        limit = request.app.state.config.serve.max_batch
+        answer = batch_response(svc, cols, limit, request.state.request_id)
+        model, threshold = (answer.model_name, answer.model_version), answer.threshold
+        predictions = iter(answer.predictions)
+    else:  # nothing to score: no model call, nothing logged
+        champ = svc.loaded_champion()
+        model, threshold, predictions = (champ.name, champ.version), svc.threshold, iter([])
+    rows = [departure_row(row, predictions) for row in board.rows]
+    return DeparturesBoard(
+        request_id=request.state.request_id,
+        origin=origin,
+        start=board.start,
+        end=board.end,
+        as_of=board.as_of,
+        threshold=threshold,
+        model_name=model[0],
+        model_version=model[1],
+        flights=rows,
+    )
+
+
+def departure_row(row: BoardRow, predictions: Iterator[Prediction]) -> Departure:
+    """A board row as the answer says it; a scheduled one takes the next prediction (the
+    batch holds the scheduled rows in the board's order)."""
+    scored = {}
+    if row.features is not None:
+        p = next(predictions)
+        scored = {
+            "delay_probability": p.delay_probability,
+            "delayed": p.delayed,
+            "lead_hours": row.features.lead_hours,
+        }
+    return Departure(
+        carrier=row.carrier,
+        flight=row.flight,
+        origin=row.origin,
+        dest=row.dest,
+        sched_dep=row.sched_dep,
+        sched_dep_local=row.sched_dep_local,
+        status=row.status,
+        departed=row.departed,
+        dep_delay=row.dep_delay,
+        **scored,
     )
 
 

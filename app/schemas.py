@@ -12,15 +12,17 @@ the same rule. A body's errors stay few whatever its size: a list stops at its f
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from fastapi import Path, Query
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
+    TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
     create_model,
@@ -309,6 +311,82 @@ class FlightProblem(BaseModel):
     origins: list[str] | None = Field(None, description="409: the airports to choose from")
     departed: datetime | None = Field(None, description="409: when it left (UTC)")
     dep_delay: float | None = Field(None, description="409: its departure delay, minutes")
+
+
+# GET /departures/{origin}: an airport's departures board.
+BOARD_MAX_HOURS = 24  # a day: about 500 departures from the busiest airport
+BoardOrigin = Annotated[OriginCode, Path(description="The NYC airport: EWR, JFK or LGA")]
+_START = TypeAdapter(datetime | time)
+
+
+def _window_start(value: Any) -> Any:
+    """A moment (ISO 8601; New York time when it has no zone) or a New York time of day
+    (HH:MM), refused in one sentence otherwise."""
+    if value is None or isinstance(value, datetime | time):
+        return value
+    try:
+        parsed = _START.validate_python(value)
+    except ValidationError:
+        raise ValueError(
+            f"{value!r} is neither a moment (2013-08-15T20:00, New York time unless it "
+            "has a zone) nor a time of day (20:00, New York, on the clock's date)"
+        ) from None
+    low, high = int(YEAR.min or 1), int(YEAR.max or 9999)
+    if isinstance(parsed, datetime) and not low <= parsed.year <= high:
+        raise ValueError(f"{value!r}: the year must be {low} to {high}")
+    return parsed
+
+
+WindowStart = Annotated[
+    datetime | time | None,
+    BeforeValidator(_window_start),
+    Query(
+        description="The window's first scheduled departure: a moment (2013-08-15T20:00, "
+        "New York time unless it has a zone) or a time of day (20:00, New York, on the "
+        "store clock's date); default: the store's clock"
+    ),
+]
+WindowHours = Annotated[
+    float,
+    Query(gt=0, le=BOARD_MAX_HOURS, description="The window's length in hours (at most a day)"),
+]
+
+
+class Departure(BaseModel):
+    """One departure on the board: its status at the store's clock, and for one still to
+    leave, its probability as GET /flights gives it."""
+
+    carrier: str
+    flight: int
+    origin: str
+    dest: str | None
+    sched_dep: datetime = Field(..., description="Scheduled departure, UTC")
+    sched_dep_local: datetime = Field(..., description="Scheduled departure, New York time")
+    status: Literal["scheduled", "departed", "overdue"] = Field(
+        ...,
+        description="At the clock: scheduled (still to leave: scored), departed, or overdue "
+        "(due before the clock and not left: late or cancelled)",
+    )
+    departed: datetime | None = Field(None, description="departed: when it left (UTC)")
+    dep_delay: float | None = Field(None, description="departed: its delay, minutes")
+    delay_probability: float | None = Field(None, description="scheduled: as GET /flights")
+    delayed: bool | None = Field(None, description="scheduled: delay_probability >= threshold")
+    lead_hours: float | None = Field(None, description="scheduled: hours from as_of to sched_dep")
+
+
+class DeparturesBoard(BaseModel):
+    """The departures from an origin scheduled in [start, end), in time order; the ones
+    still to leave scored in one batch on the store's features as of its clock."""
+
+    request_id: str
+    origin: str
+    start: datetime = Field(..., description="The window's first moment (UTC)")
+    end: datetime = Field(..., description="The window's end, not included (UTC)")
+    as_of: datetime = Field(..., description="The store's clock: the board is as of it (UTC)")
+    threshold: float
+    model_name: str
+    model_version: str
+    flights: list[Departure]
 
 
 class BatchResponse(BaseModel):

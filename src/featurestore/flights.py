@@ -68,8 +68,8 @@ def flight_features(
             origins=[o for o, _ in found],
         )
     origin, sched = found[0]
-    keys = {"carrier": carrier, "flight": number, "origin": origin, "sched_dep": instant(sched)}
-    left = store.read_at(DEPARTURE, list(keys.values()), at)["dep_delay"]
+    keys = flight_keys(carrier, number, origin, sched)
+    left = departure_delay(store, keys, at)
     if left is not None:
         departed = iso(keys["sched_dep"] + timedelta(minutes=left))
         raise FlightConflict(
@@ -83,6 +83,26 @@ def flight_features(
             f"{carrier} {number} from {origin} was due at {iso(keys['sched_dep'])} and "
             f"has not left by the store's clock {clock} (late or cancelled): nothing to predict"
         )
+    return features_at(store, keys, at)
+
+
+def flight_keys(carrier: str, number: int, origin: str, sched: int) -> dict[str, Any]:
+    """A departure's entities, as the timetable (and the departure view) key it."""
+    return {"carrier": carrier, "flight": number, "origin": origin, "sched_dep": instant(sched)}
+
+
+def departure_delay(store: OnlineStore, keys: dict[str, Any], at: int) -> float | None:
+    """The departure's delay in minutes if it had left by `at` (the departure view), else
+    None: not left yet, late, or cancelled (the store cannot tell those apart)."""
+    delay: float | None = store.read_at(DEPARTURE, list(keys.values()), at)["dep_delay"]
+    return delay
+
+
+def features_at(store: OnlineStore, keys: dict[str, Any], at: int) -> FlightFeatures:
+    """The departure `keys` (flight_keys) as a request record, with every feature view read
+    at `at` (the store's clock) and the lead from `at` to its scheduled departure. The
+    caller has checked that the flight is still to leave."""
+    sched = int(keys["sched_dep"].value)
     lead = (sched - at) / HOUR_NS
     sched_local = local(sched)
     known = lookup_at(store, keys, at) | {

@@ -122,6 +122,11 @@ class OnlineStore(ABC):
         number with sched_dep in [low, high), whenever published."""
 
     @abstractmethod
+    def scheduled_from(self, origin: str, low: int, high: int) -> list[Row]:
+        """The timetable's (carrier, flight, sched_dep, published) of every row leaving
+        `origin` with sched_dep in [low, high), whenever published."""
+
+    @abstractmethod
     def clock_ns(self) -> int | None:
         """The clock, persisted in the store; None before the first event."""
 
@@ -178,6 +183,14 @@ class OnlineStore(ABC):
         rows = self.scheduled(carrier, number, low, high)
         known = [(origin, sched) for origin, sched, published in rows if published <= moment]
         return sorted(known, key=lambda row: (row[1], row[0]))
+
+    def departures_from(self, origin: str, low: int, high: int, moment: int) -> list[Row]:
+        """(carrier, flight, sched_dep) of each departure from `origin` with sched_dep in
+        [low, high) that the timetable published by `moment` holds, in time order (then by
+        carrier and number): an airport's departures board."""
+        rows = self.scheduled_from(origin, low, high)
+        known = [(c, f, sched) for c, f, sched, published in rows if published <= moment]
+        return sorted(known, key=lambda row: (row[2], row[0], row[1]))
 
     def moment_ns(self, moment: Any) -> int:
         """A read's moment: the clock by default; never before it (the store holds only the

@@ -4,7 +4,9 @@ as text (repr of a float gives it back exactly; a missing field is absent); the 
 `<prefix>:clock`. Both writes are Lua scripts, so the newer-wins rule holds in the server
 whoever else writes. The timetable is also indexed by flight number, for the API's search
 by flight: a sorted set `<prefix>:flights:<carrier>|<flight>` of `<origin>|<sched_dep>`
-scored by the scheduled departure in seconds (exact in a double), written with the row."""
+scored by the scheduled departure in seconds (exact in a double), written with the row;
+and by origin, for the API's departures board: a sorted set `<prefix>:departures:<origin>`
+of `<carrier>|<flight>|<sched_dep>`, scored the same way."""
 
 from __future__ import annotations
 
@@ -79,6 +81,9 @@ class RedisStore(OnlineStore):
     def flights_key(self, carrier: str, flight: int) -> str:
         return f"{self.prefix}:flights:{carrier}|{flight}"
 
+    def departures_key(self, origin: str) -> str:
+        return f"{self.prefix}:departures:{origin}"
+
     def write(self, view: FeatureView, rows: list[Row]) -> None:
         width = len(view.entities)
         names = view.field_names
@@ -92,8 +97,9 @@ class RedisStore(OnlineStore):
                 self.write_script(keys=[self.key(view, row[:width])], args=args, client=pipe)
                 if view is TIMETABLE:  # carrier, flight, origin, sched_dep
                     carrier, flight, origin, sched = row[:width]
-                    member = {f"{origin}|{sched}": sched // 1_000_000_000}
-                    pipe.zadd(self.flights_key(carrier, flight), member)
+                    seconds = sched // 1_000_000_000
+                    pipe.zadd(self.flights_key(carrier, flight), {f"{origin}|{sched}": seconds})
+                    pipe.zadd(self.departures_key(origin), {f"{carrier}|{flight}|{sched}": seconds})
             with self.answering():
                 pipe.execute()
 
@@ -115,16 +121,35 @@ class RedisStore(OnlineStore):
         members = cast(list[str], found)  # "<origin>|<sched_dep>" (decoded responses)
         keys = [(origin, int(sched)) for origin, sched in (m.split("|") for m in members)]
         keys = [(origin, sched) for origin, sched in keys if low <= sched < high]
-        pipe = self.redis.pipeline(transaction=False)
-        for origin, sched in keys:
-            pipe.hget(self.key(TIMETABLE, (carrier, flight, origin, sched)), "_t")
+        published = self.published([(carrier, flight, o, sched) for o, sched in keys])
+        return [(*key, t) for key, t in zip(keys, published, strict=True) if t is not None]
+
+    def scheduled_from(self, origin: str, low: int, high: int) -> list[Row]:
+        seconds = (low // 1_000_000_000, high // 1_000_000_000)  # then exactly, in ns
+        key = self.departures_key(origin)
         with self.answering():
-            published = pipe.execute() if keys else []
-        return [
-            (origin, sched, int(t))
-            for (origin, sched), t in zip(keys, published, strict=True)
-            if t is not None
-        ]
+            found = cast(list[str], self.redis.zrangebyscore(key, *seconds))
+            if not found and not self.redis.exists(key):
+                # Fed before the board's index existed: an empty board would be a lie.
+                raise StoreUnavailable(
+                    f"the online store (Redis) has no departures index for {origin}: empty "
+                    "it (FLUSHDB) and run `python -m src.feed` again"
+                )
+        parts = [m.split("|") for m in found]  # "<carrier>|<flight>|<sched_dep>"
+        keys = [(c, int(f), int(sched)) for c, f, sched in parts]
+        keys = [(c, f, sched) for c, f, sched in keys if low <= sched < high]
+        published = self.published([(c, f, origin, sched) for c, f, sched in keys])
+        return [(*key, t) for key, t in zip(keys, published, strict=True) if t is not None]
+
+    def published(self, keys: list[Row]) -> list[int | None]:
+        """Each timetable row's publication time (its event time), None where the store
+        holds no row: one round trip for all."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(self.key(TIMETABLE, key), "_t")
+        with self.answering():
+            held = pipe.execute() if keys else []
+        return [None if t is None else int(t) for t in held]
 
     def clock_ns(self) -> int | None:
         with self.answering():
