@@ -36,6 +36,9 @@ RESULT_SCHEMA = (
     pa.field(MODEL_VERSION, pa.string()),
 )
 RESULT_COLUMNS = tuple(field.name for field in RESULT_SCHEMA)
+# --explain K: the API's explanation (app/schemas.py Explanation: base, raw_score, reasons of
+# group and value) flattened into columns after the results, reason 1 the largest.
+EXPLANATION_BASE, EXPLANATION_RAW_SCORE = "explanation_base", "explanation_raw_score"
 LINEAGE_KEY = b"flight_delay"  # the output file's metadata key: lineage as JSON
 LINEAGE_FILE = "_lineage.json"  # a Parquet folder's (the Spark engine's output) lineage
 NUMERIC_FIELDS = frozenset(c.name for c in REQUEST if c.kind in ("int", "float"))
@@ -76,13 +79,33 @@ def input_schema(path: Path) -> pa.Schema:
     return pa.schema([(name, pa.string()) for name in header])
 
 
-def check_input(path: Path, names: list[str]) -> None:
+def reason_columns(i: int) -> tuple[str, str]:
+    """The i-th reason's columns (1-based): its group's name and its value (logit units)."""
+    return f"reason_{i}_group", f"reason_{i}_value"
+
+
+def explanation_schema(top_k: int) -> list[pa.Field]:
+    """The explanation's columns for --explain top_k (none for 0)."""
+    if not top_k:
+        return []
+    fields = [
+        pa.field(EXPLANATION_BASE, pa.float64()),
+        pa.field(EXPLANATION_RAW_SCORE, pa.float64()),
+    ]
+    for i in range(1, top_k + 1):
+        group, value = reason_columns(i)
+        fields += [pa.field(group, pa.string()), pa.field(value, pa.float64())]
+    return fields
+
+
+def check_input(path: Path, names: list[str], top_k: int = 0) -> None:
     """A file's own faults, found from its columns before scoring starts: a required field
-    missing, or a column named like one of the output's."""
+    missing, or a column named like one of the output's (top_k: its explanation's too)."""
     missing = [c.name for c in REQUEST if not c.nullable and c.name not in names]
     if missing:
         raise SchemaError(f"{path}: required column(s) {missing} missing")
-    clash = sorted(set(names) & set(RESULT_COLUMNS))
+    ours = [*RESULT_COLUMNS, *(f.name for f in explanation_schema(top_k))]
+    clash = sorted(set(names) & set(ours))
     if clash:
         raise SchemaError(f"{path}: column(s) {clash} would be overwritten by the output's")
 
@@ -142,10 +165,11 @@ def passthrough_columns(names: list[str]) -> list[str]:
     return [n for n in names if n not in REQUEST_FIELDS]
 
 
-def output_schema(schema: pa.Schema) -> pa.Schema:
-    """The output's columns for an input's: its pass-through columns, then the results."""
+def output_schema(schema: pa.Schema, top_k: int = 0) -> pa.Schema:
+    """The output's columns for an input's: its pass-through columns, then the results, then
+    the explanation's (--explain top_k)."""
     keep = [schema.field(n) for n in passthrough_columns(schema.names)]
-    return pa.schema([*keep, *RESULT_SCHEMA])
+    return pa.schema([*keep, *RESULT_SCHEMA, *explanation_schema(top_k)])
 
 
 def json_safe(value):

@@ -72,11 +72,17 @@ def cols(processed_slice) -> dict[str, np.ndarray]:
     return request_columns(processed_slice.iloc[TRAIN_ROWS:])
 
 
+def booster_raw_score(model: FlightDelayModel, cols) -> np.ndarray:
+    """The plain booster's own raw score (logit, before calibration) for each flight: what
+    the contributions and the base value sum to (the batch job's test uses it too)."""
+    X = build_features(cols, model.state)
+    return model.estimator.booster.predict(X, raw_score=True, num_threads=1)
+
+
 @pytest.fixture(scope="module")
 def raw_score(plain, cols) -> np.ndarray:
     """The booster's own raw score (logit) for each held-out example."""
-    X = build_features(cols, plain.state)
-    return plain.estimator.booster.predict(X, raw_score=True, num_threads=1)
+    return booster_raw_score(plain, cols)
 
 
 def test_every_buildable_feature_is_in_exactly_one_group():
