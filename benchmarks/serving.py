@@ -12,7 +12,8 @@ HTTP stack's ceiling). GET /flights/... reads an online store fed up to --store-
 (`app`: a SQLite file in the scratch folder; `app_redis`: Redis). Both model paths are
 checked against the logged pyfunc on every test row. Writes reports/bench/serving.json,
 prints medians, ratios with their range over rounds and the conditions, and exits 1 if a
-goal (`app` against `mlflow`, and GET /flights against `app`'s POST /predict) is missed.
+goal (`app` against `mlflow`, GET /flights against `app`'s POST /predict, and the server
+CPU that ?explain=true adds to one flight) is missed.
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ SCENARIOS = {  # scenario -> (batches?, servers); `echo` is a route of the `app`
     "batch": (True, COMPARED),
     "batch_columns": (True, COMPARED),
     "flights": (False, ("app", "app_redis")),
+    "explain": (False, ("app",)),  # single's bodies, POST /predict?explain=true
 }
+QUERIES = {"explain": "?explain=true"}  # scenario -> the query string its requests carry
+EXPLAIN_BUDGET_MS = 1.0  # server CPU an explanation may add to one flight (issue 25)
 GET_SCENARIOS = {"flights"}  # wrk GETs the paths of their file; the others POST its bodies
 METRICS = {  # name -> (scenario, figure of its runs)
     "single_rps": ("single", "rps"),
@@ -136,6 +140,7 @@ def write_bodies(folder: Path, records: list[dict], batch_rows: int) -> dict[tup
     for (scenario, side), items in bodies.items():
         bodies[scenario, side] = folder / f"{scenario}-{side}.jsonl"
         bodies[scenario, side].write_text("".join(json.dumps(b) + "\n" for b in items))
+    bodies["explain", "app"] = bodies["single", "app"]
     return bodies
 
 
@@ -290,6 +295,7 @@ def run_round(bench: dict, rnd: int) -> list[dict]:
             for name in sorted(set(names) & set(order), key=order.index):
                 method = "GET" if scenario in GET_SCENARIOS else "POST"
                 route = ROUTES.get(name, "/predict/batch" if batch else "/predict")
+                route += QUERIES.get(scenario, "")
                 url = servers[name][1] + ("/" if method == "GET" else route)  # paths: the file's
                 body = bench["bodies"][scenario, "mlflow" if name == "mlflow" else "app"]
                 wait_idle()  # the previous run's server has drained its queue
@@ -436,6 +442,19 @@ def limit_text(ratio: str) -> str:
     return f"{op} {bound}" + (" every round" if ratio in EVERY_ROUND else "")
 
 
+def explain_cost(runs: list[dict]) -> dict:
+    """The server CPU (ms) that ?explain=true adds to one flight: `app`'s CPU a request in
+    the explain scenario less its CPU a request in the one-flight scenario, by round, and
+    the median of those."""
+    cpu = defaultdict(dict)
+    for r in runs:
+        if r["server"] == "app" and r["scenario"] in ("single", "explain"):
+            cpu[r["round"]][r["scenario"]] = r["server_cpu_ms_per_request"]
+    rounds = [round(c["explain"] - c["single"], 3) for _, c in sorted(cpu.items())]
+    return {"added_cpu_ms": statistics.median(rounds), "rounds": rounds,
+            "budget_ms": EXPLAIN_BUDGET_MS}  # fmt: skip
+
+
 def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
     """Medians; ratios, and each round by round with its range; errors; goals."""
     ratios, rounds = ratios_of(runs), sorted({r["round"] for r in runs})
@@ -456,11 +475,14 @@ def summarize(runs: list[dict], args: argparse.Namespace) -> dict:
     goals = {goal: all(meets[k] for k in limits) for goal, limits in GOALS.items()}
     goals["5_no_errors"] = sum(errors.values()) == 0
     goals["6_shadow_cost"] &= every  # a shadow that scored nothing would cost nothing
+    explain = explain_cost(runs)
+    goals["8_explain_cost"] = explain["added_cpu_ms"] <= EXPLAIN_BUDGET_MS
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "skip_parity")}
     settings |= {"workers": WORKERS, "fd_fast_paths": APPS}
     return {"settings": settings, "medians": medians_of(runs), "ratios": ratios,
             "ratio_ranges": ranges, "limits": {k: limit_text(k) for k in LIMITS},
             "shadow": {"scored": scored, "challenger_scored_every_flight": every},
+            "explain": explain,
             "goals": goals, "errors": errors, "runs": runs}  # fmt: skip
 
 
@@ -487,6 +509,9 @@ def print_summary(result: dict) -> None:
           f" scored by role {result['shadow']['scored']}")  # fmt: skip
     for server, store in (("app", "SQLite"), ("app_redis", "Redis")):
         print(flights_line(result, server, store))
+    e = result["explain"]
+    print(f"  ?explain=true adds {e['added_cpu_ms']:.3f} ms of server CPU to one flight"
+          f" (rounds {e['rounds']}; goal <= {e['budget_ms']} ms)")  # fmt: skip
     print(f"  errors and timeouts: {result['errors']}")
     if p := result.get("parity"):
         print(f"  parity on {p['rows']} test rows: max |path - pyfunc| {p['max_abs_diff']:.2e}")
