@@ -15,10 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, not the repo
     sys.path.insert(0, str(ROOT))
 
-from dashboard import client, flight_page, health_page  # noqa: E402
+from dashboard import board_page, client, flight_page, health_page  # noqa: E402
 
 # title -> the function that draws it
-PAGES = {"Flight": flight_page.page, "Model health": health_page.page}
+PAGES = {
+    "Flight": flight_page.page,
+    "Departures board": board_page.page,
+    "Model health": health_page.page,
+}
 
 
 def main() -> None:

@@ -142,3 +142,12 @@ def flight(
 def model(base: str | None = None) -> Result:
     """GET /model: the champion the API serves, with its lineage."""
     return get("/model", base=base)
+
+
+def departures(
+    origin: str, start: str | None = None, hours: float | None = None, base: str | None = None
+) -> Result:
+    """GET /departures/{origin}[?start=][&hours=]: the airport's departures in a window
+    (default: the store's clock to 6 h later), every flight scored by the API in one call."""
+    path = f"/departures/{urllib.parse.quote(origin)}"
+    return get(path, {"start": start, "hours": hours}, base)
