@@ -31,6 +31,7 @@ from app.schemas import (
     FlightProblem,
     LocalDate,
     ModelInfo,
+    ModelLineage,
     OriginChoice,
     Prediction,
     PredictionResponse,
@@ -40,6 +41,7 @@ from app.schemas import (
 )
 from src.common.schema import API_REQUEST_FIELDS
 from src.model.model import NotExplainable
+from src.serving.loader import LoadedModel
 from src.serving.service import ModelService
 
 if TYPE_CHECKING:  # the store's code imports pandas: imported at the first call, not here
@@ -116,8 +118,18 @@ async def ready(svc: Service) -> ReadyResponse:
 
 @router.get("/model")
 async def model_info(svc: Service) -> ModelInfo:
-    m = svc.loaded_champion()
+    m, shadow = svc.loaded_champion(), svc.shadow  # read once: the watcher may swap them
     return ModelInfo(
+        **lineage(m).model_dump(),
+        shadow_version=None if shadow is None else shadow.version,
+        registry=svc.registry.as_dict(),
+        metadata=m.metadata,
+        challenger=None if shadow is None else lineage(shadow),
+    )
+
+
+def lineage(m: LoadedModel) -> ModelLineage:
+    return ModelLineage(
         name=m.name,
         version=m.version,
         alias=m.alias,
@@ -127,9 +139,6 @@ async def model_info(svc: Service) -> ModelInfo:
         git_commit=m.metadata.get("git_commit"),
         metrics=m.metadata.get("metrics", {}),
         loaded_at=m.loaded_at,
-        shadow_version=shadow_version(svc),
-        registry=svc.registry.as_dict(),
-        metadata=m.metadata,
     )
 
 

@@ -417,7 +417,9 @@ class ReadyResponse(BaseModel):
     registry: RegistryInfo
 
 
-class ModelInfo(BaseModel):
+class ModelLineage(BaseModel):
+    """A served model: which version, and where it came from."""
+
     name: str
     version: str
     alias: str
@@ -427,6 +429,12 @@ class ModelInfo(BaseModel):
     git_commit: str | None
     metrics: dict[str, float]
     loaded_at: str
+
+
+class ModelInfo(ModelLineage):
     shadow_version: str | None = SHADOW_VERSION
     registry: RegistryInfo
     metadata: dict
+    challenger: ModelLineage | None = Field(
+        None, description="the @challenger scored in the shadow, with its lineage; null: none"
+    )

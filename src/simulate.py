@@ -43,7 +43,7 @@ from src.common.servers import free_port, http_json, stop_server, wait_http
 from src.data.prepare import at_lead
 from src.data.processed import load_processed, months_label
 from src.data.validate import read_snapshot
-from src.model.evaluate import binary_metrics
+from src.model.evaluate import binary_metrics, expected_calibration_error
 from src.model.features import request_columns, request_records
 from src.model.fit import Retrained, fit_and_calibrate, retrain, score
 from src.monitoring.outcomes import OUTCOME_COLUMNS
@@ -161,6 +161,8 @@ def month_row(month: int, version: str, y, served, frozen, summary: dict) -> dic
         "delay_rate": float(y.mean()),
         "loop_auc": auc(y, served),
         "frozen_auc": auc(y, frozen),
+        "loop_ece": expected_calibration_error(y, served),  # the gate's and the monitor's ECE
+        "frozen_ece": expected_calibration_error(y, frozen),
         "live_counts": summary["live"]["counts"],
         "live_auc": live[0] if live else None,
         "drift_share": drift["drift_share"],

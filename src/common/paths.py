@@ -102,6 +102,11 @@ class Paths:
         dirties the tree."""
         return self.reports / "model_card" / f"{model_name}.md"
 
+    def model_card_data(self, model_name: str, kind: str) -> Path:
+        """Beside the card, its tables as JSON for programs (the dashboard): "slices",
+        "reliability"."""
+        return self.reports / "model_card" / f"{model_name}.{kind}.json"
+
     def drift_report(self, batch: str) -> Path:
         return self.reports / "drift" / batch / "report.html"
 

@@ -19,7 +19,7 @@ from src.common.io import write_atomic, write_json
 from src.common.paths import Paths
 from src.registry.card import render_model_card
 from src.registry.versions import CHAMPION
-from src.tracking.runs import load_slices
+from src.tracking.runs import load_reliability, load_slices
 from src.tracking.store import LINEAGE_TAGS
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,14 @@ def publish_champion(client: MlflowClient, cfg: Config, paths: Paths) -> None:
     meta = metadata(version, run, cfg)
     export(f"models:/{name}@{CHAMPION}", meta, cfg, paths)
     card = paths.model_card(name)
-    text = render_model_card(meta, run.data.params, load_slices(client, run.info.run_id))
+    slices = load_slices(client, run.info.run_id)
+    text = render_model_card(meta, run.data.params, slices)
     write_atomic(card, lambda p: p.write_text(text))
+    reliability = load_reliability(client, run.info.run_id)
+    for kind, table in (("slices", slices), ("reliability", reliability)):
+        target = paths.model_card_data(name, kind)
+        if table is None:  # a run without them: no stale file of an earlier champion
+            target.unlink(missing_ok=True)
+        else:
+            write_json(target, table)
     log.info("model card written to %s", card)

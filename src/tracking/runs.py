@@ -21,7 +21,13 @@ from src.common.config import Config
 from src.common.paths import MODEL_DATA, ROOT
 from src.common.schema import PREDICTION, REQUEST, REQUEST_FIELDS, TARGET
 from src.model import model as model_module
-from src.model.evaluate import calibration_figure, importance_figure, roc_figure
+from src.model.evaluate import (
+    calibration_figure,
+    expected_calibration_error,
+    importance_figure,
+    reliability_bins,
+    roc_figure,
+)
 from src.model.features import group_key, request_columns
 from src.model.model import FlightDelayModel, LightGBMBooster
 from src.model.slices import ALPHA, FIGURES, as_records, slice_table
@@ -46,6 +52,9 @@ CONFIG_ARTIFACT = "config.json"  # the run's whole config, as logged (src.reprod
 SLICES_DIR = "slices"
 SLICES_ARTIFACT = f"{SLICES_DIR}/slices.json"  # the test slice table (the model card reads it)
 SLICE_METRIC = "test_slice_"  # test_slice_<dimension>_<slice>_<figure>
+# The test reliability diagram's bins as data: calibration.png's points, for the model card's
+# folder and the dashboard, which draws them (src/registry/export.py copies it there).
+RELIABILITY_ARTIFACT = "calibration/reliability.json"
 # MLflow types for the schema's kinds: what the public data holds (int64 columns are long).
 MLFLOW_TYPES = {"int": "long", "float": "double", "str": "string"}
 
@@ -118,6 +127,25 @@ def log_figures(model: FlightDelayModel, y: np.ndarray, scores: np.ndarray) -> N
         figures["feature_importance.png"] = importance_figure(model.features, gains)
     for name, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{name}")
+    mlflow.log_dict(reliability(y, scores), RELIABILITY_ARTIFACT)
+
+
+def reliability(y: np.ndarray, scores: np.ndarray) -> dict:
+    """The reliability diagram's bins (src.model.evaluate.reliability_bins: equal-width,
+    the ECE's) with their edges, and the ECE; an empty bin's figures are None."""
+    rows, mean_p, rate = reliability_bins(y, scores)
+    edges = np.linspace(0, 1, len(rows) + 1).tolist()
+    bins = [
+        {
+            "lower": edges[i],
+            "upper": edges[i + 1],
+            "rows": int(rows[i]),
+            "mean_prediction": float(mean_p[i]) if rows[i] else None,
+            "observed_rate": float(rate[i]) if rows[i] else None,
+        }
+        for i in range(len(rows))
+    ]
+    return {"ece": expected_calibration_error(y, scores), "bins": bins}
 
 
 def log_slices(
@@ -146,9 +174,20 @@ def slice_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 def load_slices(client: MlflowClient, run_id: str) -> dict | None:
     """A run's slice table, or None (no test months, e.g. the cycle's challenger)."""
-    if SLICES_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, SLICES_DIR)}:
+    return load_logged_dict(client, run_id, SLICES_ARTIFACT)
+
+
+def load_reliability(client: MlflowClient, run_id: str) -> dict | None:
+    """A run's test reliability bins (`reliability`), or None (no test months, or a run
+    logged before them)."""
+    return load_logged_dict(client, run_id, RELIABILITY_ARTIFACT)
+
+
+def load_logged_dict(client: MlflowClient, run_id: str, artifact: str) -> dict | None:
+    folder = str(Path(artifact).parent)
+    if artifact not in {a.path for a in client.list_artifacts(run_id, folder)}:
         return None
-    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{SLICES_ARTIFACT}")
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}")
 
 
 EXPLAINED_FLIGHTS = 2000  # the most test flights explained: TreeSHAP costs ms per flight

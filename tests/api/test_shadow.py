@@ -116,11 +116,19 @@ def test_the_watcher_follows_the_challenger_in_process(store, flights, tmp_path)
         svc.watcher.poll()
         before = without_ids([c.post(p, json=b).json() for p, b, _ in requests_of(flights)])
         assert svc.shadow is None and c.get("/ready").json()["shadow_version"] is None
+        assert c.get("/model").json()["challenger"] is None
         client.set_registered_model_alias(NAME, "challenger", v2)
         try:
             svc.watcher.poll()
             assert c.get("/ready").json()["shadow_version"] == v2
-            assert c.get("/model").json()["shadow_version"] == v2
+            model = c.get("/model").json()
+            assert model["shadow_version"] == v2
+            # The challenger's lineage beside the champion's (the dashboard shows both).
+            challenger = model["challenger"]
+            assert challenger["version"] == v2 and challenger["alias"] == "challenger"
+            assert challenger["run_id"] == svc.shadow.run_id != model["run_id"]
+            assert challenger["git_commit"] == svc.shadow.metadata["git_commit"]
+            assert challenger["metrics"] == svc.shadow.metadata["metrics"]
             assert svc.shadow.alias == "challenger" and svc.shadow.model.kind == "logistic"
             after = without_ids([c.post(p, json=b).json() for p, b, _ in requests_of(flights)])
         finally:

@@ -44,6 +44,8 @@ def test_each_month_is_served_then_cycled(replays, smoke_pipeline):
     assert [m["month"] for m in months] == [2, 3]
     assert months[0]["serving_version"] == "1"  # the initial champion, also the frozen model
     assert months[0]["loop_auc"] == pytest.approx(months[0]["frozen_auc"], abs=1e-12)
+    assert months[0]["loop_ece"] == pytest.approx(months[0]["frozen_ece"], abs=1e-12)
+    assert all(0 <= m[k] < 0.2 for m in months for k in ("loop_ece", "frozen_ece"))
     for month in months:
         assert month["rows"] > 20000 and 0.5 < month["loop_auc"] < 0.9
         # Every served prediction carried its flight number and met its outcome.

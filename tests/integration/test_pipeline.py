@@ -139,6 +139,12 @@ def test_register_sets_alias_and_exports_champion(smoke_pipeline, mlflow_client)
     assert f"| origin | EWR | {int(m['test_slice_origin_EWR_rows']):,} |" in card
     weak = card.split("## Where the model is weak")[1]
     assert f"ROC AUC is {m['test_slice_overall_all_roc_auc']:.4f} (" in weak
+    # Beside the card, its tables as JSON (the dashboard draws them): the run's own figures.
+    slices = read_json(smoke_pipeline.model_card_data(CFG.registry.model_name, "slices"))
+    assert slices == load_slices(mlflow_client, run.info.run_id)
+    bins = read_json(smoke_pipeline.model_card_data(CFG.registry.model_name, "reliability"))
+    assert bins["ece"] == pytest.approx(m["test_ece"], abs=1e-12)
+    assert sum(b["rows"] for b in bins["bins"]) == m["test_rows"]
 
 
 def test_rerun_gives_identical_outputs_and_metrics(smoke_pipeline, mlflow_client):
