@@ -1,11 +1,11 @@
 """The dashboard's pages run by Streamlit's AppTest (the script in this process, its widgets
 driven by the test): the Flight page against a real API serving the smoke champion with a
 fed online store (tests/dashboard/conftest.py), the Model health page against the same API
-and report files written here, and both with no API at all (a closed port)."""
+(its report files: tests/dashboard/test_health_page.py), and both with no API at all (a
+closed port)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -58,43 +58,6 @@ def test_with_the_api_down_each_page_says_so_in_a_sentence(monkeypatch, tmp_path
     infos = [i.value for i in at.info]  # no report written yet: each says what to run
     assert len(infos) == 3 and all(i.startswith("Not yet") for i in infos)
     assert "make loop" in infos[0] and "make drift" in infos[1] and "make smoke" in infos[2]
-
-
-def write_reports(folder: Path) -> None:
-    months = [
-        {"month": 8, "serving_version": "1", "loop_auc": 0.7303, "frozen_auc": 0.7303},
-        {"month": 9, "serving_version": "2", "loop_auc": 0.7070, "frozen_auc": 0.7049},
-    ]
-    for m in months:
-        m.update(drift_share=0.5, alerts=["drift"], decision="promote")
-        m["champion_after"] = str(int(m["serving_version"]) + 1)
-    (folder / "loop").mkdir(parents=True)
-    pooled = {"loop": 0.7087, "frozen": 0.7035}
-    (folder / "loop" / "decisions.json").write_text(
-        json.dumps({"months": months, "pooled_oct_dec": pooled})
-    )
-    (folder / "drift").mkdir()
-    (folder / "drift" / "history.csv").write_text(
-        "created_at,batch,model,rows,drift_share,alert\n"
-        "2026-12-07T16:08:41+00:00,2013-09,flight-delay v1,27122,0.5,True\n"
-    )
-    (folder / "model_card").mkdir()
-    (folder / "model_card" / "flight-delay.md").write_text("# Model card\n\nThe card's text.\n")
-
-
-def test_model_health_shows_the_loop_the_drift_and_the_card_from_reports(monkeypatch, tmp_path):
-    write_reports(tmp_path)
-    at = dashboard(monkeypatch, f"http://127.0.0.1:{free_port()}", tmp_path, "Model health")
-    assert not at.info  # every report found
-    loop, drift = (d.value for d in at.dataframe)
-    assert list(loop["month"]) == ["2013-08", "2013-09"]
-    assert list(loop["AUC loop"]) == [0.7303, 0.707] and list(loop["gap"]) == [0.0, 0.0021]
-    assert list(loop["decision"]) == ["promote → v2", "promote → v3"]
-    assert list(drift["batch"]) == ["2013-09"] and list(drift["drift_share"]) == ["0.5"]
-    assert any("loop 0.7087, frozen 0.7035 (+0.0052)" in m.value for m in at.markdown)
-    [card] = at.expander
-    assert card.label == str(tmp_path / "model_card" / "flight-delay.md")
-    assert "The card's text." in "\n".join(m.value for m in card.markdown)
 
 
 # ------------------------------------------------------------------ the real API (slow)
