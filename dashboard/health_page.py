@@ -134,22 +134,33 @@ def alerts_section() -> None:
 def calibration_section(folder: Path, names: list[str]) -> None:
     for name in names:
         st.subheader(f"Calibration and slices of {name}, on its test months")
-        made_by = "Run `make smoke` or `make pipeline` (src.register writes it with the card)."
-        bins = reports.card_data("reliability", name, folder)
-        if bins is None:
-            st.info(f"Not yet: no {reports.card_data_path('reliability', name, folder)}. {made_by}")
-        else:
-            points = pd.DataFrame(reports.reliability_rows(bins))
-            diagram = points.set_index("mean prediction")[["observed delay rate"]]
-            diagram["perfectly calibrated"] = diagram.index
-            st.line_chart(diagram, x_label="mean prediction", y_label="observed delay rate")
-            st.caption(f"Reliability diagram, ECE {bins['ece']:.4f}: one point a bin.")
-            st.dataframe(points, hide_index=True)
+        reliability_diagram(folder, name)
         slices = reports.card_data("slices", name, folder)
         if slices is None:
-            st.info(f"Not yet: no {reports.card_data_path('slices', name, folder)}. {made_by}")
+            not_beside_the_card(reports.card_data_path("slices", name, folder))
         else:
             st.dataframe(reports.slice_rows(slices), hide_index=True)
+
+
+def reliability_diagram(folder: Path, name: str) -> None:
+    """Mean prediction against observed delay rate, one point a bin, beside the diagonal."""
+    bins = reports.card_data("reliability", name, folder)
+    if bins is None or not (rows := reports.reliability_rows(bins)):
+        not_beside_the_card(reports.card_data_path("reliability", name, folder))
+        return
+    points = pd.DataFrame(rows)
+    diagram = points.set_index("mean prediction")[["observed delay rate"]]
+    diagram["perfectly calibrated"] = diagram.index
+    st.line_chart(diagram, x_label="mean prediction", y_label="observed delay rate")
+    st.caption(f"Reliability diagram, ECE {bins['ece']:.4f}: one point a bin.")
+    st.dataframe(points, hide_index=True)
+
+
+def not_beside_the_card(path: Path) -> None:
+    st.info(
+        f"Not yet: no {path}. Run `make smoke` or `make pipeline` (src.register writes it with "
+        "the card)."
+    )
 
 
 def cards_section(folder: Path) -> None:
