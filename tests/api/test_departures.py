@@ -140,6 +140,24 @@ def test_the_window_defaults_to_six_hours_from_the_clock_and_reads_new_york_time
         ]
 
 
+def test_a_board_a_week_ahead_holds_what_the_timetable_has_published(client, raw, data_dir):
+    """The timetable is published a week ahead: at the clock, up to 22 August 12:00 UTC; a
+    moment before the clock, passed to the store, knows less (a feed running alongside
+    writes rows ahead of the clock it has moved)."""
+    low, high = pd.Timestamp("2013-08-22T10:00Z"), pd.Timestamp("2013-08-22T16:00Z")
+    body = board_of(client, f"/departures/EWR?start={utc(low)}")
+    want = expected_board(raw, "EWR", low, high)
+    assert [r["sched_dep"] for r in body["flights"]] == [utc(s) for s in want["sched_dep"]]
+    assert low < want["sched_dep"].max() <= CLOCK + PUBLISHED_AHEAD < high
+    with SQLiteStore(data_dir / "online" / "features.sqlite") as store:
+        span = (low.value, high.value)
+        at_clock = store.departures_from("EWR", *span, CLOCK.value)
+        earlier = CLOCK - pd.Timedelta(hours=1)
+        before = store.departures_from("EWR", *span, earlier.value)
+    horizon = (earlier + PUBLISHED_AHEAD).value
+    assert before == [row for row in at_clock if row[2] <= horizon] != at_clock
+
+
 @pytest.mark.parametrize(
     ("path", "where", "says"),
     [
