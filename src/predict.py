@@ -77,8 +77,8 @@ log = logging.getLogger("predict")
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
 LEAD_MAX = LEAD_HOURS.max or math.inf  # the request's bound on lead_hours
 LINEAGE_FIELDS = ("git_commit", "data_manifest_sha256", "raw_snapshot_sha256", "config_hash")
-# --explain: an explained row costs about 13 ms of CPU on the full model (TreeSHAP over every
-# tree), against 0.02 ms to score it: batches this small keep the progress bar moving.
+# --explain: an explained row cost about 13 ms of CPU with 255-leaf trees (TreeSHAP over every
+# tree; docs/batch.md), against 0.02 ms to score it: batches this small keep the bar moving.
 EXPLAIN_BATCH_ROWS = 1024
 
 
