@@ -25,6 +25,7 @@ from app.schemas import (
     DeparturesBoard,
     ExplainFlag,
     Explanation,
+    FeaturesFlag,
     Flight,
     FlightNumber,
     FlightPrediction,
@@ -216,9 +217,11 @@ def flight_by_number(
     svc: Service,
     origin: OriginChoice = None,
     explain: ExplainFlag = False,
+    features: FeaturesFlag = False,
 ) -> FlightPrediction | JSONResponse:
     """Score a flight known by its number and New York date, with the features the online
-    store holds at its clock (`python -m src.feed` fills it)."""
+    store holds at its clock (`python -m src.feed` fills it); with `features`, answer the
+    record scored too, for a caller's what-if through POST /predict."""
     from src.featurestore import flights  # pandas: at the first call, not at start-up
     from src.featurestore.online import StoreUnavailable
 
@@ -231,8 +234,10 @@ def flight_by_number(
     except StoreUnavailable as exc:
         return JSONResponse({"detail": str(exc)}, 503)
     answer = scored(svc, found.record, request.state.request_id, explain)
+    extra = {"features": found.record} if features else {}  # set only when asked (exclude_unset)
     return FlightPrediction(
         **answer.model_dump(exclude_unset=True),
+        **extra,
         **{k: found.record[k] for k in ("carrier", "flight", "origin", "dest")},
         sched_dep=found.sched_dep,
         as_of=found.as_of,

@@ -285,6 +285,12 @@ ExplainFlag = Annotated[
     bool,
     Query(description="Add an `explanation`: the groups of features that moved the score most"),
 ]
+FeaturesFlag = Annotated[
+    bool,
+    Query(
+        description="Add `features`: the record scored, POST /predict's body as the store had it"
+    ),
+]
 
 
 class FlightPrediction(PredictionResponse):
@@ -301,6 +307,12 @@ class FlightPrediction(PredictionResponse):
     feature_age_s: dict[str, float | None] = Field(
         ...,
         description="Per feature view: seconds from its value's event time to as_of (null: none)",
+    )
+    # The record as it is, not parsed again as a Flight: what was scored is what comes back.
+    features: dict[str, int | float | str | None] | None = Field(
+        None,
+        description="Only with ?features=true: the record scored (POST /predict's fields as the "
+        "store had them at as_of); POST it changed for a what-if",
     )
 
 

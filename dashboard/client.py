@@ -48,10 +48,22 @@ def get(path: str, params: dict[str, Any] | None = None, base: str | None = None
     base = (base or api_url()).rstrip("/")
     query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
     url = base + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    headers = {"Accept": "application/json"}
+    return send(urllib.request.Request(url), base)
+
+
+def post(path: str, body: dict[str, Any], base: str | None = None) -> Result:
+    """POST `body` as JSON to base+path; answered as `get` answers."""
+    base = (base or api_url()).rstrip("/")
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    return send(urllib.request.Request(base + path, data, headers, method="POST"), base)
+
+
+def send(request: urllib.request.Request, base: str) -> Result:
+    """Send `request` to the API at `base`, asking for JSON, with the key when one is set."""
+    request.add_header("Accept", "application/json")
     if key := api_key():
-        headers["X-API-Key"] = key
-    request = urllib.request.Request(url, headers=headers)
+        request.add_header("X-API-Key", key)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             return Result("ok", status=response.status, body=_json(response.read()))
@@ -128,15 +140,21 @@ def flight(
     origin: str | None = None,
     explain: bool = True,
     base: str | None = None,
+    features: bool = False,
 ) -> Result:
-    """GET /flights/{carrier}/{number}/{day}[?origin=][&explain=true]. An API that cannot
-    explain this model (501) is asked again without the explanation."""
+    """GET /flights/{carrier}/{number}/{day}[?origin=][&explain=true][&features=true]. An
+    API that cannot explain this model (501) is asked again without the explanation."""
     path = f"/flights/{urllib.parse.quote(carrier.strip().upper())}/{int(number)}/{day.isoformat()}"
-    params = {"origin": origin or None, "explain": "true" if explain else None}
-    result = get(path, params, base)
+    params = {"origin": origin or None, "features": "true" if features else None}
+    result = get(path, {**params, "explain": "true" if explain else None}, base)
     if explain and result.status == 501:
-        result = get(path, {"origin": origin or None}, base)
+        result = get(path, params, base)
     return result
+
+
+def predict(record: dict[str, Any], base: str | None = None) -> Result:
+    """POST /predict: one flight's record (POST /predict's fields) scored as it is."""
+    return post("/predict", record, base)
 
 
 def model(base: str | None = None) -> Result:

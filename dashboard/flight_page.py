@@ -1,5 +1,7 @@
 """The Flight page: a flight by its carrier, number and New York date (GET /flights), its
-delay probability, the decision, the feature ages and the reasons the API gives."""
+delay probability, the decision, the feature ages and the reasons the API gives; then a
+what-if: the record it was scored on, with the hour or the weather changed, scored again
+(POST /predict)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from datetime import date
 
 import streamlit as st
 
-from dashboard import client, text
+from dashboard import client, text, what_if
 
 ORIGINS = ("any", "EWR", "JFK", "LGA")
 
@@ -19,7 +21,9 @@ def look_up(origin: str | None = None) -> None:
     if origin is not None:
         s["origin"] = origin
     chosen = None if s["origin"] == "any" else s["origin"]
-    s["result"] = client.flight(s["carrier"], int(s["number"]), s["day"], chosen)
+    s["result"] = client.flight(s["carrier"], int(s["number"]), s["day"], chosen, features=True)
+    for key in [*map(control_key, what_if.CONTROLS), "what_if"]:  # the new record's values
+        s.pop(key, None)
 
 
 def page() -> None:
@@ -72,3 +76,51 @@ def show_flight(result: client.Result) -> None:
         st.markdown("\n".join(f"- {r}" for r in why))
     else:
         st.caption("No explanation in the API's answer.")
+    if answer.get("features"):
+        show_what_if(answer)
+
+
+def control_key(field: str) -> str:
+    return f"what_if_{field}"
+
+
+def show_what_if(answer: dict) -> None:
+    """The controls, prefilled from the record scored; a button scores the changed record."""
+    st.subheader("What if")
+    st.caption(
+        "Change the hour or the weather and score the record again (POST /predict); "
+        "everything else stays as the store had it."
+    )
+    record, s = answer["features"], st.session_state
+    for col, (field, (label, step)) in zip(
+        st.columns(len(what_if.CONTROLS)), what_if.CONTROLS.items(), strict=True
+    ):
+        s.setdefault(control_key(field), what_if.initial(record, field))
+        if field == what_if.HOUR:
+            col.slider(label, 0, 23, key=control_key(field))
+        else:
+            col.number_input(label, value=None, step=step, key=control_key(field))
+    st.button("Score the change", on_click=score_what_if, args=(record,), key="what_if_score")
+    if "what_if" in s:
+        show_what_if_result(answer["delay_probability"], *s["what_if"])
+
+
+def score_what_if(record: dict) -> None:
+    """POST /predict the record with the controls' values; kept with what was changed."""
+    s = st.session_state
+    values = {field: s[control_key(field)] for field in what_if.CONTROLS}
+    result = client.predict(what_if.changed(record, values))
+    s["what_if"] = (result, what_if.changes(record, values))
+
+
+def show_what_if_result(original: float, result: client.Result, changed: list[str]) -> None:
+    if not result.ok:
+        st.error(result.message)
+        return
+    p = result.body["delay_probability"]
+    before, after = st.columns(2)
+    before.metric("As looked up", text.percent(original))
+    after.metric(
+        "What if", text.percent(p), what_if.points(p, original), delta_color="inverse"
+    )  # more risk in red
+    st.caption("Changed: " + "; ".join(changed) if changed else "Nothing changed.")

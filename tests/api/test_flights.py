@@ -118,12 +118,35 @@ def test_a_flight_by_number_is_scored_as_post_predict_scores_its_record(
     assert list(ages) == ["timetable", "weather", "plane_last_leg", "airport_state"]
     assert ages["timetable"] == 6.5 * 86400 and all(a >= 0 for a in ages.values())
     # The log holds the flight number and every field it was scored on: the record above.
+    assert_logged(data_dir, body["request_id"], record)
+
+
+def assert_logged(data_dir, request_id: str, record: dict) -> None:
+    """The prediction log's one line for `request_id` holds `record`'s values."""
     rows, _ = read_log(data_dir / "predictions")
-    logged = rows[rows["request_id"] == body["request_id"]]
+    logged = rows[rows["request_id"] == request_id]
     assert len(logged) == 1
     for field, value in record.items():
         got = logged.iloc[0][field]
         assert (value is None and pd.isna(got)) or got == value, field
+
+
+def test_features_true_adds_the_record_scored_which_post_predict_scores_the_same(
+    client, raw, fed_tables, data_dir
+):
+    """The what-if's starting point: the record as built without the store, as logged, and
+    scored the same by POST /predict. Absent unless asked."""
+    unasked = client.get(EWR_236).json()
+    assert "features" not in unasked
+    r = client.get(f"{EWR_236}&features=true")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    features = body.pop("features")
+    assert features == plain(expected_record(raw, fed_tables, "EWR"))
+    assert_logged(data_dir, body["request_id"], features)
+    assert body.keys() == unasked.keys()
+    by_post = client.post("/predict", json=features).json()
+    assert by_post["delay_probability"] == pytest.approx(body["delay_probability"], abs=1e-9)
 
 
 def test_an_unknown_flight_is_404_naming_it(client):

@@ -114,6 +114,16 @@ def test_an_api_that_cannot_explain_is_asked_again_without(monkeypatch):
     ]
 
 
+def test_the_record_scored_is_asked_for_and_kept_when_asked_again(monkeypatch):
+    answers = [(501, {"detail": "no explanation: not a LightGBM model"}), (200, {"x": 1})]
+    with canned(answers) as (url, seen):
+        client.flight("UA", 236, date(2013, 8, 15), "EWR", base=url, features=True)
+    assert [p for p, _ in seen] == [
+        "/flights/UA/236/2013-08-15?origin=EWR&features=true&explain=true",
+        "/flights/UA/236/2013-08-15?origin=EWR&features=true",
+    ]
+
+
 @pytest.mark.parametrize("status", [404, 409, 500])
 def test_errors_from_a_server_keep_its_body(status):
     with canned([(status, {"detail": "why", "origins": ["JFK", "EWR"]})]) as (url, _):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import text
+from dashboard import text, what_if
 from src.common.config import load_config
 from src.common.paths import SMOKE_CONFIG
 from src.common.servers import free_port, http_json
@@ -110,3 +110,45 @@ def test_model_health_shows_the_champion_the_api_serves(monkeypatch, api_url, tm
     assert lineage["run id"] == model["run_id"] and lineage["source"] == model["source"]
     metrics = at.table[1].value.to_dict("records")
     assert {r["metric"] for r in metrics} == set(model["metrics"])
+
+
+@pytest.mark.slow
+def test_the_what_if_scores_the_changed_record_as_post_predict_does(monkeypatch, api_url):
+    at = look_up(dashboard(monkeypatch, api_url), origin="EWR")
+    status, answer = http_json(f"{api_url}/flights/UA/236/2013-08-15?origin=EWR&features=true")
+    assert status == 200, answer
+    record, original = answer["features"], answer["delay_probability"]
+    for field in what_if.CONTROLS:  # prefilled from the record the API scored
+        control = at.slider if field == what_if.HOUR else at.number_input
+        assert control(key=f"what_if_{field}").value == what_if.initial(record, field), field
+    at.button(key="what_if_score").click().run()
+    unchanged = at.session_state["what_if"][0].body["delay_probability"]
+    assert unchanged == pytest.approx(original, abs=1e-9)
+    assert [m.value for m in at.metric[1:]] == [text.percent(original)] * 2
+    assert at.main.caption[-1].value == "Nothing changed."
+
+    at.number_input(key="what_if_precip").set_value(0.5)
+    at.number_input(key="what_if_visib").set_value(1.0)
+    at.button(key="what_if_score").click().run()
+    assert not at.exception and not at.error
+    status, direct = http_json(
+        f"{api_url}/predict", what_if.changed(record, {"precip": 0.5, "visib": 1.0})
+    )
+    assert status == 200, direct
+    moved = at.session_state["what_if"][0].body["delay_probability"]
+    assert moved == pytest.approx(direct["delay_probability"], abs=1e-9)
+    assert abs(moved - original) > 1e-3  # the weather moves this flight's probability
+    what = at.metric[-1]
+    assert what.value == text.percent(moved) and what.delta == what_if.points(moved, original)
+    assert at.main.caption[-1].value.startswith("Changed: Precipitation, inches: 0.0 → 0.5; ")
+
+
+@pytest.mark.slow
+def test_a_what_if_the_api_refuses_names_the_field(monkeypatch, api_url):
+    at = look_up(dashboard(monkeypatch, api_url), origin="EWR")
+    at.number_input(key="what_if_precip").set_value(25.0)  # the schema's bound is 20 inches
+    at.button(key="what_if_score").click().run()
+    [error] = at.error
+    assert error.value.startswith("The API refused the request: precip: ")
+    look_up(at, origin="EWR")  # a new lookup: the record's own values, no what-if yet
+    assert at.number_input(key="what_if_precip").value == 0.0 and not at.error
