@@ -1,7 +1,8 @@
 """The dashboard in a real browser: `streamlit run dashboard/app.py` on a free loopback port,
 reading a real API (the smoke champion, an online store fed to 15 August 2013, 12:00 UTC),
 driven in Debian's chromium: a flight looked up as a user would, its probability on the
-page equal to the API's answer. Nothing is loaded from anywhere but the dashboard."""
+page equal to the API's answer, and its what-if equal to POST /predict's. Nothing is loaded
+from anywhere but the dashboard."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dashboard import board, text
+from dashboard import board, text, what_if
 from src.common.paths import ROOT
 from src.common.servers import free_port, http_json, stop_server
 from tests.browser.conftest import screenshot_name
@@ -64,9 +65,32 @@ def test_a_flight_looked_up_shows_the_apis_probability(page, dashboard_url, fed_
     assert status == 200, answer
     assert value.inner_text().strip() == text.percent(answer["delay_probability"])
     page.get_by_text("the airport's state is 2 min old").wait_for()
+    check_what_if(page, fed_api, answer["delay_probability"])
     page.screenshot(path=screenshot_name(request.node.nodeid), full_page=True)
     assert_only_from(page, f"{dashboard_url}/")
     assert not page.errors, page.errors
+
+
+def check_what_if(page, api: str, original: float) -> None:
+    """Rain and poor visibility typed into the what-if and scored: the page shows POST
+    /predict's answer for the changed record, and how far it moved."""
+    status, scored = http_json(f"{api}/flights/UA/236/2013-08-15?origin=EWR&features=true")
+    assert status == 200, scored
+    values = {"precip": 0.5, "visib": 1.0}
+    status, direct = http_json(f"{api}/predict", what_if.changed(scored["features"], values))
+    assert status == 200, direct
+    for field, value in values.items():
+        box = page.get_by_label(what_if.CONTROLS[field][0])
+        box.fill(str(value))
+        box.press("Enter")
+    page.get_by_role("button", name="Score the change").click()
+    changes = what_if.changes(scored["features"], values)
+    page.get_by_text("Changed: " + "; ".join(changes)).wait_for()
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="What if")
+    p = direct["delay_probability"]
+    assert metric.locator('[data-testid="stMetricValue"]').inner_text().strip() == text.percent(p)
+    assert what_if.points(p, original) in metric.inner_text()
+    assert abs(p - original) > 1e-3
 
 
 def test_model_health_shows_the_champion_the_api_serves(page, dashboard_url, fed_api, request):
