@@ -66,6 +66,7 @@ class LightGBMParams(_Strict):
     n_estimators: int = 110
     learning_rate: float = 0.05
     num_leaves: int = 63
+    max_depth: int = -1  # LightGBM's: -1 is no limit
     min_child_samples: int = 50
     subsample: float = 0.8
     subsample_freq: int = 1
