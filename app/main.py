@@ -74,6 +74,11 @@ class OnlineStoreHandle:
         self.store: OnlineStore | None = None
         self.lock = threading.Lock()
 
+    @property
+    def reads_locally(self) -> bool:
+        """Open, and a SQLite file: its reads touch no network (GET /flights on the loop)."""
+        return self.store is not None and self.url is None
+
     def get(self) -> OnlineStore:
         with self.lock:
             if self.store is None:

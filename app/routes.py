@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from datetime import date
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
@@ -201,7 +202,11 @@ def scored(
 FLIGHT_PROBLEMS = {code: {"model": FlightProblem} for code in (404, 409, 503)}
 
 
-# A plain `def`: the store's reads block (SQLite, Redis), so FastAPI runs it in its pool.
+# On the event loop when the store is an open SQLite file and no explanation is asked: its
+# reads of a local file take about as long as the scoring, and the hop to the thread pool
+# cost a quarter of the route's requests/s (docs/feature-store.md). Redis reads are network
+# round trips, opening the store imports pandas, and an explanation costs about a
+# millisecond: those run in the thread pool.
 @router.get(
     "/flights/{carrier}/{number}/{day}",
     response_model=FlightPrediction,
@@ -209,7 +214,7 @@ FLIGHT_PROBLEMS = {code: {"model": FlightProblem} for code in (404, 409, 503)}
     dependencies=[Security(api_key_header), Depends(require_api_key)],
     response_model_exclude_unset=True,
 )
-def flight_by_number(
+async def flight_by_number(
     carrier: CarrierCode,
     number: FlightNumber,
     day: LocalDate,
@@ -222,6 +227,23 @@ def flight_by_number(
     """Score a flight known by its number and New York date, with the features the online
     store holds at its clock (`python -m src.feed` fills it); with `features`, answer the
     record scored too, for a caller's what-if through POST /predict."""
+    args = (request, svc, carrier, number, day, origin, explain, features)
+    if explain or not request.app.state.online_store.reads_locally:
+        return await run_in_threadpool(flight_answer, *args)
+    return flight_answer(*args)
+
+
+def flight_answer(
+    request: Request,
+    svc: ModelService,
+    carrier: str,
+    number: int,
+    day: date,
+    origin: str | None,
+    explain: bool,
+    features: bool,
+) -> FlightPrediction | JSONResponse:
+    """GET /flights' answer: the flight's features from the online store, scored."""
     from src.featurestore import flights  # pandas: at the first call, not at start-up
     from src.featurestore.online import StoreUnavailable
 

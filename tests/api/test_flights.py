@@ -257,3 +257,33 @@ def test_on_redis_the_same_flight_gets_the_same_answer(smoke_pipeline, client, f
     for c in client_on({"FD_REDIS_URL": down}):
         r = c.get(EWR_236)
         assert r.status_code == 503 and down not in r.text
+
+
+def test_sqlite_reads_run_on_the_event_loop_the_rest_in_the_thread_pool(
+    client, fed_tables, monkeypatch
+):
+    """An open SQLite store is read on the event loop (no hop to the thread pool: a quarter
+    of the route's requests/s); an explanation, and every Redis read, go to the pool."""
+    from app import routes
+
+    hops: list[str] = []
+    real = routes.run_in_threadpool
+
+    async def counted(fn, *args):
+        hops.append(fn.__name__)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(routes, "run_in_threadpool", counted)
+    assert client.get(EWR_236).status_code == 200  # opens the store (if no test has yet)
+    hops.clear()
+    assert client.get(EWR_236).status_code == 200
+    assert hops == []
+    assert client.get(EWR_236 + "&explain=true").status_code == 200
+    assert hops == ["flight_answer"]
+    with redis_server() as url:
+        with RedisStore(url) as store:
+            feed(store, fed_tables, until=CLOCK)
+        for c in client_on({"FD_REDIS_URL": url}):
+            hops.clear()
+            assert c.get(EWR_236).status_code == 200 and c.get(EWR_236).status_code == 200
+            assert hops == ["flight_answer", "flight_answer"]
