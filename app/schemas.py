@@ -293,15 +293,20 @@ FeaturesFlag = Annotated[
 ]
 
 
-class FlightPrediction(PredictionResponse):
-    """POST /predict's answer for a flight found in the online feature store, and what it
-    was scored on: the store's features as of its clock."""
+class ScheduledFlight(BaseModel):
+    """A departure as the timetable holds it: GET /flights' and GET /departures' fields."""
 
     carrier: str
     flight: int
     origin: str
     dest: str | None
     sched_dep: datetime = Field(..., description="Scheduled departure, UTC")
+
+
+class FlightPrediction(PredictionResponse, ScheduledFlight):
+    """POST /predict's answer for a flight found in the online feature store, and what it
+    was scored on: the store's features as of its clock."""
+
     as_of: datetime = Field(..., description="The store's clock: the features are as of it (UTC)")
     lead_hours: float = Field(..., description="Hours from as_of to the scheduled departure")
     feature_age_s: dict[str, float | None] = Field(
@@ -364,15 +369,10 @@ WindowHours = Annotated[
 ]
 
 
-class Departure(BaseModel):
+class Departure(ScheduledFlight):
     """One departure on the board: its status at the store's clock, and for one still to
     leave, its probability as GET /flights gives it."""
 
-    carrier: str
-    flight: int
-    origin: str
-    dest: str | None
-    sched_dep: datetime = Field(..., description="Scheduled departure, UTC")
     sched_dep_local: datetime = Field(..., description="Scheduled departure, New York time")
     status: Literal["scheduled", "departed", "overdue"] = Field(
         ...,
