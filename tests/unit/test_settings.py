@@ -116,6 +116,7 @@ def catalog(paths: Paths) -> dict[str, object]:
         "champion_config": paths.champion_config,
         "alias_history": paths.alias_history("m"),
         "model_card": paths.model_card("m"),
+        "model_card_data": paths.model_card_data("m", "slices"),
         "drift_report": paths.drift_report("b"),
         "drift_summary": paths.drift_summary("b"),
         "drift_history": paths.drift_history,
