@@ -59,14 +59,21 @@ def render_model_card(meta: dict, params: dict, slices: dict | None = None) -> s
     )
 
 
-def group_importance(metrics: dict) -> list[tuple[str, float]]:
-    """(group, mean absolute contribution), largest first; empty when the run logged none."""
+BAR_WIDTH = 20  # characters of the largest group's bar in the card's importance plot
+
+
+def group_importance(metrics: dict) -> list[tuple[str, float, str]]:
+    """(group, mean absolute contribution, its bar), largest first; empty when the run logged
+    none. The bars plot the table in any Markdown viewer: the largest is BAR_WIDTH blocks,
+    the others in proportion."""
     found = [
         (group, metrics[CONTRIBUTION_METRIC + group_key(group)])
         for group, _ in EXPLANATION_GROUPS
         if CONTRIBUTION_METRIC + group_key(group) in metrics
     ]
-    return sorted(found, key=lambda item: -item[1])
+    found.sort(key=lambda item: -item[1])
+    top = found[0][1] if found and found[0][1] > 0 else 1.0
+    return [(group, value, "█" * round(BAR_WIDTH * value / top)) for group, value in found]
 
 
 def calibration_line(kept: str, metrics: dict) -> str:

@@ -237,8 +237,10 @@ def test_the_card_tables_the_groups_largest_first():
     rows = card[card.index("| Group | Mean absolute contribution (logit) |") :].splitlines()[2:]
     rows = rows[: len(values)]
     expected = sorted(values, key=lambda g: -values[g])
-    assert rows == [f"| {g} | {values[g]:.4f} |" for g in expected]
-    assert rows[0] == "| the airport's last two hours | 0.0900 |"
+    bars = {g: "█" * round(20 * values[g] / 0.09) for g in values}  # the largest: 20 blocks
+    assert rows == [f"| {g} | {values[g]:.4f} | {bars[g]} |" for g in expected]
+    assert rows[0] == "| the airport's last two hours | 0.0900 | " + "█" * 20 + " |"
+    assert rows[-1].endswith(" | " + "█" * 2 + " |")  # 0.01 of 0.09: 2 blocks of 20
 
 
 def test_a_card_without_contributions_has_no_importance_section():
