@@ -68,9 +68,11 @@ def test_a_flight_looked_up_shows_the_apis_probability(page, dashboard_url, fed_
     elapsed = time.perf_counter() - start
     print(f"the Flight page answered UA 236 from EWR in {elapsed:.2f} s")
     assert elapsed <= FLIGHT_S, f"{elapsed:.2f} s"
-    status, answer = http_json(f"{fed_api}/flights/UA/236/2013-08-15?origin=EWR")
+    status, answer = http_json(f"{fed_api}/flights/UA/236/2013-08-15?origin=EWR&explain=true")
     assert status == 200, answer
     assert value.inner_text().strip() == text.percent(answer["delay_probability"])
+    first = text.reasons(answer)[0]  # the API's largest reason, in the page's words
+    page.get_by_text(first, exact=True).wait_for()
     page.get_by_text("the airport's state is 2 min old").wait_for()
     check_what_if(page, fed_api, answer["delay_probability"])
     page.screenshot(path=screenshot_name(request.node.nodeid), full_page=True)
