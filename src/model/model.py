@@ -172,7 +172,10 @@ class FlightDelayModel:
         contributions = getattr(self.estimator, "contributions", None)
         if contributions is None:
             raise NotExplainable(f"a {self.kind} model gives no per-feature contributions")
-        return contributions(build_features(cols, self.state))
+        X = build_features(cols, self.state)
+        if len(X) == 0:  # LightGBM divides by the row count: no flights, no contributions
+            return np.zeros((0, len(self.features) + 1))
+        return contributions(X)
 
     def group_contributions(self, contributions: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
         """Per-feature contributions (as `contributions` returns them) summed by explanation

@@ -110,3 +110,16 @@ def test_the_spark_engine_refuses_explain(capsys):
         predict.parse_args(["--input", "a", "--output", "b", "--engine", "spark", "--explain", "2"])
     assert exit_.value.code == 2
     assert "--explain runs on the local engine only" in capsys.readouterr().err
+
+
+def test_a_batch_whose_rows_are_all_rejected_is_explained_as_no_rows(tmp_path, flights):
+    """A file whose every row fails the checks: the rejects, an empty output with the
+    explanation columns, exit 1 as without --explain (LightGBM's contributions of no rows
+    raised ZeroDivisionError)."""
+    frame, _ = flights
+    bad = tmp_path / "bad.parquet"
+    frame.head(2).assign(month=13).to_parquet(bad, index=False)
+    out = tmp_path / "o.parquet"
+    assert run("--input", bad, "--output", out, "--explain", 2) == 1
+    scored = pd.read_parquet(out)
+    assert len(scored) == 0 and {EXPLANATION_BASE, "reason_2_value"} <= set(scored.columns)
