@@ -331,7 +331,7 @@ class FlightProblem(BaseModel):
 
 
 # GET /departures/{origin}: an airport's departures board.
-BOARD_MAX_HOURS = 24  # a day: about 500 departures from the busiest airport
+BOARD_MAX_HOURS = 24  # a day: 350-380 departures from the busiest airport (EWR)
 BoardOrigin = Annotated[OriginCode, Path(description="The NYC airport: EWR, JFK or LGA")]
 _START = TypeAdapter(datetime | time)
 
@@ -341,13 +341,18 @@ def _window_start(value: Any) -> Any:
     (HH:MM), refused in one sentence otherwise."""
     if value is None or isinstance(value, datetime | time):
         return value
+    refused = ValueError(
+        f"{value!r} is neither a moment (2013-08-15T20:00, New York time unless it "
+        "has a zone) nor a time of day (20:00, New York, on the clock's date)"
+    )
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise refused  # pydantic reads a bare number as Unix seconds: not a form we offer
     try:
         parsed = _START.validate_python(value)
     except ValidationError:
-        raise ValueError(
-            f"{value!r} is neither a moment (2013-08-15T20:00, New York time unless it "
-            "has a zone) nor a time of day (20:00, New York, on the clock's date)"
-        ) from None
+        raise refused from None
+    if isinstance(parsed, time) and parsed.tzinfo is not None:
+        raise ValueError(f"{value!r}: a time of day is New York's; give a moment for a zone")
     low, high = int(YEAR.min or 1), int(YEAR.max or 9999)
     if isinstance(parsed, datetime) and not low <= parsed.year <= high:
         raise ValueError(f"{value!r}: the year must be {low} to {high}")

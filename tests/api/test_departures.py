@@ -170,6 +170,10 @@ def test_a_board_a_week_ahead_holds_what_the_timetable_has_published(client, raw
         ("/departures/EWR?start=noon", "start", "neither a moment"),
         ("/departures/EWR?start=25:00", "start", "neither a moment"),
         ("/departures/EWR?start=0001-01-01T00:00", "start", "the year must be 2000 to 2100"),
+        ("/departures/EWR?start=1376596800", "start", "neither a moment"),  # not Unix seconds
+        ("/departures/EWR?start=5", "start", "neither a moment"),
+        ("/departures/EWR?start=20:00Z", "start", "a time of day is New York's"),
+        ("/departures/EWR?start=20:00%2B02:00", "start", "a time of day is New York's"),
     ],
 )
 def test_a_bad_origin_or_window_is_422_naming_it(client, path, where, says):
