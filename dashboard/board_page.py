@@ -24,13 +24,26 @@ def asked() -> tuple:
 
 
 def fetch() -> None:
-    """Ask the API for the board of the inputs; kept for the reruns that follow."""
+    """Ask the API for the board of the inputs; kept for the reruns that follow. Stamped
+    before the call, so a followed board asks again every FOLLOW_S seconds, not every other
+    tick. A board whose flights changed drops the selected row: Streamlit keeps a selection
+    by position, which would now point at another flight."""
     origin, start, hours = asked()
     s = st.session_state
+    s["board_asked"], s["board_fetched_at"] = asked(), time.monotonic()
+    before = flight_keys(s.get("board_result"))
     s["board_result"] = client.departures(
         origin, None if start is None else f"{start:%H:%M}", hours
     )
-    s["board_asked"], s["board_fetched_at"] = asked(), time.monotonic()
+    if flight_keys(s["board_result"]) != before:
+        s.pop("board_table", None)
+
+
+def flight_keys(result: client.Result | None) -> list[tuple]:
+    """The board's flights, in its order ([] without a board)."""
+    if result is None or not result.ok:
+        return []
+    return [(r["carrier"], r["flight"], r["sched_dep"]) for r in result.body["flights"]]
 
 
 def page() -> None:
@@ -86,7 +99,7 @@ def show_board() -> None:
         selection_mode="single-row",
         key="board_table",
     )
-    picked = [i for i in event.selection.rows if i < len(rows)]  # the board may have moved
+    picked = [i for i in event.selection.rows if i < len(rows)]
     if picked:
         show_reasons(rows[picked[0]])
     else:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import board, client, text
 from src.common.servers import free_port, http_json
-from tests.dashboard.conftest import APP, CLOCK, fed_data_dir, start_api
+from tests.dashboard.conftest import APP, fed_data_dir, start_api
 from tests.dashboard.test_client import canned
 
 TIMEOUT_S = 60  # each rerun: generous on 2 busy cores
@@ -113,13 +113,23 @@ def test_with_the_api_down_the_board_says_so_in_a_sentence(monkeypatch):
     assert not at.dataframe
 
 
-@pytest.fixture(scope="module")
-def fed_api(smoke_pipeline, tmp_path_factory):
+def api_on_a_fed_store(smoke_pipeline, tmp_path_factory, name: str):
     """The API on a store fed to CLOCK; yields its URL and the store's file."""
-    folder = tmp_path_factory.mktemp("board-api")
+    folder = tmp_path_factory.mktemp(name)
     data = fed_data_dir(smoke_pipeline, folder / "data")
     for url in start_api(data, folder / "api.log"):
         yield url, data / "online" / "features.sqlite"
+
+
+@pytest.fixture(scope="module")
+def fed_api(smoke_pipeline, tmp_path_factory):
+    yield from api_on_a_fed_store(smoke_pipeline, tmp_path_factory, "board-api")
+
+
+@pytest.fixture
+def moving_api(smoke_pipeline, tmp_path_factory):
+    """Its own API and store, which the test feeds on: fed_api's clock stays CLOCK."""
+    yield from api_on_a_fed_store(smoke_pipeline, tmp_path_factory, "board-api-moving")
 
 
 def show(at: AppTest, origin: str, start: time | None, hours: int) -> AppTest:
@@ -175,7 +185,7 @@ def test_a_selected_row_shows_that_flights_reasons_in_words(monkeypatch, fed_api
 
 
 @pytest.mark.slow
-def test_refresh_follows_the_store_as_the_feed_moves_it(monkeypatch, fed_api, smoke_pipeline):
+def test_refresh_follows_the_store_as_the_feed_moves_it(monkeypatch, moving_api, smoke_pipeline):
     """The board from the clock (no start) moves with the store: fed on to LATER, Refresh
     shows the board as of LATER, starting there."""
     from src.common.config import load_config
@@ -185,7 +195,7 @@ def test_refresh_follows_the_store_as_the_feed_moves_it(monkeypatch, fed_api, sm
     from src.featurestore.online import feed
     from src.featurestore.online_sqlite import SQLiteStore
 
-    url, store_file = fed_api
+    url, store_file = moving_api
     at = show(board_page(monkeypatch, url), "LGA", None, 3)
     assert "as of 2013-08-15 12:00 UTC" in markdown(at)
     before = at.dataframe[0].value
@@ -199,4 +209,3 @@ def test_refresh_follows_the_store_as_the_feed_moves_it(monkeypatch, fed_api, sm
     after = at.dataframe[0].value
     assert after["departs (New York)"].min() >= pd.Timestamp("2013-08-15T10:00")
     assert list(after["flight"]) != list(before["flight"])
-    assert CLOCK < LATER
