@@ -11,6 +11,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from dashboard.client import UNREACHABLE
 from dashboard.text import moment
 
 DEFAULT_URL = "http://127.0.0.1:9090"
@@ -33,16 +34,16 @@ class Alerts:
 
 def fetch(base: str | None = None) -> Alerts:
     base = (base or prometheus_url()).rstrip("/")
-    request = urllib.request.Request(
-        f"{base}/api/v1/alerts", headers={"Accept": "application/json"}
-    )
     try:
+        request = urllib.request.Request(
+            f"{base}/api/v1/alerts", headers={"Accept": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             doc = json.loads(response.read())
     except urllib.error.HTTPError as exc:  # it answered: its error body says why
         with exc:
             return parse(json_or_text(exc.read()), base)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as exc:
+    except UNREACHABLE as exc:  # a URL without a scheme, down, or not HTTP; bad JSON too
         why = getattr(exc, "reason", exc)
         return Alerts(
             problem=f"Prometheus is not reachable at {base} ({why}). Start it with "

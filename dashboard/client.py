@@ -4,6 +4,7 @@ http://127.0.0.1:8000; X-API-Key when FD_API_KEY is set). Every failure becomes 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -48,30 +49,38 @@ def get(path: str, params: dict[str, Any] | None = None, base: str | None = None
     base = (base or api_url()).rstrip("/")
     query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
     url = base + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    return send(urllib.request.Request(url), base)
+    return send(url, base)
 
 
 def post(path: str, body: dict[str, Any], base: str | None = None) -> Result:
     """POST `body` as JSON to base+path; answered as `get` answers."""
     base = (base or api_url()).rstrip("/")
     data = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    return send(urllib.request.Request(base + path, data, headers, method="POST"), base)
+    return send(base + path, base, data, {"Content-Type": "application/json"})
 
 
-def send(request: urllib.request.Request, base: str) -> Result:
-    """Send `request` to the API at `base`, asking for JSON, with the key when one is set."""
-    request.add_header("Accept", "application/json")
+# What a URL that is not one (no scheme: ValueError), a server that is down, or a port that
+# does not speak HTTP (HTTPException) raise: each is "the API is not answering", in words.
+UNREACHABLE = (
+    urllib.error.URLError, TimeoutError, ConnectionError, ValueError, http.client.HTTPException
+)  # fmt: skip
+
+
+def send(url: str, base: str, data: bytes | None = None, headers: dict | None = None) -> Result:
+    """GET `url` (POST with `data`) at the API at `base`, asking for JSON, with the key when
+    one is set."""
+    headers = {"Accept": "application/json", **(headers or {})}
     if key := api_key():
-        request.add_header("X-API-Key", key)
+        headers["X-API-Key"] = key
     try:
+        request = urllib.request.Request(url, data, headers)
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             return Result("ok", status=response.status, body=_json(response.read()))
     except urllib.error.HTTPError as exc:
         with exc:
             body = _json(exc.read())
         return from_status(exc.code, body)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+    except UNREACHABLE as exc:
         return down(base, exc)
 
 

@@ -129,3 +129,15 @@ def test_errors_from_a_server_keep_its_body(status):
     with canned([(status, {"detail": "why", "origins": ["JFK", "EWR"]})]) as (url, _):
         r = client.get("/flights/UA/236/2013-08-15", base=url)
     assert r.status == status and r.body["detail"] == "why"
+
+
+@pytest.mark.parametrize("base", ["127.0.0.1:8000", "localhost"])
+def test_a_url_without_a_scheme_is_a_sentence_not_a_stack_trace(base):
+    """FD_API_URL or FD_PROMETHEUS_URL written without http://: urllib refuses to build the
+    request (ValueError), and the pages say so in words."""
+    from dashboard import alerts
+
+    result = client.get("/model", base=base)
+    assert result.kind == "down" and result.message.startswith(f"The API at {base} is not")
+    assert client.post("/predict", {}, base=base).kind == "down"
+    assert alerts.fetch(base).problem.startswith(f"Prometheus is not reachable at {base}")
