@@ -98,8 +98,11 @@ def drift_section(folder: Path) -> None:
         )
         return
     found = reports.drift_reports(folder)
-    for row in history:  # the report a row's check wrote, unless a later check replaced it
-        row["report"] = str(found[row["batch"]]) if row.get("batch") in found else "–"
+    latest: set[str] = set()  # a batch's report is its latest check's: earlier rows show –
+    for row in reversed(history):  # history.csv is in the order the checks ran
+        batch = row.get("batch")
+        row["report"] = str(found[batch]) if batch in found and batch not in latest else "–"
+        latest.add(batch)
     st.dataframe(history, hide_index=True)
     if not found:
         return
