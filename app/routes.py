@@ -321,10 +321,10 @@ def departures_board(
 def departure_row(row: BoardRow, predictions: Iterator[Prediction]) -> Departure:
     """A board row as the answer says it; a scheduled one takes the next prediction (the
     batch holds the scheduled rows in the board's order)."""
-    scored = {}
+    prediction = {}
     if row.features is not None:
         p = next(predictions)
-        scored = {
+        prediction = {
             "delay_probability": p.delay_probability,
             "delayed": p.delayed,
             "lead_hours": row.features.lead_hours,
@@ -339,7 +339,7 @@ def departure_row(row: BoardRow, predictions: Iterator[Prediction]) -> Departure
         status=row.status,
         departed=row.departed,
         dep_delay=row.dep_delay,
-        **scored,
+        **prediction,
     )
 
 
