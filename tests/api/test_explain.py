@@ -176,4 +176,5 @@ def test_the_smoke_card_shows_what_moves_the_score(
     card = smoke_pipeline.model_card(CFG.registry.model_name).read_text()
     assert f"over {len(test):,} test flights" in card
     largest = max(importance, key=importance.__getitem__)
-    assert f"| Group | Mean absolute contribution (logit) |\n|---|---|\n| {largest} |" in card
+    head = "| Group | Mean absolute contribution (logit) | |\n|---|---|---|\n"
+    assert f"{head}| {largest} | {importance[largest]:.4f} | {'█' * 20} |" in card
