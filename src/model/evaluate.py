@@ -95,10 +95,16 @@ def calibration_figure(y, scores: dict[str, np.ndarray], bins: int = ECE_BINS) -
 
 
 def importance_figure(names, gains: np.ndarray) -> Figure:
-    order = np.argsort(gains)
-    fig = Figure(figsize=(6, 6))
+    shares = dict(zip(names, (gains / gains.sum()).tolist(), strict=True))
+    return bar_figure(shares, "Share of total gain", "LightGBM feature importance")
+
+
+def bar_figure(values: dict[str, float], xlabel: str, title: str, height: float = 6) -> Figure:
+    """One horizontal bar a name, the largest at the top."""
+    names = sorted(values, key=values.__getitem__)
+    fig = Figure(figsize=(6, height))
     ax = fig.subplots()
-    ax.barh(np.asarray(names)[order], gains[order] / gains.sum())
-    ax.set(xlabel="Share of total gain", title="LightGBM feature importance")
+    ax.barh(names, [values[n] for n in names])
+    ax.set(xlabel=xlabel, title=title)
     fig.tight_layout()
     return fig

@@ -12,7 +12,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
@@ -22,6 +21,7 @@ from src.common.paths import MODEL_DATA, ROOT
 from src.common.schema import PREDICTION, REQUEST, REQUEST_FIELDS, TARGET
 from src.model import model as model_module
 from src.model.evaluate import (
+    bar_figure,
     calibration_figure,
     expected_calibration_error,
     importance_figure,
@@ -205,14 +205,6 @@ def log_explanations(model: FlightDelayModel, test: pd.DataFrame, seed: int) -> 
     importance = model.group_importance(request_columns(test))
     metrics = {CONTRIBUTION_METRIC + group_key(g): v for g, v in importance.items()}
     mlflow.log_metrics({**metrics, EXPLAINED_METRIC: len(test)})
-    mlflow.log_figure(contribution_figure(importance), "plots/contribution_importance.png")
-
-
-def contribution_figure(importance: dict[str, float]) -> Figure:
-    groups = sorted(importance, key=importance.__getitem__)
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    ax.barh(groups, [importance[g] for g in groups])
-    ax.set(xlabel="Mean |contribution| to the raw score (logit)", title="What moves the score")
-    fig.tight_layout()
-    return fig
+    xlabel = "Mean |contribution| to the raw score (logit)"
+    figure = bar_figure(importance, xlabel, "What moves the score", height=4)
+    mlflow.log_figure(figure, "plots/contribution_importance.png")
