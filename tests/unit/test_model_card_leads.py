@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 from src.registry.card import render_model_card
+from tests.unit.test_explain import CARD_META  # the card's other fields
 
-META = {
-    "name": "flight-delay",
-    "version": 4,
-    "alias": "champion",
-    "run_id": "r1",
-    "model_kind": "lightgbm",
-    "config_name": "default",
-    "config_hash": "abc",
-    "data_manifest_sha256": "d",
-    "raw_snapshot_sha256": "s",
-    "git_commit": "g",
-    "threshold": 0.3,
+META = CARD_META | {
     "metrics": {
         "test_roc_auc": 0.7512,
         # as MLflow hands them back: in name order, so 24h sorts before 2h
