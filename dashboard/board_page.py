@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import board, client, text
+from dashboard import board, client, flight_page, text
 
 ORIGINS = ("EWR", "JFK", "LGA")
 FOLLOW_S = 10  # how often a followed board asks again
@@ -101,12 +101,12 @@ def show_board() -> None:
     )
     picked = [i for i in event.selection.rows if i < len(rows)]
     if picked:
-        show_reasons(rows[picked[0]])
+        show_selected(rows[picked[0]])
     else:
         st.caption("Select a row for that flight's reasons.")
 
 
-def show_reasons(row: dict) -> None:
+def show_selected(row: dict) -> None:
     """The selected flight's reasons in words, asked once per flight and clock."""
     st.subheader(text.flight_title(row))
     if row["status"] != "scheduled":
@@ -123,8 +123,4 @@ def show_reasons(row: dict) -> None:
         st.error(why.message)
         return
     st.markdown(f"**{text.decision(why.body)}**")
-    reasons = text.reasons(why.body)
-    if reasons:
-        st.markdown("\n".join(f"- {r}" for r in reasons))
-    else:
-        st.caption("No explanation in the API's answer.")
+    flight_page.show_reasons(why.body)

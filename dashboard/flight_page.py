@@ -70,18 +70,25 @@ def show_flight(result: client.Result) -> None:
     )
     ages = answer.get("feature_age_s") or {}
     st.markdown("\n".join(f"- {text.age_in_words(v, s)}" for v, s in ages.items()))
-    why = text.reasons(answer)
-    if why:
-        st.markdown("**Why** (largest contributions to the score first):")
-        st.markdown("\n".join(f"- {r}" for r in why))
-    else:
-        st.caption("No explanation in the API's answer.")
+    show_reasons(answer, "**Why** (largest contributions to the score first):")
     if answer.get("features"):
         show_what_if(answer)
 
 
 def control_key(field: str) -> str:
     return f"what_if_{field}"
+
+
+def show_reasons(answer: dict, heading: str = "") -> None:
+    """The API answer's reasons in words, as a list under `heading`; a caption when it has
+    none (the board page shows a selected flight's the same way)."""
+    why = text.reasons(answer)
+    if not why:
+        st.caption("No explanation in the API's answer.")
+        return
+    if heading:
+        st.markdown(heading)
+    st.markdown("\n".join(f"- {r}" for r in why))
 
 
 def show_what_if(answer: dict) -> None:
