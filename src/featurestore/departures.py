@@ -103,7 +103,7 @@ def board_row(
     if left is None and sched >= at:
         found = features_at(store, keys, at)
         dest = found.record["dest"]
-        return BoardRow(carrier, flight, origin, dest, keys["sched_dep"], SCHEDULED, None, found)
+        return BoardRow(carrier, flight, origin, dest, found.sched_dep, SCHEDULED, None, found)
     dest = store.read_at(TIMETABLE, list(keys.values()), at)["dest"]
     status = OVERDUE if left is None else DEPARTED
-    return BoardRow(carrier, flight, origin, dest, keys["sched_dep"], status, left, None)
+    return BoardRow(carrier, flight, origin, dest, instant(sched), status, left, None)

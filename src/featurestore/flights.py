@@ -8,7 +8,7 @@ due and has not left (late or cancelled), has nothing left to predict."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -57,9 +57,8 @@ def flight_features(
     if origin is not None:
         found = [(o, sched) for o, sched in found if o == origin]
     name = f"{carrier} {number} on {day.isoformat()}" + (f" from {origin}" if origin else "")
-    clock = iso(instant(at))
     if not found:
-        raise FlightNotFound(f"no flight {name} in the timetable as of {clock}")
+        raise FlightNotFound(f"no flight {name} in the timetable as of {iso(instant(at))}")
     if len(found) > 1:
         each = " and ".join(f"from {o} at {local(sched):%H:%M}" for o, sched in found)
         choices = " or ".join(f"?origin={o}" for o, _ in found)
@@ -71,24 +70,26 @@ def flight_features(
     keys = flight_keys(carrier, number, origin, sched)
     left = departure_delay(store, keys, at)
     if left is not None:
-        departed = iso(keys["sched_dep"] + timedelta(minutes=left))
+        departed = iso(instant(sched) + timedelta(minutes=left))
         raise FlightConflict(
             f"{carrier} {number} from {origin} left at {departed} ({left:+g} min) before the "
-            f"store's clock {clock}: nothing to predict",
+            f"store's clock {iso(instant(at))}: nothing to predict",
             departed=departed,
             dep_delay=left,
         )
     if sched < at:
         raise FlightConflict(
-            f"{carrier} {number} from {origin} was due at {iso(keys['sched_dep'])} and "
-            f"has not left by the store's clock {clock} (late or cancelled): nothing to predict"
+            f"{carrier} {number} from {origin} was due at {iso(instant(sched))} and has not left by "
+            f"the store's clock {iso(instant(at))} (late or cancelled): nothing to predict"
         )
     return features_at(store, keys, at)
 
 
 def flight_keys(carrier: str, number: int, origin: str, sched: int) -> dict[str, Any]:
-    """A departure's entities, as the timetable (and the departure view) key it."""
-    return {"carrier": carrier, "flight": number, "origin": origin, "sched_dep": instant(sched)}
+    """A departure's entities, as the timetable (and the departure view) key it: the
+    scheduled departure in UTC nanoseconds, as the store holds it (a Timestamp would be
+    converted back on every read)."""
+    return {"carrier": carrier, "flight": number, "origin": origin, "sched_dep": sched}
 
 
 def departure_delay(store: OnlineStore, keys: dict[str, Any], at: int) -> float | None:
@@ -102,7 +103,7 @@ def features_at(store: OnlineStore, keys: dict[str, Any], at: int) -> FlightFeat
     """The departure `keys` (flight_keys) as a request record, with every feature view read
     at `at` (the store's clock) and the lead from `at` to its scheduled departure. The
     caller has checked that the flight is still to leave."""
-    sched = int(keys["sched_dep"].value)
+    sched = keys["sched_dep"]
     lead = (sched - at) / HOUR_NS
     sched_local = local(sched)
     known = lookup_at(store, keys, at) | {
@@ -115,15 +116,18 @@ def features_at(store: OnlineStore, keys: dict[str, Any], at: int) -> FlightFeat
     }
     return FlightFeatures(
         record={f: known.get(f) for f in API_REQUEST_FIELDS},
-        sched_dep=keys["sched_dep"],
+        sched_dep=instant(sched),
         as_of=instant(at),
         lead_hours=lead,
         ages_s={view: known[f"{view}_age_s"] for view in FEATURE_VIEWS},
     )
 
 
-def local(ns: int) -> pd.Timestamp:
-    return instant(ns).tz_convert(NEW_YORK)
+def local(ns: int) -> datetime:
+    """A UTC moment (nanoseconds) on New York's wall clock, to the second: a record's
+    date and time of day. A plain datetime: a Timestamp's tz_convert costs more, on every
+    request."""
+    return datetime.fromtimestamp(ns // 1_000_000_000, NEW_YORK)
 
 
 def iso(moment: pd.Timestamp) -> str:

@@ -13,7 +13,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,15 @@ def instant(ns: int) -> pd.Timestamp:
     return pd.Timestamp(ns, unit="ns", tz="UTC")
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def datetime_ns(moment: datetime) -> int:
+    """A datetime with a time zone as UTC nanoseconds, exactly, without building a pandas
+    Timestamp (GET /flights converts on every request)."""
+    return (moment - EPOCH) // timedelta(microseconds=1) * 1000
+
+
 def python_values(column: pd.Series, kind: str) -> list[Any]:
     """A column as Python values of its kind, None where missing."""
     if kind == "datetime":
@@ -79,10 +88,16 @@ def encode_key(view: FeatureView, entity_keys: Sequence[Any]) -> Row | None:
     """One entity's key as the store holds it; None if a part is missing (nothing to find)."""
     if len(entity_keys) != len(view.entities):
         raise PipelineError(f"view '{view.name}': key {entity_keys!r} is not {view.entities}")
-    if any(pd.isna(k) for k in entity_keys):
+    if any(missing(k) for k in entity_keys):
         return None
-    plain = [python_value(k) for k in entity_keys]
-    return tuple(key_part(view, k, kind) for k, kind in zip(plain, key_kinds(view), strict=True))
+    parts = zip(entity_keys, key_kinds(view), strict=True)
+    return tuple([key_part(view, python_value(k), kind) for k, kind in parts])
+
+
+def missing(value: Any) -> bool:
+    """pd.isna of one key part; a str or int, the usual parts, is never missing and is
+    answered without asking pandas."""
+    return not isinstance(value, str | int) and bool(pd.isna(value))
 
 
 def python_value(value: Any) -> Any:
@@ -94,7 +109,9 @@ def key_part(view: FeatureView, value: Any, kind: str) -> Any:
     """A key part in the one form both stores hold: a whole number as an int (a flight
     number read from a column with gaps comes as 1545.0, which Redis would spell apart)."""
     if kind == "datetime":
-        return nanoseconds(value)
+        # An int is a moment in the store's own form (UTC nanoseconds, as `scheduled` gives
+        # it back); bool is an int too, and no moment.
+        return value if type(value) is int else nanoseconds(value)
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
             raise PipelineError(f"view '{view.name}': key part {value!r} is not a whole number")
@@ -177,7 +194,7 @@ class OnlineStore(ABC):
         knows), in time order."""
         number = key_part(TIMETABLE, python_value(flight), "int")
         low, high = (
-            nanoseconds(datetime.combine(d, datetime.min.time(), NEW_YORK))
+            datetime_ns(datetime.combine(d, datetime.min.time(), NEW_YORK))
             for d in (day, day + timedelta(days=1))
         )
         rows = self.scheduled(carrier, number, low, high)
