@@ -62,8 +62,10 @@ async def get_service(request: Request) -> ModelService:
     return service
 
 
-def require_api_key(request: Request) -> None:
-    """X-API-Key must match FD_API_KEY when it is set (compared in constant time)."""
+async def require_api_key(request: Request) -> None:
+    """X-API-Key must match FD_API_KEY when it is set (compared in constant time). (async:
+    as a GET route's dependency, a plain function would cost each request a hop to the
+    thread pool.)"""
     expected = request.app.state.settings.api_key
     if expected is None:
         return
@@ -88,7 +90,7 @@ class Guarded(APIRoute):
         parse_and_answer = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
-            require_api_key(request)
+            await require_api_key(request)
             require_json(request)
             return await parse_and_answer(request)
 
@@ -155,19 +157,15 @@ async def prometheus(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-# One flight costs a fraction of a millisecond of CPU: scored on the event loop, since a
-# hop to the thread pool would cost about as much as the scoring.
-# exclude_unset: `explanation` is in an answer only when asked for (?explain=true). An
-# explanation costs milliseconds (TreeSHAP over every tree): computed in the thread pool.
+# One flight costs a fraction of a millisecond of CPU, its explanation (TreeSHAP over every
+# tree) about as much again: both on the event loop, since a hop to the thread pool would
+# cost about as much as the scoring.
+# exclude_unset: `explanation` is in an answer only when asked for (?explain=true).
 @predictions.post("/predict", response_model_exclude_unset=True)
 async def predict(
     flight: Flight, request: Request, svc: Service, explain: ExplainFlag = False
 ) -> PredictionResponse:
-    if explain:
-        return await run_in_threadpool(
-            scored, svc, flight.model_dump(), request.state.request_id, True
-        )
-    return scored(svc, flight.model_dump(), request.state.request_id)
+    return scored(svc, flight.model_dump(), request.state.request_id, explain)
 
 
 EXPLAIN_TOP_K = 3  # the reasons an explanation gives
@@ -178,16 +176,17 @@ def scored(
 ) -> PredictionResponse:
     """One flight (API_REQUEST fields) scored, counted and logged under `request_id` (set
     by app.middleware.ObserveAndLimit); explained by the same model when `explain`."""
-    p, champ = svc.predict_one(record, request_id)
-    delayed = p >= svc.threshold
-    metrics.count_predictions(champ.version, int(delayed), 1)
     extra = {}
     if explain:
         try:
-            why = champ.model.explain_one(record, EXPLAIN_TOP_K)
+            p, why, champ = svc.predict_and_explain_one(record, request_id, EXPLAIN_TOP_K)
         except NotExplainable as exc:
             raise HTTPException(501, f"no explanation: {exc}") from None
         extra["explanation"] = Explanation.model_validate(why.as_dict())
+    else:
+        p, champ = svc.predict_one(record, request_id)
+    delayed = p >= svc.threshold
+    metrics.count_predictions(champ.version, int(delayed), 1)
     return PredictionResponse(
         request_id=request_id,
         delay_probability=p,
@@ -202,11 +201,10 @@ def scored(
 FLIGHT_PROBLEMS = {code: {"model": FlightProblem} for code in (404, 409, 503)}
 
 
-# On the event loop when the store is an open SQLite file and no explanation is asked: its
-# reads of a local file take about as long as the scoring, and the hop to the thread pool
-# cost a quarter of the route's requests/s (docs/feature-store.md). Redis reads are network
-# round trips, opening the store imports pandas, and an explanation costs about a
-# millisecond: those run in the thread pool.
+# On the event loop when the store is an open SQLite file: its reads of a local file take
+# about as long as the scoring, and the hop to the thread pool cost a quarter of the route's
+# requests/s (docs/feature-store.md). Redis reads are network round trips and opening the
+# store imports pandas: those run in the thread pool.
 @router.get(
     "/flights/{carrier}/{number}/{day}",
     response_model=FlightPrediction,
@@ -228,7 +226,7 @@ async def flight_by_number(
     store holds at its clock (`python -m src.feed` fills it); with `features`, answer the
     record scored too, for a caller's what-if through POST /predict."""
     args = (request, svc, carrier, number, day, origin, explain, features)
-    if explain or not request.app.state.online_store.reads_locally:
+    if not request.app.state.online_store.reads_locally:
         return await run_in_threadpool(flight_answer, *args)
     return flight_answer(*args)
 

@@ -205,6 +205,14 @@ class FlightDelayModel:
         """One flight given as a record (as predict_one takes it)."""
         return self.explain({name: [record.get(name)] for name in REQUEST_FIELDS}, top_k)[0]
 
+    def predict_and_explain_one(self, record: dict, top_k: int = 3) -> tuple[float, Explanation]:
+        """predict_one's probability with explain_one's explanation, the trees walked once:
+        the contributions sum to the raw score, and the binary objective's probability is
+        its sigmoid (then the calibrator)."""
+        why = self.explain_one(record, top_k)
+        p = 1 / (1 + np.exp(-np.array([why.raw_score])))
+        return float(self._calibrated(p)[0]), why
+
     def _calibrated(self, p: np.ndarray) -> np.ndarray:
         return p if self.calibrator is None else self.calibrator.apply(p)
 

@@ -18,6 +18,7 @@ from src.serving.prediction_log import PredictionLogger, Probabilities
 
 if TYPE_CHECKING:
     from src.model.features import Columns
+    from src.model.model import Explanation
     from src.serving.watcher import AliasWatcher
 
 # on_swap(role, old, new): a model changed in a role (new is None: the challenger removed).
@@ -94,6 +95,16 @@ class ModelService:
         proba = champ.model.predict_one(record)
         self._log(request_id, champ, {k: [v] for k, v in record.items()}, [proba])
         return proba, champ
+
+    def predict_and_explain_one(
+        self, record: dict[str, Any], request_id: str, top_k: int
+    ) -> tuple[float, Explanation, LoadedModel]:
+        """predict_one with the flight's `top_k` reasons, logged the same: (probability,
+        explanation, model). NotExplainable for a model without contributions."""
+        champ = self.loaded_champion()
+        proba, why = champ.model.predict_and_explain_one(record, top_k)
+        self._log(request_id, champ, {k: [v] for k, v in record.items()}, [proba])
+        return proba, why, champ
 
     def predict_many(self, cols: Columns, request_id: str) -> tuple[np.ndarray, LoadedModel]:
         """Flights as columns (each API_REQUEST field -> its values), logged under

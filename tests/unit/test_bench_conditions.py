@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections import namedtuple
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -406,12 +407,13 @@ def test_flight_paths_use_the_new_york_date(monkeypatch):
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
-    seen: list = []
+    """Records each request in its server's `seen`: one server per wrk run, so a request
+    still being answered when a run ends cannot land in the next run's record."""
 
     def answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
-        Recorder.seen.append((self.command, self.path, body))
+        self.server.seen.append((self.command, self.path, body))  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -423,26 +425,31 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
-def test_wrk_script_gets_the_files_paths_or_posts_its_bodies(tmp_path):
-    """benchmarks/wrk_report.lua: with GET, each line is a path, sent in turn, no body; else
-    each line is a JSON body POSTed to the URL's path."""
+def recorded_wrk(path: str, lines: Path, method: str = "POST") -> tuple[dict, list]:
+    """serving.run_wrk (1 connection, 2 s) against a recording server on 127.0.0.1: (wrk's
+    figures, the requests the server saw)."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    paths = ["/flights/UA/236/2013-08-15?origin=EWR", "/flights/B6/5/2013-08-15"]
-    (tmp_path / "paths").write_text("".join(p + "\n" for p in paths))
-    (tmp_path / "bodies").write_text('{"a": 1}\n{"a": 2}\n')
     try:
-        got = serving.run_wrk(base + "/", tmp_path / "paths", 1, 2, "GET")
-        gets, Recorder.seen = Recorder.seen, []
-        posted = serving.run_wrk(base + "/predict", tmp_path / "bodies", 1, 2)
-        posts = Recorder.seen
+        url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+        return serving.run_wrk(url, lines, 1, 2, method), server.seen  # type: ignore[attr-defined]
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
+def test_wrk_script_gets_the_files_paths_or_posts_its_bodies(tmp_path):
+    """benchmarks/wrk_report.lua: with GET, each line is a path, sent in turn, no body; else
+    each line is a JSON body POSTed to the URL's path."""
+    paths = ["/flights/UA/236/2013-08-15?origin=EWR", "/flights/B6/5/2013-08-15"]
+    (tmp_path / "paths").write_text("".join(p + "\n" for p in paths))
+    (tmp_path / "bodies").write_text('{"a": 1}\n{"a": 2}\n')
+    got, gets = recorded_wrk("/", tmp_path / "paths", "GET")
+    posted, posts = recorded_wrk("/predict", tmp_path / "bodies")
     assert got["requests"] >= 2 and got["errors"] == 0
     assert {(m, b) for m, _, b in gets} == {("GET", "")} and {p for _, p, _ in gets} == set(paths)
     assert posted["requests"] >= 2 and {m for m, _, _ in posts} == {"POST"}

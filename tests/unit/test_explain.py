@@ -167,6 +167,20 @@ def test_explain_one_equals_explain_of_the_same_flight(fast, processed_slice):
     assert len(fast.explain_one(record, 9).reasons) == 9  # every group
 
 
+@pytest.mark.parametrize("path", ["plain", "fast"])
+@pytest.mark.parametrize("calibrator", [None, PlattCalibrator(a=0.5, b=-1.0)])
+def test_predict_and_explain_one_scores_as_predict_one(path, calibrator, request, processed_slice):
+    """The API's explained flight takes its probability from the contributions' sum: the
+    same probability as predict_one, and the same explanation as explain_one."""
+    model: FlightDelayModel = request.getfixturevalue(path)
+    model = FlightDelayModel(model.state, model.estimator, model.kind, calibrator)
+    rows = processed_slice.iloc[TRAIN_ROWS : TRAIN_ROWS + 100][list(REQUEST_FIELDS)]
+    for record in rows.astype(object).where(rows.notna(), None).to_dict("records"):
+        p, why = model.predict_and_explain_one(record, 3)
+        assert p == pytest.approx(model.predict_one(record), abs=1e-12)
+        assert why == model.explain_one(record, 3)
+
+
 def test_a_calibrator_leaves_the_explanation_on_the_raw_score(plain, cols, raw_score):
     calibrated = FlightDelayModel(
         plain.state, plain.estimator, plain.kind, PlattCalibrator(a=0.5, b=-1.0)
