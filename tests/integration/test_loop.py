@@ -1,6 +1,6 @@
 """`make loop` on the smoke slice (initial champion on January, February and March replayed):
-a real server, the cycle in its own process, the real registry untouched; two replays make
-identical decisions; the sensitivity table, which replays the cycle's own policy step
+a real server, the cycle in its own process, the real registry untouched; a second replay
+decides February alike; the sensitivity table, which replays the cycle's own policy step
 (src/monitoring/policy.py `policy_step`) in memory, agrees with the real replay."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from tests.integration.support import ARGS, CFG
 pytestmark = pytest.mark.slow
 
 
-def replay(paths, *extra: str) -> dict:
-    assert simulate.main([*ARGS, "--months", "2", "3", *extra]) == 0
+def replay(paths, months: tuple[str, ...], *extra: str) -> dict:
+    assert simulate.main([*ARGS, "--months", *months, *extra]) == 0
     return json.loads(paths.loop_file("decisions.json").read_text())
 
 
@@ -41,20 +41,23 @@ def two_values_each() -> tuple:
 
 @pytest.fixture(scope="module")
 def replays(smoke_pipeline):
-    """Two replays (the first with the sensitivity table), and what they must leave alone."""
+    """Two replays, and what they must leave alone: February and March with the sensitivity
+    table, and February alone again (a month is what a second replay must decide alike:
+    March repeats its code, at the cost of another serve and cycle)."""
     name = CFG.registry.model_name
     before = (champion_of(smoke_pipeline, name), smoke_pipeline.alias_history(name).read_bytes())
-    second = replay(smoke_pipeline, "--no-sensitivity")
+    second = replay(smoke_pipeline, ("2",), "--no-sensitivity")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(simulate, "VARIATIONS", two_values_each())
-        first = replay(smoke_pipeline)
+        first = replay(smoke_pipeline, ("2", "3"))
     after = (champion_of(smoke_pipeline, name), smoke_pipeline.alias_history(name).read_bytes())
     return first, second, before, after
 
 
-def test_two_replays_decide_alike(replays):
+def test_a_second_replay_decides_alike(replays):
     first, second, _, _ = replays
-    assert first == second
+    assert [m["month"] for m in second["months"]] == [2]
+    assert second["months"][0] == first["months"][0]
 
 
 def test_each_month_is_served_then_cycled(replays, smoke_pipeline):

@@ -157,9 +157,10 @@ def ambiguous(store) -> tuple[str, int, str, list[str]]:
     """A carrier's flight number that leaves two New York airports on one day."""
     table = store["timetable"]
     day = table["sched_dep"].dt.tz_convert("America/New_York").dt.strftime("%Y-%m-%d")
-    origins = table.groupby(["carrier", "flight", day])["origin"].agg(lambda o: sorted(set(o)))
-    carrier, flight, date = origins[origins.map(len) == 2].index[0]
-    return carrier, int(flight), date, origins[(carrier, flight, date)]
+    counts = table.groupby(["carrier", "flight", day])["origin"].nunique()
+    carrier, flight, date = counts[counts == 2].index[0]
+    same = (table["carrier"] == carrier) & (table["flight"] == flight) & (day == date)
+    return carrier, int(flight), date, sorted(set(table.loc[same, "origin"]))
 
 
 def test_keys_naming_no_departure_or_two_are_rejected_and_the_rest_scored(tmp_path, sample, store):

@@ -136,6 +136,7 @@ TEXTS = st.one_of(
 )
 
 
+@pytest.mark.slow  # hundreds of generated cases: the whole suite's, not the quick tier's
 @settings(max_examples=400, deadline=None)
 @given(text=TEXTS, field=st.sampled_from(["distance", "temp"]))
 def test_text_is_a_number_by_one_rule_in_the_api_and_the_batch_job(text, field):
@@ -145,6 +146,7 @@ def test_text_is_a_number_by_one_rule_in_the_api_and_the_batch_job(text, field):
     assert checked.ok.tolist() == [not api_refuses(record)], checked.rejects[REJECT_REASON]
 
 
+@pytest.mark.slow  # hundreds of generated cases: the whole suite's, not the quick tier's
 @settings(max_examples=200, deadline=None)
 @given(texts=st.lists(TEXTS, min_size=1, max_size=4))
 def test_a_csv_column_arrow_reads_is_checked_as_the_rule_reads_it(texts):
