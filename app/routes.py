@@ -201,8 +201,8 @@ def scored(
 FLIGHT_PROBLEMS = {code: {"model": FlightProblem} for code in (404, 409, 503)}
 
 
-# On the event loop when the store is an open SQLite file: its reads of a local file take
-# about as long as the scoring, and the hop to the thread pool cost a quarter of the route's
+# On the event loop when the store is an open SQLite file: its reads of a local file cost
+# less than the scoring, and the hop to the thread pool cost a quarter of the route's
 # requests/s (docs/feature-store.md). Redis reads are network round trips and opening the
 # store imports pandas: those run in the thread pool.
 @router.get(
