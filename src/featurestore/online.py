@@ -45,8 +45,16 @@ def field_kinds(view: FeatureView) -> list[str]:
     return [c.kind for c in view.fields]
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def nanoseconds(moment: Any) -> int:
-    """A UTC instant (a Timestamp, or text such as 2013-06-01T12:00Z) as UTC nanoseconds."""
+    """A UTC instant (a Timestamp or datetime with a time zone, or text such as
+    2013-06-01T12:00Z) as UTC nanoseconds."""
+    if type(moment) is datetime and moment.tzinfo is not None:
+        # Exact without building a Timestamp (GET /flights converts on every request); a
+        # Timestamp, a datetime subclass, keeps its nanoseconds through pandas below.
+        return (moment - EPOCH) // timedelta(microseconds=1) * 1000
     stamp = pd.Timestamp(moment)
     if stamp.tzinfo is None:
         raise PipelineError(f"moment {moment!r}: not a UTC instant (no time zone)")
@@ -55,15 +63,6 @@ def nanoseconds(moment: Any) -> int:
 
 def instant(ns: int) -> pd.Timestamp:
     return pd.Timestamp(ns, unit="ns", tz="UTC")
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def datetime_ns(moment: datetime) -> int:
-    """A datetime with a time zone as UTC nanoseconds, exactly, without building a pandas
-    Timestamp (GET /flights converts on every request)."""
-    return (moment - EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def python_values(column: pd.Series, kind: str) -> list[Any]:
@@ -194,7 +193,7 @@ class OnlineStore(ABC):
         knows), in time order."""
         number = key_part(TIMETABLE, python_value(flight), "int")
         low, high = (
-            datetime_ns(datetime.combine(d, datetime.min.time(), NEW_YORK))
+            nanoseconds(datetime.combine(d, datetime.min.time(), NEW_YORK))
             for d in (day, day + timedelta(days=1))
         )
         rows = self.scheduled(carrier, number, low, high)

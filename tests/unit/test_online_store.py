@@ -8,6 +8,7 @@ tests/integration/test_online_store.py."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,9 @@ from src import feed as feed_stage
 from src.common.errors import PipelineError
 from src.common.schema import WEATHER
 from src.featurestore.offline import as_of
-from src.featurestore.online import chunk_ends, encode_key, feed, lookup
+from src.featurestore.online import chunk_ends, encode_key, feed, lookup, nanoseconds
 from src.featurestore.online_sqlite import SQLiteStore
-from src.featurestore.views import VIEWS
+from src.featurestore.views import NEW_YORK, VIEWS
 
 
 def utc(*moments: str) -> pd.DatetimeIndex:
@@ -83,6 +84,25 @@ def test_the_clock_persists_across_reopening_and_never_goes_back(tmp_path):
         store.advance("2013-03-05T12:00Z")
     with SQLiteStore(path) as store:
         assert store.clock == pd.Timestamp("2013-03-05T13:00Z")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2013, 3, 10, 1, 59, 59, 999_999, NEW_YORK),  # the hour before DST starts
+        datetime(2013, 3, 10, 3, 0, tzinfo=NEW_YORK),
+        datetime(2013, 11, 3, 1, 30, fold=1, tzinfo=NEW_YORK),  # the repeated hour, second
+        datetime(1969, 12, 31, 23, 0, 0, 1, NEW_YORK),  # before the epoch
+    ],
+)
+def test_a_zoned_datetime_is_the_nanoseconds_pandas_gives(moment):
+    """nanoseconds() reads a plain datetime without pandas: the same instant, exactly."""
+    assert nanoseconds(moment) == pd.Timestamp(moment).value
+    assert (
+        nanoseconds(pd.Timestamp(moment) + pd.Timedelta(1, "ns")) == pd.Timestamp(moment).value + 1
+    )
+    with pytest.raises(PipelineError, match="not a UTC instant"):
+        nanoseconds(moment.replace(tzinfo=None))
 
 
 def test_reads_refuse_what_the_store_cannot_answer(store):
