@@ -28,6 +28,7 @@ from src.common.io import write_json
 from src.common.logs import setup_logging
 from src.common.paths import SPLITS, get_paths
 from src.data.processed import load_processed
+from src.model.features import request_records
 from src.model.fit import early_stopped, score, with_lightgbm
 from src.model.model import FlightDelayModel
 
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
     test = splits["test"]
     served = test[test["lead_hours"] == cfg.split.served_lead_hours]
     sample = served.sample(args.flights, random_state=cfg.seed)
-    records = sample.astype(object).where(sample.notna(), None).to_dict("records")
+    records = request_records(sample)
     models, rows = {}, []
     for recipe in RECIPES:
         start = time.perf_counter()

@@ -24,6 +24,7 @@ from src.model.features import (
     fit_state,
     group_key,
     request_columns,
+    request_records,
 )
 from src.model.fit import fit_logistic
 from src.model.model import (
@@ -174,8 +175,7 @@ def test_predict_and_explain_one_scores_as_predict_one(path, calibrator, request
     same probability as predict_one, and the same explanation as explain_one."""
     model: FlightDelayModel = request.getfixturevalue(path)
     model = FlightDelayModel(model.state, model.estimator, model.kind, calibrator)
-    rows = processed_slice.iloc[TRAIN_ROWS : TRAIN_ROWS + 100][list(REQUEST_FIELDS)]
-    for record in rows.astype(object).where(rows.notna(), None).to_dict("records"):
+    for record in request_records(processed_slice.iloc[TRAIN_ROWS : TRAIN_ROWS + 100]):
         p, why = model.predict_and_explain_one(record, 3)
         assert p == pytest.approx(model.predict_one(record), abs=1e-12)
         assert why == model.explain_one(record, 3)
